@@ -1,0 +1,50 @@
+//! Writes a tiny diffusers-layout Stable Diffusion folder with deterministic weights.
+//!
+//! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--prediction epsilon|v] [--seed N]`
+
+use std::path::PathBuf;
+use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut dir = None;
+    let mut kind = TinyKind::Epsilon;
+    let mut seed = 0u64;
+    let usage = "usage: make_tiny_model <dir> [--prediction epsilon|v] [--seed N]";
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--prediction" => {
+                kind = match args.next().as_deref() {
+                    Some("epsilon") => TinyKind::Epsilon,
+                    Some("v") | Some("v_prediction") => TinyKind::V,
+                    other => fail(&format!("unknown prediction {other:?}; {usage}")),
+                }
+            }
+            "--seed" => {
+                seed = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| fail(usage))
+            }
+            "-h" | "--help" => {
+                println!("{usage}");
+                return;
+            }
+            _ if dir.is_none() && !a.starts_with('-') => dir = Some(PathBuf::from(a)),
+            _ => fail(usage),
+        }
+    }
+    let dir = dir.unwrap_or_else(|| fail(usage));
+    if let Err(e) = write_tiny_model(&dir, kind, seed) {
+        fail(&e.to_string());
+    }
+    println!(
+        "wrote tiny {kind:?} model (seed {seed}) to {}",
+        dir.display()
+    );
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(2)
+}

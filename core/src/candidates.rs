@@ -1,0 +1,124 @@
+//! Stage I: candidates by SDEdit-style img2img at several strengths and seeds.
+//!
+//! All strengths of one backbone share the same timestep grid; a strength only decides
+//! where its candidate joins. So at each timestep every candidate that has started goes
+//! through the UNet together, in batches of at most `max_batch` rows (both CFG halves
+//! count): 15 candidates cost about as many model calls as the strongest one alone.
+
+use crate::diffusion::scheduler::Ddim;
+use crate::diffusion::{cfg_output, Backbone, Prompts};
+use crate::error::Result;
+use crate::noise::NoiseStream;
+use crate::progress::Ticker;
+use candle_core::Tensor;
+
+/// How one candidate was made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateSpec {
+    /// Index of the backbone in the engine.
+    pub backbone: usize,
+    /// img2img strength.
+    pub strength: f64,
+    /// Which of the job's seeds (0-based).
+    pub seed_index: usize,
+    /// The noise seed actually used.
+    pub seed: u64,
+}
+
+/// Sampler settings shared by all candidates.
+#[derive(Clone, Debug)]
+pub struct SamplerSettings {
+    /// Scheduler steps of the full schedule (img2img runs a suffix of it).
+    pub steps: usize,
+    /// Classifier-free guidance scale.
+    pub cfg_scale: f64,
+    /// DDIM eta (0 = deterministic sampler).
+    pub eta: f64,
+    /// Most latents per model call, CFG halves included (>= 2).
+    pub max_batch: usize,
+}
+
+/// Model calls the batched loop makes for these start indices.
+pub fn model_calls(starts: &[usize], steps: usize, per_call: usize) -> usize {
+    (0..steps)
+        .map(|i| {
+            starts
+                .iter()
+                .filter(|&&s| s <= i)
+                .count()
+                .div_ceil(per_call.max(1))
+        })
+        .sum()
+}
+
+/// Latents per model call given the row cap and guidance.
+pub fn per_call(settings: &SamplerSettings) -> usize {
+    if settings.cfg_scale == 1.0 {
+        settings.max_batch.max(1)
+    } else {
+        (settings.max_batch / 2).max(1)
+    }
+}
+
+/// Runs img2img for every spec from the clean latent `z0` (1, C, h, w); returns the final
+/// latents in spec order. `noise` is the job's candidate stream; candidate `k` uses child
+/// `k`. Ticks `ticker` once per model call.
+pub(crate) fn img2img_batched(
+    backbone: &dyn Backbone,
+    z0: &Tensor,
+    specs: &[(usize, u64)],
+    strengths: &[f64],
+    prompts: &Prompts,
+    settings: &SamplerSettings,
+    ticker: &mut Ticker,
+) -> Result<Vec<Tensor>> {
+    let sched = backbone.scheduler();
+    let n = settings.steps;
+    let ts = sched.timesteps(n)?;
+    let starts: Vec<usize> = strengths
+        .iter()
+        .map(|s| Ddim::img2img_start(n, *s))
+        .collect::<Result<_>>()?;
+    let streams: Vec<NoiseStream> = specs
+        .iter()
+        .map(|&(_, seed)| NoiseStream::new(seed, 1))
+        .collect();
+    let shape = z0.dims().to_vec();
+    let mut latents: Vec<Tensor> = starts
+        .iter()
+        .zip(&streams)
+        .map(|(&s, stream)| {
+            if s >= n {
+                Ok(z0.clone())
+            } else {
+                let eps = stream.tensor(&shape, z0.device())?;
+                sched.add_noise(z0, &eps, ts[s])
+            }
+        })
+        .collect::<Result<_>>()?;
+    let per = per_call(settings);
+    for (i, &t) in ts.iter().enumerate() {
+        let active: Vec<usize> = (0..specs.len()).filter(|&k| starts[k] <= i).collect();
+        for chunk in active.chunks(per) {
+            ticker.check()?;
+            let refs: Vec<&Tensor> = chunk.iter().map(|&k| &latents[k]).collect();
+            let x = Tensor::cat(&refs, 0)?;
+            let out = cfg_output(backbone, &x, t, prompts, settings.cfg_scale)?;
+            let noise = if settings.eta > 0.0 {
+                let parts: Vec<Tensor> = chunk
+                    .iter()
+                    .map(|&k| streams[k].child(1 + i as u64).tensor(&shape, z0.device()))
+                    .collect::<Result<_>>()?;
+                Some(Tensor::cat(&parts, 0)?)
+            } else {
+                None
+            };
+            let next = sched.step(&out, t, n, &x, settings.eta, noise.as_ref())?;
+            for (j, &k) in chunk.iter().enumerate() {
+                latents[k] = next.narrow(0, j, 1)?;
+            }
+            ticker.tick();
+        }
+    }
+    Ok(latents)
+}

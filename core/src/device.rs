@@ -1,0 +1,115 @@
+//! Device and precision selection. GPU backends are compiled in only with the `cuda` or
+//! `metal` features; a default build is CPU-only.
+
+use crate::error::{Error, Result};
+use candle_core::{DType, Device};
+
+/// Where the engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// CUDA device 0 if compiled in and present, else Metal if compiled in, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// A CUDA device by ordinal.
+    Cuda(usize),
+    /// A Metal device by ordinal.
+    Metal(usize),
+}
+
+/// The compute precision of the UNet and text encoder (the VAE runs in f32 unless bf16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+    /// bfloat16 (GPU only: candle's CPU matmul lacks it).
+    Bf16,
+}
+
+impl Precision {
+    /// The candle dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// Backends compiled into this build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backends {
+    /// Always true.
+    pub cpu: bool,
+    /// The `cuda` feature.
+    pub cuda: bool,
+    /// The `metal` feature.
+    pub metal: bool,
+}
+
+/// Which backends this build has.
+pub fn compiled_backends() -> Backends {
+    Backends {
+        cpu: true,
+        cuda: cfg!(feature = "cuda"),
+        metal: cfg!(feature = "metal"),
+    }
+}
+
+/// Opens the chosen device.
+pub fn open(choice: DeviceChoice) -> Result<Device> {
+    let unavailable =
+        |what: &str, e: String| Error::option("device", format!("{what} is not available: {e}"));
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda(i) => {
+            if !cfg!(feature = "cuda") {
+                return Err(Error::option(
+                    "device",
+                    "this build has no CUDA support (rebuild with --features cuda)",
+                ));
+            }
+            Device::new_cuda(i).map_err(|e| unavailable("CUDA", e.to_string()))
+        }
+        DeviceChoice::Metal(i) => {
+            if !cfg!(feature = "metal") {
+                return Err(Error::option(
+                    "device",
+                    "this build has no Metal support (rebuild with --features metal)",
+                ));
+            }
+            Device::new_metal(i).map_err(|e| unavailable("Metal", e.to_string()))
+        }
+        DeviceChoice::Auto => {
+            if cfg!(feature = "cuda") {
+                if let Ok(d) = Device::new_cuda(0) {
+                    return Ok(d);
+                }
+            }
+            if cfg!(feature = "metal") {
+                if let Ok(d) = Device::new_metal(0) {
+                    return Ok(d);
+                }
+            }
+            Ok(Device::Cpu)
+        }
+    }
+}
+
+/// The precision to use: the requested one (checked against the device), or f32 on the CPU
+/// and f16 on GPUs.
+pub fn resolve_precision(device: &Device, requested: Option<Precision>) -> Result<DType> {
+    match (requested, device.is_cpu()) {
+        (Some(Precision::Bf16), true) => Err(Error::option(
+            "precision",
+            "bf16 is not supported on the CPU; use f32 or f16",
+        )),
+        (Some(p), _) => Ok(p.dtype()),
+        (None, true) => Ok(DType::F32),
+        (None, false) => Ok(DType::F16),
+    }
+}

@@ -1,0 +1,164 @@
+//! transformers' `CLIPTextModel` (SD's text encoder). Own implementation because SD 2.x's
+//! OpenCLIP encoder uses exact GELU, which candle's CLIP text model cannot express.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+fn act() -> String {
+    "quick_gelu".into()
+}
+fn eps() -> f64 {
+    1e-5
+}
+fn positions() -> usize {
+    77
+}
+
+/// The fields of `text_encoder/config.json` this implementation reads.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClipTextConfig {
+    /// Token vocabulary size.
+    pub vocab_size: usize,
+    /// Width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Encoder layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Maximum sequence length (77).
+    #[serde(default = "positions")]
+    pub max_position_embeddings: usize,
+    /// `quick_gelu` (OpenAI CLIP, SD 1.x) or `gelu` (OpenCLIP, SD 2.x).
+    #[serde(default = "act")]
+    pub hidden_act: String,
+    /// LayerNorm epsilon.
+    #[serde(default = "eps")]
+    pub layer_norm_eps: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    QuickGelu,
+    Gelu,
+}
+
+#[derive(Debug)]
+struct EncoderLayer {
+    ln1: LayerNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+/// The text transformer.
+#[derive(Debug)]
+pub struct ClipTextModel {
+    config: ClipTextConfig,
+    token: Embedding,
+    position: Embedding,
+    layers: Vec<EncoderLayer>,
+    final_ln: LayerNorm,
+    act: Activation,
+}
+
+impl ClipTextModel {
+    /// Builds the encoder; `vb` is rooted at the file (tensors under `text_model.`).
+    pub fn new(vb: VarBuilder, config: ClipTextConfig) -> Result<Self> {
+        let act = match config.hidden_act.as_str() {
+            "quick_gelu" => Activation::QuickGelu,
+            "gelu" => Activation::Gelu,
+            other => candle_core::bail!("unsupported text encoder activation {other:?}"),
+        };
+        if config.hidden_size % config.num_attention_heads != 0 {
+            candle_core::bail!("hidden_size not divisible by num_attention_heads");
+        }
+        let vb = vb.pp("text_model");
+        let (h, e) = (config.hidden_size, config.layer_norm_eps);
+        let emb = vb.pp("embeddings");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let l = vb.pp("encoder.layers").pp(i);
+                Ok(EncoderLayer {
+                    ln1: candle_nn::layer_norm(h, e, l.pp("layer_norm1"))?,
+                    q: candle_nn::linear(h, h, l.pp("self_attn.q_proj"))?,
+                    k: candle_nn::linear(h, h, l.pp("self_attn.k_proj"))?,
+                    v: candle_nn::linear(h, h, l.pp("self_attn.v_proj"))?,
+                    out: candle_nn::linear(h, h, l.pp("self_attn.out_proj"))?,
+                    ln2: candle_nn::layer_norm(h, e, l.pp("layer_norm2"))?,
+                    fc1: candle_nn::linear(h, config.intermediate_size, l.pp("mlp.fc1"))?,
+                    fc2: candle_nn::linear(config.intermediate_size, h, l.pp("mlp.fc2"))?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            token: candle_nn::embedding(config.vocab_size, h, emb.pp("token_embedding"))?,
+            position: candle_nn::embedding(
+                config.max_position_embeddings,
+                h,
+                emb.pp("position_embedding"),
+            )?,
+            final_ln: candle_nn::layer_norm(h, e, vb.pp("final_layer_norm"))?,
+            layers,
+            act,
+            config,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ClipTextConfig {
+        &self.config
+    }
+
+    /// `last_hidden_state` (B, L, hidden) for token ids (B, L), with the causal mask.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, len) = ids.dims2()?;
+        let dev = ids.device();
+        let pos = Tensor::arange(0u32, len as u32, dev)?;
+        let mut x = self
+            .token
+            .forward(ids)?
+            .broadcast_add(&self.position.forward(&pos)?)?;
+        let mask = causal_mask(len, x.dtype(), dev)?;
+        let heads = self.config.num_attention_heads;
+        let d = self.config.hidden_size / heads;
+        for l in &self.layers {
+            let r = x.clone();
+            let h = l.ln1.forward(&x)?;
+            let split = |t: Tensor| -> Result<Tensor> {
+                t.reshape((b, len, heads, d))?.transpose(1, 2)?.contiguous()
+            };
+            let q = split((l.q.forward(&h)? * (1.0 / (d as f64).sqrt()))?)?;
+            let k = split(l.k.forward(&h)?)?;
+            let v = split(l.v.forward(&h)?)?;
+            let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
+            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let a = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, len, heads * d))?;
+            x = (l.out.forward(&a)? + r)?;
+            let r = x.clone();
+            let h = l.fc1.forward(&l.ln2.forward(&x)?)?;
+            let h = match self.act {
+                Activation::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
+                Activation::Gelu => h.gelu_erf()?,
+            };
+            x = (l.fc2.forward(&h)? + r)?;
+        }
+        self.final_ln.forward(&x)
+    }
+}
+
+fn causal_mask(len: usize, dtype: DType, dev: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = (0..len)
+        .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(v, (1, 1, len, len), dev)?.to_dtype(dtype)
+}

@@ -1,0 +1,155 @@
+//! Building blocks shared by the UNet and the VAE, written on candle-nn primitives under
+//! diffusers' tensor names (`norm1`, `conv1`, `time_emb_proj`, `to_q`, ...).
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+
+/// A 2-D convolution with bias and "same"-style padding for odd kernels.
+pub fn conv(
+    vb: VarBuilder,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<Conv2d> {
+    let cfg = Conv2dConfig {
+        padding: pad,
+        stride,
+        ..Default::default()
+    };
+    candle_nn::conv2d(cin, cout, k, cfg, vb)
+}
+
+/// GroupNorm with weight and bias.
+pub fn group_norm(vb: VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<GroupNorm> {
+    if groups == 0 || channels % groups != 0 {
+        candle_core::bail!(
+            "{channels} channels cannot be split into {groups} groups ({})",
+            vb.prefix()
+        );
+    }
+    candle_nn::group_norm(groups, channels, eps, vb)
+}
+
+/// diffusers' `ResnetBlock2D` (time-embedding projection optional: the VAE has none).
+#[derive(Debug)]
+pub struct ResnetBlock {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    time_emb_proj: Option<Linear>,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock {
+    /// Loads a block mapping `cin` to `cout` channels.
+    pub fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        temb: Option<usize>,
+        groups: usize,
+        eps: f64,
+    ) -> Result<Self> {
+        Ok(Self {
+            norm1: group_norm(vb.pp("norm1"), groups, cin, eps)?,
+            conv1: conv(vb.pp("conv1"), cin, cout, 3, 1, 1)?,
+            time_emb_proj: temb
+                .map(|t| candle_nn::linear(t, cout, vb.pp("time_emb_proj")))
+                .transpose()?,
+            norm2: group_norm(vb.pp("norm2"), groups, cout, eps)?,
+            conv2: conv(vb.pp("conv2"), cout, cout, 3, 1, 1)?,
+            conv_shortcut: (cin != cout)
+                .then(|| conv(vb.pp("conv_shortcut"), cin, cout, 1, 1, 0))
+                .transpose()?,
+        })
+    }
+
+    /// `x`: (B, C, H, W); `temb`: (B, T) when the block has a time projection.
+    pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let h = match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(t)) => {
+                let t = proj.forward(&t.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
+                h.broadcast_add(&t)?
+            }
+            _ => h,
+        };
+        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let skip = match &self.conv_shortcut {
+            Some(c) => c.forward(x)?,
+            None => x.clone(),
+        };
+        skip + h
+    }
+}
+
+/// Scaled dot-product attention on (B, N, heads*dim) inputs, returning the same layout.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, n, c) = q.dims3()?;
+    let m = k.dim(1)?;
+    let d = c / heads;
+    let split = |x: &Tensor, len: usize| -> Result<Tensor> {
+        x.reshape((b, len, heads, d))?.transpose(1, 2)?.contiguous()
+    };
+    let (q, k, v) = (split(q, n)?, split(k, m)?, split(v, m)?);
+    let q = (q * (1.0 / (d as f64).sqrt()))?;
+    let scores = q.matmul(&k.t()?)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))
+}
+
+/// diffusers' `Attention` as used by the UNet's transformer blocks: bias-free q/k/v,
+/// `to_out.0` with bias; `context` defaults to `x` (self-attention).
+#[derive(Debug)]
+pub struct CrossAttention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+}
+
+impl CrossAttention {
+    /// `dim` query width, `context_dim` key/value width, `inner = heads * head_dim`.
+    pub fn new(
+        vb: VarBuilder,
+        dim: usize,
+        context_dim: usize,
+        heads: usize,
+        inner: usize,
+        qkv_bias: bool,
+    ) -> Result<Self> {
+        let lin = |i, o, name: &str| {
+            if qkv_bias {
+                candle_nn::linear(i, o, vb.pp(name))
+            } else {
+                candle_nn::linear_no_bias(i, o, vb.pp(name))
+            }
+        };
+        Ok(Self {
+            to_q: lin(dim, inner, "to_q")?,
+            to_k: lin(context_dim, inner, "to_k")?,
+            to_v: lin(context_dim, inner, "to_v")?,
+            to_out: candle_nn::linear(inner, dim, vb.pp("to_out").pp("0"))?,
+            heads,
+        })
+    }
+
+    /// `x`: (B, N, dim); `context`: (B, M, context_dim).
+    pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let ctx = context.unwrap_or(x);
+        let q = self.to_q.forward(x)?;
+        let k = self.to_k.forward(ctx)?;
+        let v = self.to_v.forward(ctx)?;
+        self.to_out.forward(&attention(&q, &k, &v, self.heads)?)
+    }
+}
+
+/// Splits the last dimension in two halves.
+pub fn chunk2_last(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let n = x.dim(D::Minus1)? / 2;
+    Ok((x.narrow(D::Minus1, 0, n)?, x.narrow(D::Minus1, n, n)?))
+}

@@ -1,0 +1,347 @@
+//! A Stable Diffusion 1.x / 2.x backbone loaded from a diffusers-layout folder, exactly as
+//! Hub repos ship it: `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`,
+//! `scheduler/`, with f32 or f16 safetensors (`.fp16` variants too) or sharded indexes.
+
+use super::clip_text::{ClipTextConfig, ClipTextModel};
+use super::scheduler::Ddim;
+use super::tokenizer::ClipTokenizer;
+use super::unet::{UNet, UNetConfig};
+use super::vae::{Vae, VaeConfig};
+use super::Backbone;
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+/// Which weight files to prefer when a folder has both f32 and `.fp16` files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// The `.fp16` files when computing in f16/bf16, else the f32 ones; whichever exists.
+    #[default]
+    Auto,
+    /// Only the plain (usually f32) files.
+    Plain,
+    /// Only the `.fp16` files.
+    Fp16,
+}
+
+/// A loaded SD 1.x / 2.x model.
+pub struct StableDiffusion {
+    name: String,
+    root: PathBuf,
+    unet: UNet,
+    vae: Vae,
+    text: ClipTextModel,
+    tokenizer: ClipTokenizer,
+    scheduler: Ddim,
+    device: Device,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for StableDiffusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StableDiffusion")
+            .field("root", &self.root)
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    if !path.exists() {
+        return Err(Error::MissingFile {
+            path: path.into(),
+            hint: "every component folder of a diffusers model has a config.json".into(),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The weight files of one component (`base` = `diffusion_pytorch_model` or `model`).
+pub fn weight_files(
+    dir: &Path,
+    base: &str,
+    variant: Variant,
+    dtype: DType,
+) -> Result<Vec<PathBuf>> {
+    let want_fp16 = match variant {
+        Variant::Auto => dtype != DType::F32,
+        Variant::Fp16 => true,
+        Variant::Plain => false,
+    };
+    let plain = dir.join(format!("{base}.safetensors"));
+    let fp16 = dir.join(format!("{base}.fp16.safetensors"));
+    let mut order = if want_fp16 {
+        vec![fp16, plain]
+    } else {
+        vec![plain, fp16]
+    };
+    if variant != Variant::Auto {
+        order.truncate(1);
+    }
+    if let Some(p) = order.iter().find(|p| p.exists()) {
+        return Ok(vec![p.clone()]);
+    }
+    // Sharded checkpoints: `<base>[.fp16].safetensors.index.json` lists the shards.
+    for single in &order {
+        let index = PathBuf::from(format!("{}.index.json", single.display()));
+        if index.exists() {
+            let j: serde_json::Value = read_config(&index)?;
+            let mut files: Vec<PathBuf> = j
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::InvalidFile {
+                    path: index.clone(),
+                    reason: "no weight_map".into(),
+                })?
+                .values()
+                .filter_map(|v| v.as_str())
+                .map(|f| dir.join(f))
+                .collect();
+            files.sort();
+            files.dedup();
+            return Ok(files);
+        }
+    }
+    Err(Error::MissingFile {
+        path: order[0].clone(),
+        hint: format!(
+            "no safetensors weights in {} (.bin/.ckpt checkpoints are not supported; use a diffusers repo with safetensors)",
+            dir.display()
+        ),
+    })
+}
+
+fn load_component<T>(
+    dir: &Path,
+    component: &str,
+    base: &str,
+    variant: Variant,
+    device: &Device,
+    dtype: DType,
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<T>,
+) -> Result<T> {
+    let files = weight_files(dir, base, variant, dtype)?;
+    let err = |reason: String| Error::Weights {
+        component: component.into(),
+        path: if files.len() == 1 {
+            files[0].clone()
+        } else {
+            dir.to_path_buf()
+        },
+        reason,
+    };
+    // SAFETY: the files are memory-mapped read-only; we never write to them and the
+    // mapping lives only while the VarBuilder copies tensors out of it.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
+        .map_err(|e| err(e.to_string()))?;
+    build(vb).map_err(|e| err(e.to_string()))
+}
+
+impl StableDiffusion {
+    /// Loads every component from `root` onto `device`, computing in `dtype`.
+    pub fn load(root: &Path, device: &Device, dtype: DType, variant: Variant) -> Result<Self> {
+        let index = root.join("model_index.json");
+        if !root.is_dir() {
+            return Err(Error::MissingFile {
+                path: root.into(),
+                hint: "the model folder does not exist".into(),
+            });
+        }
+        let idx: serde_json::Value = read_config(&index)?;
+        if let Some(class) = idx.get("_class_name").and_then(|c| c.as_str()) {
+            if class.contains("XL") || class.contains("3") || class.contains("Flux") {
+                return Err(Error::Unsupported {
+                    path: index,
+                    reason: format!(
+                        "{class}: only Stable Diffusion 1.x / 2.x pipelines are supported"
+                    ),
+                });
+            }
+        }
+        let unet_cfg: UNetConfig = read_config(&root.join("unet/config.json"))?;
+        if let Some(reason) = unet_cfg.unsupported() {
+            return Err(Error::Unsupported {
+                path: root.join("unet/config.json"),
+                reason,
+            });
+        }
+        let vae_cfg: VaeConfig = read_config(&root.join("vae/config.json"))?;
+        let text_cfg: ClipTextConfig = read_config(&root.join("text_encoder/config.json"))?;
+        if text_cfg.hidden_size != unet_cfg.cross_attention_dim {
+            return Err(Error::Unsupported {
+                path: root.join("text_encoder/config.json"),
+                reason: format!(
+                    "text width {} differs from the UNet's cross_attention_dim {}",
+                    text_cfg.hidden_size, unet_cfg.cross_attention_dim
+                ),
+            });
+        }
+        if vae_cfg.latent_channels != unet_cfg.in_channels {
+            return Err(Error::Unsupported {
+                path: root.join("vae/config.json"),
+                reason: "VAE latent channels differ from the UNet's input channels".into(),
+            });
+        }
+        let sched_path = ["scheduler/scheduler_config.json", "scheduler/config.json"]
+            .iter()
+            .map(|p| root.join(p))
+            .find(|p| p.exists())
+            .ok_or_else(|| Error::MissingFile {
+                path: root.join("scheduler/scheduler_config.json"),
+                hint: "the scheduler config holds the noise schedule and prediction type".into(),
+            })?;
+        let scheduler = Ddim::from_config_file(&sched_path)?;
+        let tokenizer =
+            ClipTokenizer::from_folder(&root.join("tokenizer"), text_cfg.max_position_embeddings)?;
+        let unet = load_component(
+            &root.join("unet"),
+            "unet",
+            "diffusion_pytorch_model",
+            variant,
+            device,
+            dtype,
+            |vb| UNet::new(vb, unet_cfg),
+        )?;
+        // The VAE runs in f32 unless bf16 was asked for: SD's VAE overflows in f16
+        // (diffusers' `force_upcast`).
+        let vae_dtype = if dtype == DType::F16 {
+            DType::F32
+        } else {
+            dtype
+        };
+        let vae = load_component(
+            &root.join("vae"),
+            "vae",
+            "diffusion_pytorch_model",
+            variant,
+            device,
+            vae_dtype,
+            |vb| Vae::new(vb, vae_cfg),
+        )?;
+        let text = load_component(
+            &root.join("text_encoder"),
+            "text_encoder",
+            "model",
+            variant,
+            device,
+            dtype,
+            |vb| ClipTextModel::new(vb, text_cfg),
+        )?;
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        Ok(Self {
+            name,
+            root: root.into(),
+            unet,
+            vae,
+            text,
+            tokenizer,
+            scheduler,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// The UNet.
+    pub fn unet(&self) -> &UNet {
+        &self.unet
+    }
+    /// The VAE.
+    pub fn vae(&self) -> &Vae {
+        &self.vae
+    }
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+    /// The text encoder.
+    pub fn text_encoder(&self) -> &ClipTextModel {
+        &self.text
+    }
+    /// The folder the model was loaded from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Backbone for StableDiffusion {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn pad_multiple(&self) -> usize {
+        self.vae.config().latent_factor() * (1 << (self.unet.config().block_out_channels.len() - 1))
+    }
+    fn vae_factor(&self) -> usize {
+        self.vae.config().latent_factor()
+    }
+    fn latent_channels(&self) -> usize {
+        self.vae.config().latent_channels
+    }
+    fn native_size(&self) -> usize {
+        let f = self.vae.config().latent_factor();
+        self.unet
+            .config()
+            .sample_size
+            .map(|s| s * f)
+            .or(self.vae.config().sample_size)
+            .unwrap_or(512)
+    }
+    fn scheduler(&self) -> &Ddim {
+        &self.scheduler
+    }
+
+    fn encode_prompt(&self, prompt: &str) -> Result<Tensor> {
+        let ids = self.tokenizer.encode(prompt);
+        let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
+        Ok(self.text.forward(&ids)?.to_dtype(self.dtype)?)
+    }
+
+    fn encode(&self, image: &Tensor) -> Result<Tensor> {
+        let cfg = self.vae.config();
+        let x = image.to_device(&self.device)?.to_dtype(self.vae_dtype())?;
+        let mean = self.vae.encode_mean(&x)?.to_dtype(DType::F32)?;
+        let shifted = match cfg.shift_factor {
+            Some(s) => (mean - s)?,
+            None => mean,
+        };
+        Ok((shifted * cfg.scaling_factor)?)
+    }
+
+    fn decode(&self, latent: &Tensor) -> Result<Tensor> {
+        let cfg = self.vae.config();
+        let mut z = (latent / cfg.scaling_factor)?;
+        if let Some(s) = cfg.shift_factor {
+            z = (z + s)?;
+        }
+        let img = self.vae.decode(&z.to_dtype(self.vae_dtype())?)?;
+        Ok(img.to_dtype(DType::F32)?.clamp(-1f32, 1f32)?)
+    }
+
+    fn model_output(&self, x: &Tensor, t: i64, context: &Tensor) -> Result<Tensor> {
+        let out = self
+            .unet
+            .forward(&x.to_dtype(self.dtype)?, t as f64, context)?;
+        Ok(out.to_dtype(DType::F32)?)
+    }
+}
+
+impl StableDiffusion {
+    fn vae_dtype(&self) -> DType {
+        if self.dtype == DType::F16 {
+            DType::F32
+        } else {
+            self.dtype
+        }
+    }
+}

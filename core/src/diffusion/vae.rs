@@ -1,0 +1,291 @@
+//! diffusers' `AutoencoderKL` (the SD VAE). Written here for two reasons: TTPO needs the
+//! posterior MEAN, which candle keeps private, and the config (groups, depth) must be read
+//! from the folder rather than assumed.
+
+use super::layers::{attention, conv, group_norm, ResnetBlock};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+fn three() -> usize {
+    3
+}
+fn groups32() -> usize {
+    32
+}
+fn sf() -> f64 {
+    0.18215
+}
+fn yes() -> bool {
+    true
+}
+
+/// The fields of `vae/config.json` this implementation reads.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VaeConfig {
+    /// Image channels in.
+    #[serde(default = "three")]
+    pub in_channels: usize,
+    /// Image channels out.
+    #[serde(default = "three")]
+    pub out_channels: usize,
+    /// Width per level.
+    pub block_out_channels: Vec<usize>,
+    /// ResNets per encoder level (decoder levels have one more).
+    pub layers_per_block: usize,
+    /// Latent channels (4 for SD).
+    pub latent_channels: usize,
+    /// GroupNorm groups.
+    #[serde(default = "groups32")]
+    pub norm_num_groups: usize,
+    /// Latents are multiplied by this after encoding (0.18215 for SD 1/2).
+    #[serde(default = "sf")]
+    pub scaling_factor: f64,
+    /// Subtracted before scaling (absent for SD 1/2).
+    #[serde(default)]
+    pub shift_factor: Option<f64>,
+    /// Whether the 1x1 quant convolutions exist.
+    #[serde(default = "yes")]
+    pub use_quant_conv: bool,
+    /// Whether post_quant_conv exists.
+    #[serde(default = "yes")]
+    pub use_post_quant_conv: bool,
+    /// Whether the mid blocks have attention.
+    #[serde(default = "yes")]
+    pub mid_block_add_attention: bool,
+    /// Native image size.
+    #[serde(default)]
+    pub sample_size: Option<usize>,
+}
+
+impl VaeConfig {
+    /// Pixels per latent element along each axis: `2^(levels - 1)`.
+    pub fn latent_factor(&self) -> usize {
+        1 << (self.block_out_channels.len().saturating_sub(1))
+    }
+}
+
+/// The VAE's single-head self-attention over pixels, with its own GroupNorm.
+#[derive(Debug)]
+struct PixelAttention {
+    norm: GroupNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+}
+
+impl PixelAttention {
+    fn new(vb: VarBuilder, ch: usize, groups: usize) -> Result<Self> {
+        Ok(Self {
+            norm: group_norm(vb.pp("group_norm"), groups, ch, 1e-6)?,
+            q: candle_nn::linear(ch, ch, vb.pp("to_q"))?,
+            k: candle_nn::linear(ch, ch, vb.pp("to_k"))?,
+            v: candle_nn::linear(ch, ch, vb.pp("to_v"))?,
+            out: candle_nn::linear(ch, ch, vb.pp("to_out.0"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let t = self
+            .norm
+            .forward(x)?
+            .flatten_from(2)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let a = attention(
+            &self.q.forward(&t)?,
+            &self.k.forward(&t)?,
+            &self.v.forward(&t)?,
+            1,
+        )?;
+        let o = self
+            .out
+            .forward(&a)?
+            .transpose(1, 2)?
+            .reshape((b, c, h, w))?;
+        o + x
+    }
+}
+
+#[derive(Debug)]
+struct Mid {
+    res0: ResnetBlock,
+    attn: Option<PixelAttention>,
+    res1: ResnetBlock,
+}
+
+impl Mid {
+    fn new(vb: VarBuilder, ch: usize, cfg: &VaeConfig) -> Result<Self> {
+        let g = cfg.norm_num_groups;
+        Ok(Self {
+            res0: ResnetBlock::new(vb.pp("resnets.0"), ch, ch, None, g, 1e-6)?,
+            attn: cfg
+                .mid_block_add_attention
+                .then(|| PixelAttention::new(vb.pp("attentions.0"), ch, g))
+                .transpose()?,
+            res1: ResnetBlock::new(vb.pp("resnets.1"), ch, ch, None, g, 1e-6)?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = self.res0.forward(x, None)?;
+        if let Some(a) = &self.attn {
+            h = a.forward(&h)?;
+        }
+        self.res1.forward(&h, None)
+    }
+}
+
+#[derive(Debug)]
+struct Level {
+    resnets: Vec<ResnetBlock>,
+    resample: Option<Conv2d>,
+}
+
+/// Encoder + decoder.
+#[derive(Debug)]
+pub struct Vae {
+    config: VaeConfig,
+    enc_in: Conv2d,
+    enc_levels: Vec<Level>,
+    enc_mid: Mid,
+    enc_norm: GroupNorm,
+    enc_out: Conv2d,
+    quant: Option<Conv2d>,
+    post_quant: Option<Conv2d>,
+    dec_in: Conv2d,
+    dec_mid: Mid,
+    dec_levels: Vec<Level>,
+    dec_norm: GroupNorm,
+    dec_out: Conv2d,
+}
+
+impl Vae {
+    /// Builds the VAE from `vb` (rooted at the VAE's tensors).
+    pub fn new(vb: VarBuilder, config: VaeConfig) -> Result<Self> {
+        let cfg = &config;
+        let ch = &cfg.block_out_channels;
+        if ch.is_empty() {
+            candle_core::bail!("vae block_out_channels is empty");
+        }
+        let n = ch.len();
+        let g = cfg.norm_num_groups;
+        let lat = cfg.latent_channels;
+        let e = vb.pp("encoder");
+        let mut enc_levels = Vec::new();
+        let mut cin = ch[0];
+        for (i, &cout) in ch.iter().enumerate() {
+            let vbb = e.pp("down_blocks").pp(i);
+            let resnets = (0..cfg.layers_per_block)
+                .map(|j| {
+                    ResnetBlock::new(
+                        vbb.pp("resnets").pp(j),
+                        if j == 0 { cin } else { cout },
+                        cout,
+                        None,
+                        g,
+                        1e-6,
+                    )
+                })
+                .collect::<Result<_>>()?;
+            // Stride-2 conv with no padding; the (0, 1, 0, 1) padding is added in forward.
+            let resample = (i + 1 < n)
+                .then(|| conv(vbb.pp("downsamplers.0.conv"), cout, cout, 3, 2, 0))
+                .transpose()?;
+            enc_levels.push(Level { resnets, resample });
+            cin = cout;
+        }
+        let d = vb.pp("decoder");
+        let rev: Vec<usize> = ch.iter().rev().copied().collect();
+        let mut dec_levels = Vec::new();
+        let mut prev = rev[0];
+        for (i, &cout) in rev.iter().enumerate() {
+            let vbb = d.pp("up_blocks").pp(i);
+            let resnets = (0..=cfg.layers_per_block)
+                .map(|j| {
+                    ResnetBlock::new(
+                        vbb.pp("resnets").pp(j),
+                        if j == 0 { prev } else { cout },
+                        cout,
+                        None,
+                        g,
+                        1e-6,
+                    )
+                })
+                .collect::<Result<_>>()?;
+            let resample = (i + 1 < n)
+                .then(|| conv(vbb.pp("upsamplers.0.conv"), cout, cout, 3, 1, 1))
+                .transpose()?;
+            dec_levels.push(Level { resnets, resample });
+            prev = cout;
+        }
+        Ok(Self {
+            enc_in: conv(e.pp("conv_in"), cfg.in_channels, ch[0], 3, 1, 1)?,
+            enc_levels,
+            enc_mid: Mid::new(e.pp("mid_block"), ch[n - 1], cfg)?,
+            enc_norm: group_norm(e.pp("conv_norm_out"), g, ch[n - 1], 1e-6)?,
+            enc_out: conv(e.pp("conv_out"), ch[n - 1], 2 * lat, 3, 1, 1)?,
+            quant: cfg
+                .use_quant_conv
+                .then(|| conv(vb.pp("quant_conv"), 2 * lat, 2 * lat, 1, 1, 0))
+                .transpose()?,
+            post_quant: cfg
+                .use_post_quant_conv
+                .then(|| conv(vb.pp("post_quant_conv"), lat, lat, 1, 1, 0))
+                .transpose()?,
+            dec_in: conv(d.pp("conv_in"), lat, rev[0], 3, 1, 1)?,
+            dec_mid: Mid::new(d.pp("mid_block"), rev[0], cfg)?,
+            dec_levels,
+            dec_norm: group_norm(d.pp("conv_norm_out"), g, ch[0], 1e-6)?,
+            dec_out: conv(d.pp("conv_out"), ch[0], cfg.out_channels, 3, 1, 1)?,
+            config,
+        })
+    }
+
+    /// The config the VAE was built from.
+    pub fn config(&self) -> &VaeConfig {
+        &self.config
+    }
+
+    /// The posterior mean (unscaled) of images in [-1, 1], (B, 3, H, W) with H and W
+    /// multiples of the latent factor.
+    pub fn encode_mean(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = self.enc_in.forward(x)?;
+        for level in &self.enc_levels {
+            for r in &level.resnets {
+                h = r.forward(&h, None)?;
+            }
+            if let Some(ds) = &level.resample {
+                h = ds.forward(&h.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?)?;
+            }
+        }
+        h = self.enc_mid.forward(&h)?;
+        h = self.enc_out.forward(&self.enc_norm.forward(&h)?.silu()?)?;
+        if let Some(q) = &self.quant {
+            h = q.forward(&h)?;
+        }
+        // The first half of the moments is the mean; the log-variance half is not needed.
+        h.narrow(1, 0, self.config.latent_channels)
+    }
+
+    /// Decodes unscaled latents to images in (roughly) [-1, 1].
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let mut h = match &self.post_quant {
+            Some(p) => p.forward(z)?,
+            None => z.clone(),
+        };
+        h = self.dec_in.forward(&h)?;
+        h = self.dec_mid.forward(&h)?;
+        for level in &self.dec_levels {
+            for r in &level.resnets {
+                h = r.forward(&h, None)?;
+            }
+            if let Some(us) = &level.resample {
+                let (_, _, hh, ww) = h.dims4()?;
+                h = us.forward(&h.upsample_nearest2d(hh * 2, ww * 2)?)?;
+            }
+        }
+        self.dec_out.forward(&self.dec_norm.forward(&h)?.silu()?)
+    }
+}

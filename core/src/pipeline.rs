@@ -1,0 +1,586 @@
+//! The job API every adapter wraps: load models once into an [`Engine`]; a [`Job`] takes an
+//! input image and [`Options`]; generate candidates → read them with scores → choose
+//! (automatically or by index) → refine. Candidates are kept, so changing the choice and
+//! refining again does not recompute them.
+
+use crate::candidates::{img2img_batched, model_calls, per_call, CandidateSpec, SamplerSettings};
+use crate::device::{self, DeviceChoice, Precision};
+use crate::diffusion::scheduler::Ddim;
+use crate::diffusion::sd::{StableDiffusion, Variant};
+use crate::diffusion::{Backbone, Prompts};
+use crate::error::{Error, Result};
+use crate::guidance::{guided_denoise, RefineParams, RefineStart, Targets};
+use crate::image::{Image, PadMode};
+use crate::noise::NoiseStream;
+use crate::preference::{score_all, Fusion, Metric, Scores};
+use crate::progress::{CancelToken, Progress, Stage, Ticker};
+use crate::quality;
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The default quality prompt of the reproduction.
+pub const DEFAULT_PROMPT: &str = "Cinematic, high-contrast, photo-realistic, 8k, ultra HD, meticulous detailing, hyper sharpness, perfect without deformations.";
+
+/// How to load an engine.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// Device choice.
+    pub device: DeviceChoice,
+    /// Precision; `None` = f32 on the CPU, f16 on GPUs.
+    pub precision: Option<Precision>,
+    /// Which weight files to prefer.
+    pub variant: Variant,
+}
+
+/// Loaded models, shared by any number of jobs (and threads).
+pub struct Engine {
+    backbones: Vec<Box<dyn Backbone>>,
+    device: Device,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.backbones.iter().map(|b| b.name()).collect();
+        f.debug_struct("Engine")
+            .field("backbones", &names)
+            .field("dtype", &self.dtype)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Loads one SD 1.x / 2.x backbone per folder (the first is also used for Stage III).
+    pub fn load<P: AsRef<Path>>(folders: &[P], config: &EngineConfig) -> Result<Self> {
+        if folders.is_empty() {
+            return Err(Error::option(
+                "model",
+                "at least one model folder is needed",
+            ));
+        }
+        let device = device::open(config.device)?;
+        let dtype = device::resolve_precision(&device, config.precision)?;
+        let backbones = folders
+            .iter()
+            .map(|f| {
+                Ok(Box::new(StableDiffusion::load(
+                    f.as_ref(),
+                    &device,
+                    dtype,
+                    config.variant,
+                )?) as Box<dyn Backbone>)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            backbones,
+            device,
+            dtype,
+        })
+    }
+
+    /// An engine over already-built backbones.
+    pub fn from_backbones(backbones: Vec<Box<dyn Backbone>>) -> Result<Self> {
+        let first = backbones
+            .first()
+            .ok_or_else(|| Error::option("model", "at least one backbone is needed"))?;
+        let device = first.device().clone();
+        Ok(Self {
+            backbones,
+            device,
+            dtype: DType::F32,
+        })
+    }
+
+    /// The backbones.
+    pub fn backbones(&self) -> &[Box<dyn Backbone>] {
+        &self.backbones
+    }
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    /// The compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+}
+
+/// Everything a job can be told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Prompt for both the candidates and the refinement.
+    pub prompt: String,
+    /// Negative prompt (the unconditional branch of CFG).
+    pub negative_prompt: String,
+    /// img2img strengths of Stage I, each in [0, 1].
+    pub strengths: Vec<f64>,
+    /// Seeds per strength (candidate seeds are `seed`, `seed + 1`, ...).
+    pub seeds_per_strength: usize,
+    /// The job seed: all randomness derives from it.
+    pub seed: u64,
+    /// Scheduler steps of Stage I.
+    pub steps: usize,
+    /// Classifier-free guidance scale (1 disables CFG).
+    pub cfg_scale: f64,
+    /// DDIM eta for Stage I.
+    pub eta: f64,
+    /// Most latents per model call, CFG halves included.
+    pub max_batch: usize,
+    /// Score fusion.
+    pub fusion: Fusion,
+    /// Metric names; empty = the default set for what is available.
+    pub metrics: Vec<String>,
+    /// BRISQUE model file (the LIVE `allmodel`), enabling `brisque`.
+    pub brisque_model: Option<PathBuf>,
+    /// Stage III.
+    pub refine: RefineParams,
+    /// Border extension to the latent multiple.
+    pub pad_mode: PadMode,
+    /// Largest input (width x height) processed in one piece.
+    pub max_pixels: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            prompt: DEFAULT_PROMPT.into(),
+            negative_prompt: String::new(),
+            strengths: vec![0.10, 0.15, 0.20, 0.25, 0.30],
+            seeds_per_strength: 1,
+            seed: 0,
+            steps: 50,
+            cfg_scale: 7.5,
+            eta: 0.0,
+            max_batch: 8,
+            fusion: Fusion::ZScore,
+            metrics: Vec::new(),
+            brisque_model: None,
+            refine: RefineParams::default(),
+            pad_mode: PadMode::Reflect,
+            max_pixels: 1024 * 1024,
+        }
+    }
+}
+
+impl Options {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<()> {
+        if self.strengths.is_empty() {
+            return Err(Error::option(
+                "strengths",
+                "at least one strength is needed",
+            ));
+        }
+        for &s in &self.strengths {
+            Ddim::img2img_start(self.steps.max(1), s)?;
+        }
+        if self.seeds_per_strength == 0 || self.seeds_per_strength > 64 {
+            return Err(Error::option("seeds_per_strength", "must be in 1..=64"));
+        }
+        if self.steps == 0 || self.steps > 1000 {
+            return Err(Error::option(
+                "steps",
+                format!("must be in 1..=1000, got {}", self.steps),
+            ));
+        }
+        if !self.cfg_scale.is_finite() || self.cfg_scale < 0.0 {
+            return Err(Error::option("cfg_scale", "must be finite and >= 0"));
+        }
+        if !self.eta.is_finite() || !(0.0..=1.0).contains(&self.eta) {
+            return Err(Error::option("eta", "must be in [0, 1]"));
+        }
+        if self.max_batch == 0 {
+            return Err(Error::option("max_batch", "must be at least 1"));
+        }
+        if self.max_pixels == 0 {
+            return Err(Error::option("max_pixels", "must be positive"));
+        }
+        self.refine.validate()
+    }
+}
+
+/// One candidate of Stage I (index 0 is the input itself).
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// How it was made; `None` for the input.
+    pub spec: Option<CandidateSpec>,
+    /// The image, at the input's size.
+    pub image: Image,
+}
+
+/// Wall seconds per stage of the last run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Stage I (encode, img2img, decode).
+    pub candidates: f64,
+    /// Stage II.
+    pub scoring: f64,
+    /// Stage III (encodes, guided sampling, decode).
+    pub refine: f64,
+}
+
+/// Which candidates guide Stage III.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The metrics' argmax / argmin.
+    Auto,
+    /// Explicit indices into the candidate list (a human choice).
+    Given {
+        /// The preferred candidate.
+        preferred: usize,
+        /// The dispreferred candidate.
+        dispreferred: usize,
+    },
+}
+
+/// One refinement job on one image.
+pub struct Job {
+    engine: Arc<Engine>,
+    input: Image,
+    options: Options,
+    metrics: Vec<Box<dyn Metric>>,
+    cancel: CancelToken,
+    canvas: (usize, usize),
+    prompts: Vec<Option<Prompts>>,
+    z_r: Option<Tensor>,
+    candidates: Vec<Candidate>,
+    scores: Option<Scores>,
+    choice: Option<(usize, usize)>,
+    timings: Timings,
+}
+
+impl Job {
+    /// Validates the input and options. Nothing heavy happens until a stage runs.
+    pub fn new(engine: Arc<Engine>, input: Image, options: Options) -> Result<Self> {
+        options.validate()?;
+        let (w, h) = (input.width(), input.height());
+        if w.saturating_mul(h) > options.max_pixels {
+            return Err(Error::InvalidImage(format!(
+                "{w}x{h} is larger than the {} pixels processed in one piece; downscale the image or raise max_pixels (memory grows with the square of the size)",
+                options.max_pixels
+            )));
+        }
+        let first = &engine.backbones[0];
+        let m = engine
+            .backbones
+            .iter()
+            .map(|b| b.pad_multiple())
+            .fold(1, lcm);
+        let native = engine
+            .backbones
+            .iter()
+            .map(|b| b.native_size())
+            .max()
+            .unwrap_or(0);
+        let side = |v: usize| v.max(native).div_ceil(m) * m;
+        let canvas = (side(w), side(h));
+        tracing::debug!(?canvas, backbone = first.name(), "job canvas");
+        let metrics = quality::build_metrics(&options)?;
+        let n = engine.backbones.len();
+        Ok(Self {
+            engine,
+            input,
+            options,
+            metrics,
+            cancel: CancelToken::new(),
+            canvas,
+            prompts: vec![None; n],
+            z_r: None,
+            candidates: Vec::new(),
+            scores: None,
+            choice: None,
+            timings: Timings::default(),
+        })
+    }
+
+    /// A token that cancels this job from any thread.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+    /// The input image.
+    pub fn input(&self) -> &Image {
+        &self.input
+    }
+    /// Replaces the metric set (e.g. with caller-defined metrics).
+    pub fn set_metrics(&mut self, metrics: Vec<Box<dyn Metric>>) {
+        self.metrics = metrics;
+        self.scores = None;
+    }
+    /// The candidates (empty before [`Job::generate_candidates`]).
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+    /// The scores (after [`Job::generate_candidates`]).
+    pub fn scores(&self) -> Option<&Scores> {
+        self.scores.as_ref()
+    }
+    /// The current choice (preferred, dispreferred).
+    pub fn choice(&self) -> Option<(usize, usize)> {
+        self.choice
+    }
+    /// Stage times of the last runs.
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+    /// The working canvas (padded width, height).
+    pub fn canvas(&self) -> (usize, usize) {
+        self.canvas
+    }
+
+    fn padded_tensor(&self, img: &Image) -> Result<Tensor> {
+        img.pad_to(self.canvas.0, self.canvas.1, self.options.pad_mode)
+            .to_tensor(&self.engine.device)
+    }
+
+    fn prompts(&mut self, b: usize) -> Result<Prompts> {
+        if self.prompts[b].is_none() {
+            let bb = &self.engine.backbones[b];
+            self.prompts[b] = Some(Prompts::encode(
+                bb.as_ref(),
+                &self.options.prompt,
+                &self.options.negative_prompt,
+            )?);
+        }
+        Ok(self.prompts[b].clone().expect("just set"))
+    }
+
+    fn settings(&self) -> SamplerSettings {
+        SamplerSettings {
+            steps: self.options.steps,
+            cfg_scale: self.options.cfg_scale,
+            eta: self.options.eta,
+            max_batch: self.options.max_batch,
+        }
+    }
+
+    /// Stage I and II: makes every candidate, then scores them. `progress` is called on
+    /// this thread at least once per model call.
+    pub fn generate_candidates(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
+        self.cancel.check()?;
+        let start = Instant::now();
+        let o = &self.options;
+        let n_strengths = o.strengths.len();
+        let per_backbone = n_strengths * o.seeds_per_strength;
+        let settings = self.settings();
+        let starts: Vec<usize> = o
+            .strengths
+            .iter()
+            .map(|&s| Ddim::img2img_start(o.steps, s))
+            .collect::<Result<_>>()?;
+        let all_starts: Vec<usize> = starts
+            .iter()
+            .flat_map(|&s| std::iter::repeat_n(s, o.seeds_per_strength))
+            .collect();
+        let calls = model_calls(&all_starts, o.steps, per_call(&settings));
+        let nb = self.engine.backbones.len();
+        let total = nb * (1 + calls + per_backbone);
+        let mut report: &mut dyn FnMut(&Progress) = progress;
+        let cancel = self.cancel.clone();
+        let mut ticker = Ticker::new(Stage::Candidates, total, &cancel, &mut report)?;
+        let input_t = self.padded_tensor(&self.input)?;
+        let (w, h) = (self.input.width(), self.input.height());
+        let mut candidates = vec![Candidate {
+            spec: None,
+            image: self.input.clone(),
+        }];
+        for b in 0..nb {
+            let prompts = self.prompts(b)?;
+            let engine = self.engine.clone();
+            let bb = engine.backbones[b].as_ref();
+            ticker.check()?;
+            let z0 = bb.encode(&input_t)?;
+            ticker.tick();
+            if b == 0 {
+                self.z_r = Some(z0.clone());
+            }
+            let o = &self.options;
+            let mut specs = Vec::with_capacity(per_backbone);
+            let mut strengths = Vec::with_capacity(per_backbone);
+            for &s in &o.strengths {
+                for j in 0..o.seeds_per_strength {
+                    let seed = o.seed.wrapping_add(j as u64);
+                    specs.push((b, seed));
+                    strengths.push(s);
+                }
+            }
+            let latents = img2img_batched(
+                bb,
+                &z0,
+                &specs,
+                &strengths,
+                &prompts,
+                &settings,
+                &mut ticker,
+            )?;
+            for (k, z) in latents.iter().enumerate() {
+                ticker.check()?;
+                let img = Image::from_tensor(&bb.decode(z)?)?.crop(0, 0, w, h);
+                ticker.tick();
+                candidates.push(Candidate {
+                    spec: Some(CandidateSpec {
+                        backbone: b,
+                        strength: strengths[k],
+                        seed_index: k % o.seeds_per_strength,
+                        seed: specs[k].1,
+                    }),
+                    image: img,
+                });
+            }
+        }
+        self.timings.candidates = start.elapsed().as_secs_f64();
+        self.candidates = candidates;
+        self.scores = None;
+        self.choice = None;
+        self.score_candidates(report)
+    }
+
+    /// Stage II alone (re-)scores the existing candidates with the current metric set.
+    pub fn score_candidates(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
+        if self.candidates.is_empty() {
+            return Err(Error::InvalidState(
+                "no candidates yet: generate candidates first".into(),
+            ));
+        }
+        let start = Instant::now();
+        let mut report: &mut dyn FnMut(&Progress) = progress;
+        let cancel = self.cancel.clone();
+        let mut ticker = Ticker::new(
+            Stage::Scoring,
+            self.metrics.len() * self.candidates.len(),
+            &cancel,
+            &mut report,
+        )?;
+        let images: Vec<&Image> = self.candidates.iter().map(|c| &c.image).collect();
+        let scores = score_all(&self.metrics, &images, self.options.fusion, &mut ticker)?;
+        self.choice = Some((scores.preferred, scores.dispreferred));
+        self.scores = Some(scores);
+        self.timings.scoring = start.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Sets the preferred and dispreferred candidates.
+    pub fn choose(&mut self, selection: Selection) -> Result<(usize, usize)> {
+        let n = self.candidates.len();
+        if n == 0 {
+            return Err(Error::InvalidState(
+                "no candidates yet: generate candidates first".into(),
+            ));
+        }
+        let choice = match selection {
+            Selection::Auto => {
+                let s = self
+                    .scores
+                    .as_ref()
+                    .ok_or_else(|| Error::InvalidState("candidates are not scored".into()))?;
+                (s.preferred, s.dispreferred)
+            }
+            Selection::Given {
+                preferred,
+                dispreferred,
+            } => {
+                if preferred >= n || dispreferred >= n {
+                    return Err(Error::option(
+                        "selection",
+                        format!("indices must be below {n}, got {preferred} and {dispreferred}"),
+                    ));
+                }
+                if preferred == dispreferred {
+                    return Err(Error::option(
+                        "selection",
+                        "the preferred and dispreferred candidates must differ",
+                    ));
+                }
+                (preferred, dispreferred)
+            }
+        };
+        self.choice = Some(choice);
+        Ok(choice)
+    }
+
+    /// Stage III with the current choice; returns the refined image at the input's size.
+    pub fn refine(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<Image> {
+        let (pw, pl) = self.choice.ok_or_else(|| {
+            Error::InvalidState(
+                "refine needs candidates and a choice: generate candidates first".into(),
+            )
+        })?;
+        self.cancel.check()?;
+        let start = Instant::now();
+        let prompts = self.prompts(0)?;
+        let engine = self.engine.clone();
+        let bb = engine.backbones[0].as_ref();
+        let params = self.options.refine.clone();
+        let sampler_steps = match params.start {
+            RefineStart::Noise => params.steps,
+            RefineStart::Strength(s) => params.steps - Ddim::img2img_start(params.steps, s)?,
+        };
+        let mut report: &mut dyn FnMut(&Progress) = progress;
+        let cancel = self.cancel.clone();
+        let mut ticker = Ticker::new(Stage::Refine, 3 + sampler_steps, &cancel, &mut report)?;
+        let z_r = match &self.z_r {
+            Some(z) => z.clone(),
+            None => bb.encode(&self.padded_tensor(&self.input)?)?,
+        };
+        let latent_of = |i: usize, ticker: &mut Ticker| -> Result<Tensor> {
+            ticker.check()?;
+            let z = if i == 0 {
+                z_r.clone()
+            } else {
+                bb.encode(&self.padded_tensor(&self.candidates[i].image)?)?
+            };
+            ticker.tick();
+            Ok(z)
+        };
+        let z_w = latent_of(pw, &mut ticker)?;
+        let z_l = latent_of(pl, &mut ticker)?;
+        let targets = Targets::new(z_r, &z_w, &z_l, params.d0)?;
+        let noise = NoiseStream::new(self.options.seed, 2);
+        let z = guided_denoise(
+            bb,
+            &prompts,
+            self.options.cfg_scale,
+            &targets,
+            &params,
+            noise,
+            &mut ticker,
+        )?;
+        ticker.check()?;
+        let out = Image::from_tensor(&bb.decode(&z)?)?.crop(
+            0,
+            0,
+            self.input.width(),
+            self.input.height(),
+        );
+        ticker.tick();
+        self.timings.refine = start.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// The whole job with the automatic choice.
+    pub fn run(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<Image> {
+        if self.candidates.is_empty() {
+            self.generate_candidates(progress)?;
+        }
+        if self.choice.is_none() {
+            self.choose(Selection::Auto)?;
+        }
+        self.refine(progress)
+    }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    a / gcd(a, b) * b
+}

@@ -1,0 +1,109 @@
+//! Shared helpers for the integration tests: tiny model folders and test images.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};
+use ttpo::{Engine, EngineConfig, Image, Options};
+
+/// A fresh temporary directory (removed by the OS eventually; tests write little).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("ttpo-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A tiny model folder, written once per test binary.
+pub fn tiny_model(kind: TinyKind) -> PathBuf {
+    static EPS: OnceLock<PathBuf> = OnceLock::new();
+    static V: OnceLock<PathBuf> = OnceLock::new();
+    let cell = if kind == TinyKind::Epsilon { &EPS } else { &V };
+    cell.get_or_init(|| {
+        let d = temp_dir(if kind == TinyKind::Epsilon {
+            "tiny-eps"
+        } else {
+            "tiny-v"
+        });
+        write_tiny_model(&d, kind, 0).unwrap();
+        d
+    })
+    .clone()
+}
+
+/// A shared engine on the tiny epsilon model.
+pub fn tiny_engine() -> Arc<Engine> {
+    static E: OnceLock<Arc<Engine>> = OnceLock::new();
+    E.get_or_init(|| {
+        Arc::new(Engine::load(&[tiny_model(TinyKind::Epsilon)], &EngineConfig::default()).unwrap())
+    })
+    .clone()
+}
+
+/// Small, fast options.
+pub fn fast_options() -> Options {
+    let mut o = Options::default();
+    o.steps = 10;
+    o.strengths = vec![0.3, 0.5];
+    o.refine.steps = 8;
+    o
+}
+
+/// A smooth synthetic test picture.
+pub fn synthetic(w: usize, h: usize) -> Image {
+    let mut d = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            d.extend_from_slice(&[fx, fy, 0.5 + 0.4 * (6.0 * fx).sin() * (4.0 * fy).cos()]);
+        }
+    }
+    Image::from_rgb(w, h, d).unwrap()
+}
+
+/// The asset folder (scripts/fetch-assets.sh fills it).
+pub fn assets() -> PathBuf {
+    let dir = std::env::var_os("TTPO_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/assets"));
+    assert!(
+        dir.join("photos/astronaut.png").exists(),
+        "test assets missing in {}: run scripts/fetch-assets.sh (or set TTPO_ASSETS)",
+        dir.display()
+    );
+    dir
+}
+
+/// A real photograph, box-downscaled by an integer factor to keep tests fast.
+pub fn photo(name: &str, factor: usize) -> Image {
+    let img = Image::open(assets().join("photos").join(name)).unwrap();
+    let (w, h) = (img.width() / factor, img.height() / factor);
+    let mut d = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = [0f32; 3];
+            for dy in 0..factor {
+                for dx in 0..factor {
+                    let p = img.pixel(x * factor + dx, y * factor + dy);
+                    for c in 0..3 {
+                        acc[c] += p[c];
+                    }
+                }
+            }
+            d.extend(acc.iter().map(|v| v / (factor * factor) as f32));
+        }
+    }
+    Image::from_rgb(w, h, d).unwrap()
+}
+
+/// Largest absolute sample difference.
+pub fn max_diff(a: &Image, b: &Image) -> f32 {
+    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
+    a.data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -1,0 +1,230 @@
+//! Model-folder loading: the layouts Hub repos use, and a typed error naming the file or
+//! tensor for each way a folder can be broken.
+
+mod common;
+use common::*;
+use std::path::Path;
+use ttpo::diffusion::sd::{weight_files, StableDiffusion, Variant};
+use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};
+use ttpo::{Engine, EngineConfig, Error};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn broken_copy(tag: &str) -> std::path::PathBuf {
+    let d = temp_dir(tag);
+    copy_dir(&tiny_model(TinyKind::Epsilon), &d);
+    d
+}
+
+fn load(dir: &Path) -> Result<Engine, Error> {
+    Engine::load(&[dir], &EngineConfig::default())
+}
+
+#[test]
+fn missing_folder_and_files_are_named() {
+    let err = load(Path::new("/nonexistent/ttpo-model")).unwrap_err();
+    assert!(
+        matches!(err, Error::MissingFile { .. })
+            && err.to_string().contains("/nonexistent/ttpo-model"),
+        "{err}"
+    );
+    for (file, needle) in [
+        ("model_index.json", "model_index.json"),
+        ("unet/config.json", "unet/config.json"),
+        (
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model",
+        ),
+        ("text_encoder/model.safetensors", "text_encoder/model"),
+        ("scheduler/scheduler_config.json", "scheduler_config.json"),
+        ("tokenizer/vocab.json", "tokenizer/vocab.json"),
+    ] {
+        let d = broken_copy("missing");
+        std::fs::remove_file(d.join(file)).unwrap();
+        let err = load(&d).unwrap_err();
+        assert!(matches!(err, Error::MissingFile { .. }), "{file}: {err}");
+        assert!(err.to_string().contains(needle), "{file}: {err}");
+    }
+}
+
+#[test]
+fn corrupt_weights_name_the_file() {
+    let d = broken_copy("corrupt");
+    let f = d.join("vae/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 3]).unwrap();
+    let err = load(&d).unwrap_err();
+    assert!(
+        matches!(err, Error::Weights { ref component, .. } if component == "vae"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("vae/diffusion_pytorch_model.safetensors"),
+        "{err}"
+    );
+    std::fs::write(&f, b"not a safetensors file").unwrap();
+    assert!(matches!(load(&d).unwrap_err(), Error::Weights { .. }));
+}
+
+#[test]
+fn wrong_shapes_name_the_tensor() {
+    // A config that disagrees with the weights: the UNet's first level is 32 wide in the
+    // file but the config now says 48.
+    let d = broken_copy("shape");
+    let p = d.join("unet/config.json");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "\"block_out_channels\": [\n    32,",
+        "\"block_out_channels\": [\n    48,",
+    );
+    assert!(text.contains("48"), "edit did not apply");
+    std::fs::write(&p, text).unwrap();
+    let err = load(&d).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Weights { .. }), "{msg}");
+    assert!(
+        msg.contains("conv_in.weight") || msg.contains("shape"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn invalid_configs_are_reported() {
+    let d = broken_copy("config");
+    std::fs::write(d.join("vae/config.json"), "{ not json").unwrap();
+    let err = load(&d).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidFile { .. }) && err.to_string().contains("vae/config.json"),
+        "{err}"
+    );
+
+    let d = broken_copy("unsupported");
+    let p = d.join("unet/config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    cfg["addition_embed_type"] = "text_time".into();
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let err = load(&d).unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported { .. }) && err.to_string().contains("addition_embed_type"),
+        "{err}"
+    );
+
+    let d = broken_copy("sched");
+    std::fs::write(
+        d.join("scheduler/scheduler_config.json"),
+        r#"{"prediction_type": "flow"}"#,
+    )
+    .unwrap();
+    assert!(matches!(load(&d).unwrap_err(), Error::Unsupported { .. }));
+}
+
+#[test]
+fn fp16_variants_and_tokenizer_json_load() {
+    // Convert the tiny UNet to an `.fp16` variant only: the loader must find it.
+    let d = broken_copy("fp16");
+    let plain = d.join("unet/diffusion_pytorch_model.safetensors");
+    let tensors = candle_core::safetensors::load(&plain, &candle_core::Device::Cpu).unwrap();
+    let half: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.to_dtype(candle_core::DType::F16).unwrap()))
+        .collect();
+    candle_core::safetensors::save(
+        &half,
+        d.join("unet/diffusion_pytorch_model.fp16.safetensors"),
+    )
+    .unwrap();
+    std::fs::remove_file(&plain).unwrap();
+    let files = weight_files(
+        &d.join("unet"),
+        "diffusion_pytorch_model",
+        Variant::Auto,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    assert!(files[0].to_string_lossy().ends_with(".fp16.safetensors"));
+    assert!(weight_files(
+        &d.join("unet"),
+        "diffusion_pytorch_model",
+        Variant::Plain,
+        candle_core::DType::F32
+    )
+    .is_err());
+    let sd = StableDiffusion::load(
+        &d,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+        Variant::Auto,
+    )
+    .unwrap();
+    // f16-rounded weights give nearly the same UNet output as the f32 ones.
+    let full = StableDiffusion::load(
+        &tiny_model(TinyKind::Epsilon),
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+        Variant::Auto,
+    )
+    .unwrap();
+    use ttpo::diffusion::Backbone;
+    let x = ttpo::noise::NoiseStream::new(3, 3)
+        .tensor(&[1, 4, 8, 8], &candle_core::Device::Cpu)
+        .unwrap();
+    let ctx = full.encode_prompt("a photo").unwrap();
+    let a = full.model_output(&x, 500, &ctx).unwrap();
+    let b = sd.model_output(&x, 500, &ctx).unwrap();
+    let rel = ((a.clone() - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap())
+        / a.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+    assert!(
+        rel > 0.0 && rel < 1e-2,
+        "fp16 variant relative difference {rel}"
+    );
+}
+
+#[test]
+fn tiny_generator_is_deterministic() {
+    let a = temp_dir("gen-a");
+    let b = temp_dir("gen-b");
+    write_tiny_model(&a, TinyKind::V, 5).unwrap();
+    write_tiny_model(&b, TinyKind::V, 5).unwrap();
+    for f in [
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let c = temp_dir("gen-c");
+    write_tiny_model(&c, TinyKind::V, 6).unwrap();
+    assert_ne!(
+        std::fs::read(a.join("unet/diffusion_pytorch_model.safetensors")).unwrap(),
+        std::fs::read(c.join("unet/diffusion_pytorch_model.safetensors")).unwrap()
+    );
+}

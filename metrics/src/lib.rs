@@ -1,0 +1,1 @@
+//! Placeholder: the metrics land in a later commit.

