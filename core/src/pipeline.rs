@@ -295,6 +295,42 @@ impl Job {
         })
     }
 
+    /// A job whose Stage I is already done, e.g. with candidates saved by an earlier run:
+    /// `candidates[0]` must be the input itself and every candidate must have the input's
+    /// size. Call [`Job::score_candidates`] (or [`Job::choose`] with given indices) next.
+    pub fn from_candidates(
+        engine: Arc<Engine>,
+        input: Image,
+        options: Options,
+        candidates: Vec<Candidate>,
+    ) -> Result<Self> {
+        let mut job = Self::new(engine, input, options)?;
+        if candidates.len() < 2 {
+            return Err(Error::option(
+                "candidates",
+                "at least the input and one candidate are needed",
+            ));
+        }
+        if candidates[0].spec.is_some() || candidates[0].image != job.input {
+            return Err(Error::option(
+                "candidates",
+                "candidate 0 must be the input image",
+            ));
+        }
+        let size = (job.input.width(), job.input.height());
+        if let Some(i) = candidates
+            .iter()
+            .position(|c| (c.image.width(), c.image.height()) != size)
+        {
+            return Err(Error::option(
+                "candidates",
+                format!("candidate {i} is not {}x{}", size.0, size.1),
+            ));
+        }
+        job.candidates = candidates;
+        Ok(job)
+    }
+
     /// A token that cancels this job from any thread.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()

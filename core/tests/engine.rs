@@ -352,3 +352,39 @@ fn image_and_option_errors() {
         ));
     }
 }
+
+#[test]
+fn a_job_from_saved_candidates_refines_like_the_original() {
+    let img = synthetic(32, 32);
+    let mut job = Job::new(tiny_engine(), img.clone(), fast_options()).unwrap();
+    job.generate_candidates(&mut |_| {}).unwrap();
+    job.choose(Selection::Given {
+        preferred: 1,
+        dispreferred: 2,
+    })
+    .unwrap();
+    let want = job.refine(&mut |_| {}).unwrap();
+    let saved = job.candidates().to_vec();
+    let mut again =
+        Job::from_candidates(tiny_engine(), img.clone(), fast_options(), saved.clone()).unwrap();
+    let mut stages = Vec::new();
+    again
+        .choose(Selection::Given {
+            preferred: 1,
+            dispreferred: 2,
+        })
+        .unwrap();
+    let got = again.refine(&mut |p| stages.push(p.stage)).unwrap();
+    assert_eq!(want.data(), got.data());
+    assert!(stages.iter().all(|s| *s == Stage::Refine));
+    // Scoring works on injected candidates too.
+    again.score_candidates(&mut |_| {}).unwrap();
+    assert_eq!(again.scores().unwrap().fused.len(), saved.len());
+    // Candidate 0 must be the input; sizes must match.
+    let mut wrong = saved.clone();
+    wrong.swap(0, 1);
+    assert!(Job::from_candidates(tiny_engine(), img.clone(), fast_options(), wrong).is_err());
+    let mut small = saved;
+    small[1].image = synthetic(16, 16);
+    assert!(Job::from_candidates(tiny_engine(), img, fast_options(), small).is_err());
+}
