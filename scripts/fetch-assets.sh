@@ -52,7 +52,11 @@ install_file() {
   got="$(sha256sum "$src" | cut -d' ' -f1)"
   [ "$got" = "$want" ] || die "checksum mismatch for $rel: got $got, want $want"
   mkdir -p "$(dirname "$A/$rel")"
-  mv -f "$src" "$A/$rel"
+  # Copy next to the target, then rename: readers never see a partial file, even when two
+  # runs race or $WORK is on another filesystem.
+  cp -f "$src" "$A/$rel.tmp.$$"
+  mv -f "$A/$rel.tmp.$$" "$A/$rel"
+  rm -f "$src"
 }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ttpo-assets.XXXXXX")"

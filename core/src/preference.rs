@@ -207,6 +207,10 @@ pub(crate) fn score_all(
         }
         match failure {
             Some(reason) => {
+                // Keep the stage's progress complete: the skipped images count as done.
+                for _ in col.len()..images.len() {
+                    ticker.tick();
+                }
                 tracing::warn!(metric = metric.name(), %reason, "metric dropped");
                 dropped.push((metric.name().to_owned(), reason));
             }

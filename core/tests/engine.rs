@@ -79,7 +79,11 @@ fn candidates_include_the_input_and_every_strength_and_seed() {
     );
     let s = job.scores().unwrap();
     assert_eq!(s.fused.len(), c.len());
-    assert_eq!(s.metrics, vec!["sharpness".to_string()]);
+    // Default set: NIQE + PIQE; NIQE needs 96x96 pixels and is dropped (with its reason).
+    assert_eq!(s.metrics, vec!["piqe".to_string()]);
+    assert_eq!(s.dropped.len(), 1);
+    assert_eq!(s.dropped[0].0, "niqe");
+    assert!(s.dropped[0].1.contains("96"), "{}", s.dropped[0].1);
     assert_eq!(job.choice(), Some((s.preferred, s.dispreferred)));
 }
 
