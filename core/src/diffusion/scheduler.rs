@@ -123,11 +123,8 @@ impl Ddim {
         }
         let betas: Vec<f64> = match (&raw.trained_betas, raw.beta_schedule.as_str()) {
             (Some(b), _) => b.clone(),
-            (None, "linear") => linspace(raw.beta_start, raw.beta_end, n),
-            (None, "scaled_linear") => linspace(raw.beta_start.sqrt(), raw.beta_end.sqrt(), n)
-                .into_iter()
-                .map(|b| b * b)
-                .collect(),
+            (None, "linear") => linspace_f32(raw.beta_start, raw.beta_end, n),
+            (None, "scaled_linear") => scaled_linear_f32(raw.beta_start, raw.beta_end, n),
             (None, "squaredcos_cap_v2") => (0..n)
                 .map(|i| {
                     let f = |t: f64| {
@@ -167,10 +164,7 @@ impl Ddim {
     /// Stable Diffusion's own settings (scaled-linear betas 0.00085..0.012, leading spacing,
     /// offset 1, `set_alpha_to_one` false).
     pub fn stable_diffusion(prediction: Prediction) -> Self {
-        let betas: Vec<f64> = linspace(0.00085f64.sqrt(), 0.012f64.sqrt(), 1000)
-            .into_iter()
-            .map(|b| b * b)
-            .collect();
+        let betas = scaled_linear_f32(0.00085, 0.012, 1000);
         let mut s = Self::from_betas(&betas, prediction);
         s.final_alpha_cumprod = s.alphas_cumprod[0];
         s.steps_offset = 1;
@@ -178,14 +172,15 @@ impl Ddim {
     }
 
     fn from_betas(betas: &[f64], prediction: Prediction) -> Self {
-        // diffusers keeps these in float32; rounding each product to f32 reproduces its
-        // values to the last bit in most entries (and to ~1e-7 relative in all).
-        let mut acc = 1f32;
+        // diffusers keeps these in float32: `alphas = 1 - betas` in f32, then torch's CPU
+        // `cumprod`, which accumulates in double and rounds each output to f32. Doing the
+        // same (with f32 betas, see `linspace_f32`) reproduces every value bit for bit.
+        let mut acc = 1f64;
         let alphas_cumprod = betas
             .iter()
             .map(|b| {
-                acc *= 1.0 - *b as f32;
-                acc as f64
+                acc *= (1.0f32 - *b as f32) as f64;
+                acc as f32 as f64
             })
             .collect();
         Self {
@@ -365,6 +360,38 @@ fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     }
     let step = (end - start) / (n - 1) as f64;
     (0..n).map(|i| start + step * i as f64).collect()
+}
+
+/// `torch.linspace(start, end, n, dtype=float32)` as torch's CPU kernel computes it (the
+/// ends and the step in f32, `start + step * i` for the first half and
+/// `end - step * (n - 1 - i)` for the second, each with one rounding), as f64 values.
+fn linspace_f32(start: f64, end: f64, n: usize) -> Vec<f64> {
+    let (s, e) = (start as f32, end as f32);
+    if n == 1 {
+        return vec![s as f64];
+    }
+    let step = ((e - s) / (n - 1) as f32) as f64;
+    (0..n)
+        .map(|i| {
+            let v = if i < n / 2 {
+                s as f64 + step * i as f64
+            } else {
+                e as f64 - step * (n - 1 - i) as f64
+            };
+            v as f32 as f64
+        })
+        .collect()
+}
+
+/// diffusers' "scaled_linear" betas: `linspace(sqrt(b0), sqrt(b1), n, f32) ** 2` in f32.
+fn scaled_linear_f32(beta_start: f64, beta_end: f64, n: usize) -> Vec<f64> {
+    linspace_f32(beta_start.sqrt(), beta_end.sqrt(), n)
+        .into_iter()
+        .map(|b| {
+            let b = b as f32;
+            (b * b) as f64
+        })
+        .collect()
 }
 
 /// numpy's `round` (half to even).

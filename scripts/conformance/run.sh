@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Conformance of TTPO's diffusion engine against PyTorch / diffusers / transformers.
+#
+#   scripts/conformance/run.sh
+#
+# 1. setup.sh: the Python venv (cheap when up to date).
+# 2. Tiny reference models + tensors into ${TTPO_REFERENCE:-<repo>/.cache/reference},
+#    regenerated only when make_reference.py / requirements.txt changed (stamp file).
+# 3. cargo test -p ttpo --test conformance -- --ignored --nocapture
+# 4. Unless TTPO_SKIP_FULL=1: full-size SD 1.5 and SD 2.1-base references (random weights,
+#    ~5 GB on disk and ~5.5 GB peak RAM each while generating) into
+#    ${TTPO_REFERENCE_FULL:-<repo>/.cache/reference-full}, same stamp logic, then
+#    cargo test -p ttpo --test conformance_full -- --ignored --nocapture
+#
+# Prints the time of each part. Idempotent; safe to re-run.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+cd "$REPO"
+export TTPO_REFERENCE=${TTPO_REFERENCE:-$REPO/.cache/reference}
+export TTPO_REFERENCE_FULL=${TTPO_REFERENCE_FULL:-$REPO/.cache/reference-full}
+VENV=${TTPO_VENV:-$REPO/.venv}
+PY="$VENV/bin/python"
+
+now() { date +%s.%N; }
+T_ALL=$(now)
+declare -a SUMMARY=()
+part() { # name start
+  local s
+  s=$(echo "$(now) $2" | awk '{printf "%.1f", $1-$2}')
+  SUMMARY+=("$(printf '%-42s %8s s' "$1" "$s")")
+  echo "run.sh: $1 took $s s"
+}
+
+# The stamp: anything that changes the generated files.
+STAMP=$( (cat "$HERE/make_reference.py" "$HERE/requirements.txt") | sha256sum | cut -c1-16)
+
+# generate OUT_DIR STAMP_NAME CHECK_FILE... -- MAKE_REFERENCE_ARGS...
+generate() {
+  local out=$1 name=$2
+  shift 2
+  local checks=()
+  while [[ $1 != "--" ]]; do checks+=("$1"); shift; done
+  shift
+  local stampfile="$out/.stamp-$name"
+  local fresh=1
+  [[ -f "$stampfile" && "$(cat "$stampfile")" == "$STAMP" ]] || fresh=0
+  for c in "${checks[@]}"; do [[ -f "$out/$c" ]] || fresh=0; done
+  if [[ $fresh == 1 ]]; then
+    echo "run.sh: $out ($name) is up to date (stamp $STAMP)"
+    return
+  fi
+  mkdir -p "$out"
+  rm -f "$stampfile"
+  echo "run.sh: generating $name references into $out"
+  "$PY" "$HERE/make_reference.py" "$out" "$@"
+  echo "$STAMP" > "$stampfile"
+}
+
+t=$(now)
+bash "$HERE/setup.sh"
+part "setup.sh (venv)" "$t"
+
+t=$(now)
+generate "$TTPO_REFERENCE" tiny sd1_eps/reference.safetensors sd2_v/reference.safetensors --
+part "tiny references" "$t"
+
+t=$(now)
+cargo test -p ttpo --test conformance --test conformance_full --no-run
+part "cargo build (tests)" "$t"
+
+t=$(now)
+cargo test -p ttpo --test conformance -- --ignored --nocapture
+part "conformance (tiny) tests" "$t"
+
+if [[ "${TTPO_SKIP_FULL:-0}" != 1 ]]; then
+  for m in sd15 sd21; do
+    t=$(now)
+    generate "$TTPO_REFERENCE_FULL" "$m" "${m}_full/reference.safetensors" -- --full "$m"
+    part "full references ($m)" "$t"
+  done
+  t=$(now)
+  cargo test -p ttpo --test conformance_full -- --ignored --nocapture
+  part "conformance_full tests (sd15 + sd21)" "$t"
+else
+  echo "run.sh: TTPO_SKIP_FULL=1: skipping the full-size check"
+fi
+
+part "total" "$T_ALL"
+echo "run.sh: summary"
+printf '  %s\n' "${SUMMARY[@]}"
