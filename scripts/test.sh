@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "Rust unit and integration tests"
 cargo test --workspace
 
+step "C ABI: header drift (in cargo test), C tests plain / ASan+UBSan / valgrind, C and C++ examples, install"
+bash tests/c/run.sh
+
 step "conformance with diffusers/transformers on identical weights"
 bash scripts/conformance/run.sh
 

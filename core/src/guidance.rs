@@ -13,6 +13,9 @@ use crate::noise::NoiseStream;
 use crate::progress::Ticker;
 use candle_core::{DType, Device, Tensor};
 
+/// Latent elements of SD at its native 512 px (4 x 64 x 64): the size `g` is defined for.
+pub const REFERENCE_LATENT_ELEMENTS: f64 = 4.0 * 64.0 * 64.0;
+
 /// Where Stage III starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RefineStart {
@@ -309,6 +312,12 @@ pub(crate) fn guided_denoise(
             )
         }
     };
+    // The losses are means over the latent's N elements, so the raw gradient per element
+    // shrinks as 1/N. `g` is defined for SD's native 64x64x4 latent (the reproduction's
+    // setting, where this factor is 1); rescaling by N / 16384 keeps the step per element
+    // the same at every image size, so small images do not overshoot and diverge and
+    // large ones are not left unguided.
+    let size_factor = targets.z_r.elem_count() as f64 / REFERENCE_LATENT_ELEMENTS;
     for &t in &timesteps[first..] {
         ticker.check()?;
         let out = cfg_output(backbone, &x, t, prompts, cfg_scale)?;
@@ -316,10 +325,22 @@ pub(crate) fn guided_denoise(
         let ph = phase(t as f64, params.t1, params.t2);
         let (loss, grad) = targets.loss_and_grad(&x0, ph, params.alpha)?;
         tracing::debug!(t, ?ph, loss, "stage III step");
-        let step_size = params.scale * sched.dx0_dsample(t);
+        let step_size = params.scale * size_factor * sched.dx0_dsample(t);
         x = (x - (grad * step_size)?)?;
         x = sched.step(&out, t, steps, &x, 0.0, None)?;
         ticker.tick();
+    }
+    let finite = x
+        .to_dtype(DType::F32)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?
+        .is_finite();
+    if !finite {
+        return Err(Error::option(
+            "guidance",
+            "Stage III diverged (non-finite latent): lower the guidance scale g",
+        ));
     }
     Ok(x)
 }

@@ -392,3 +392,16 @@ fn a_job_from_saved_candidates_refines_like_the_original() {
     small[1].image = synthetic(16, 16);
     assert!(Job::from_candidates(tiny_engine(), img, fast_options(), small).is_err());
 }
+
+#[test]
+fn stage_three_step_is_size_invariant_and_stays_finite() {
+    // With g = 1000 on an 8x8 latent the raw mean-loss gradient would overshoot (the step
+    // per element grows as 1/N) and 50 steps ran to non-finite values; the size-normalised
+    // step keeps them finite. (That the preference term acts is checked with a partial
+    // start in `a_new_choice_reuses_the_candidates`.)
+    let mut o = fast_options();
+    o.refine.steps = 50;
+    let mut job = Job::new(tiny_engine(), synthetic(24, 24), o).unwrap();
+    let out = job.run(&mut |_| {}).unwrap();
+    assert!(out.data().iter().all(|v| v.is_finite()));
+}

@@ -44,9 +44,11 @@ pub fn tiny_engine() -> Arc<Engine> {
 
 /// Small, fast options.
 pub fn fast_options() -> Options {
-    let mut o = Options::default();
-    o.steps = 10;
-    o.strengths = vec![0.3, 0.5];
+    let mut o = Options {
+        steps: 10,
+        strengths: vec![0.3, 0.5],
+        ..Default::default()
+    };
     o.refine.steps = 8;
     o
 }

@@ -1,0 +1,631 @@
+//! `ttpo_job`: one refinement of one image — candidates, scores, choice, refine — with
+//! per-job callbacks and a cancel callable from any thread.
+//!
+//! Threads: every callback runs on the thread that made the call that triggered it
+//! (`ttpo_job_generate_candidates`, `ttpo_job_refine`, `ttpo_job_run`). Only
+//! `ttpo_job_cancel` may be called while another call on the same job is running; any
+//! other concurrent or re-entrant call on the job returns `TTPO_STATUS_INVALID_STATE`.
+
+use crate::engine::ttpo_engine;
+use crate::image::{read, ttpo_image, validate, write};
+use crate::options::ttpo_options;
+use crate::panic::{guard, test_hook};
+use crate::status::{
+    Failure, FfiResult, LastError, TTPO_STATUS_CANCELLED, TTPO_STATUS_INVALID_STATE,
+};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Mutex;
+use ttpo::{CancelToken, Selection};
+
+/// Progress: `stage` is a `ttpo_stage` value, `step` of `total` units done, `fraction` =
+/// step / total. Called at least once per model call.
+pub type ttpo_progress_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, stage: u32, step: u32, total: u32, fraction: f64),
+>;
+/// Cancel poll: return non-zero to stop the job. Polled before every model call.
+pub type ttpo_cancel_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> i32>;
+/// Human choice, called by `ttpo_job_run` after scoring with the automatic choice in
+/// `*preferred` / `*dispreferred`; change them to override. The job may be queried (not
+/// run) from inside. Return 0 to continue, non-zero to cancel.
+pub type ttpo_choice_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        job: *const ttpo_job,
+        preferred: *mut u32,
+        dispreferred: *mut u32,
+    ) -> i32,
+>;
+
+/// Stages reported to the progress callback.
+#[repr(u32)]
+pub enum ttpo_stage {
+    /// Stage I: candidates (encode, img2img, decode).
+    TTPO_STAGE_CANDIDATES = 1,
+    /// Stage II: scoring.
+    TTPO_STAGE_SCORING = 2,
+    /// Stage III: guided refinement.
+    TTPO_STAGE_REFINE = 3,
+}
+
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+// SAFETY: the pointer is only handed back to the caller's own callbacks, on the thread of
+// the call; the caller is responsible for what it points to (documented in the header).
+unsafe impl Send for UserData {}
+
+#[derive(Clone, Copy, Default)]
+struct Callbacks {
+    progress: Option<(
+        unsafe extern "C" fn(*mut c_void, u32, u32, u32, f64),
+        UserData,
+    )>,
+    cancel: Option<(unsafe extern "C" fn(*mut c_void) -> i32, UserData)>,
+    choice: Option<(
+        unsafe extern "C" fn(*mut c_void, *const ttpo_job, *mut u32, *mut u32) -> i32,
+        UserData,
+    )>,
+}
+
+struct State {
+    job: ttpo::Job,
+    alpha: Option<Vec<f32>>,
+    callbacks: Callbacks,
+    metric_names: Vec<CString>,
+}
+
+/// A job (opaque).
+pub struct ttpo_job {
+    cancel: CancelToken,
+    last_error: LastError,
+    state: Mutex<State>,
+}
+
+impl ttpo_job {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
+        let mut g = self.state.try_lock().map_err(|_| Failure::new(TTPO_STATUS_INVALID_STATE, "the job is busy: another call on it is running (only ttpo_job_cancel may be called meanwhile)"))?;
+        f(&mut g)
+    }
+}
+
+unsafe fn job_ref<'a>(job: *const ttpo_job) -> FfiResult<&'a ttpo_job> {
+    job.as_ref().ok_or_else(|| Failure::null("job"))
+}
+
+/// Runs `f` on a job with its error recorded on the handle.
+unsafe fn on_job(job: *const ttpo_job, f: impl FnOnce(&ttpo_job) -> FfiResult) -> u32 {
+    let Some(j) = job.as_ref() else {
+        return guard(None, || Err(Failure::null("job")));
+    };
+    guard(Some(&j.last_error), || f(j))
+}
+
+fn progress_closure(cb: Callbacks, token: CancelToken) -> impl FnMut(&ttpo::Progress) {
+    move |p: &ttpo::Progress| {
+        if let Some((f, ud)) = cb.progress {
+            // SAFETY: the caller registered `f` for this user data.
+            unsafe {
+                f(
+                    ud.0,
+                    p.stage as u32,
+                    p.step as u32,
+                    p.total as u32,
+                    p.fraction(),
+                )
+            };
+        }
+        if let Some((f, ud)) = cb.cancel {
+            // SAFETY: as above.
+            if unsafe { f(ud.0) } != 0 {
+                token.cancel();
+            }
+        }
+    }
+}
+
+/// Creates a job on `engine` for the image `input` (copied; alpha is kept aside and
+/// restored in outputs) with `options` (copied; NULL = defaults). Nothing heavy runs yet.
+///
+/// # Safety
+/// Pointers must be valid or NULL; `input` must describe readable memory.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_new(
+    engine: *const ttpo_engine,
+    options: *const ttpo_options,
+    input: *const ttpo_image,
+    out: *mut *mut ttpo_job,
+) -> u32 {
+    let handle_err = engine.as_ref().map(|e| &e.last_error);
+    guard(handle_err, || {
+        let engine = engine.as_ref().ok_or_else(|| Failure::null("engine"))?;
+        let input = input.as_ref().ok_or_else(|| Failure::null("input"))?;
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let opts = options
+            .as_ref()
+            .map(|o| o.inner.clone())
+            .unwrap_or_default();
+        let shape = validate(input, opts.max_pixels)?;
+        let (img, alpha) = read(input, &shape)?;
+        let job = ttpo::Job::new(engine.engine.clone(), img, opts)?;
+        let state = State {
+            job,
+            alpha,
+            callbacks: Callbacks::default(),
+            metric_names: Vec::new(),
+        };
+        *out = Box::into_raw(Box::new(ttpo_job {
+            cancel: CancelToken::new(),
+            last_error: LastError::default(),
+            state: Mutex::new(state),
+        }));
+        Ok(())
+    })
+}
+
+/// Frees a job (NULL is ignored). No other call may be running on it.
+///
+/// # Safety
+/// `job` must come from `ttpo_job_new` and not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_free(job: *mut ttpo_job) {
+    if !job.is_null() {
+        crate::panic::guard_value((), || drop(Box::from_raw(job)));
+    }
+}
+
+/// The last error message of calls on this job ("" if none; NULL for a NULL handle).
+///
+/// # Safety
+/// `job` must be NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_last_error(job: *const ttpo_job) -> *const c_char {
+    match job.as_ref() {
+        Some(j) => j.last_error.ptr(),
+        None => std::ptr::null(),
+    }
+}
+
+/// Asks the running call on this job to stop; it returns `TTPO_STATUS_CANCELLED` within
+/// one model call. Callable from any thread, also from callbacks. The next call on the
+/// job starts uncancelled.
+///
+/// # Safety
+/// `job` must be NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_cancel(job: *const ttpo_job) -> u32 {
+    guard(None, || {
+        job_ref(job)?.cancel.cancel();
+        Ok(())
+    })
+}
+
+/// Sets the progress callback (NULL `callback` removes it).
+///
+/// # Safety
+/// `job` must be valid; `user_data` is passed back untouched.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_set_progress_callback(
+    job: *mut ttpo_job,
+    callback: ttpo_progress_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    on_job(job, |j| {
+        j.with(|s| {
+            s.callbacks.progress = callback.map(|f| (f, UserData(user_data)));
+            Ok(())
+        })
+    })
+}
+
+/// Sets the cancel poll callback (NULL removes it).
+///
+/// # Safety
+/// As `ttpo_job_set_progress_callback`.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_set_cancel_callback(
+    job: *mut ttpo_job,
+    callback: ttpo_cancel_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    on_job(job, |j| {
+        j.with(|s| {
+            s.callbacks.cancel = callback.map(|f| (f, UserData(user_data)));
+            Ok(())
+        })
+    })
+}
+
+/// Sets the human-choice callback used by `ttpo_job_run` (NULL removes it).
+///
+/// # Safety
+/// As `ttpo_job_set_progress_callback`.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_set_choice_callback(
+    job: *mut ttpo_job,
+    callback: ttpo_choice_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    on_job(job, |j| {
+        j.with(|s| {
+            s.callbacks.choice = callback.map(|f| (f, UserData(user_data)));
+            Ok(())
+        })
+    })
+}
+
+fn generate(j: &ttpo_job) -> FfiResult {
+    j.with(|s| {
+        test_hook("generate_candidates");
+        let mut progress = progress_closure(s.callbacks, j.cancel.clone());
+        let token = s.job.cancel_token();
+        let watch = j.cancel.clone();
+        // The engine's own token is what its loops check; mirror the handle's into it.
+        let mut both = |p: &ttpo::Progress| {
+            progress(p);
+            if watch.is_cancelled() {
+                token.cancel();
+            }
+        };
+        if j.cancel.is_cancelled() {
+            return Err(Failure::new(TTPO_STATUS_CANCELLED, "cancelled"));
+        }
+        s.job.generate_candidates(&mut both)?;
+        s.metric_names = s
+            .job
+            .scores()
+            .map(|sc| {
+                sc.metrics
+                    .iter()
+                    .map(|m| CString::new(m.as_str()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(())
+    })
+}
+
+fn refine_into(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
+    j.with(|s| {
+        let (w, h) = (s.job.input().width(), s.job.input().height());
+        let shape = validate(out, usize::MAX)?;
+        if (shape.width, shape.height) != (w, h) {
+            return Err(Failure::arg(format!(
+                "output buffer is {}x{}, the input is {w}x{h}",
+                shape.width, shape.height
+            )));
+        }
+        let mut progress = progress_closure(s.callbacks, j.cancel.clone());
+        let token = s.job.cancel_token();
+        let watch = j.cancel.clone();
+        let mut both = |p: &ttpo::Progress| {
+            progress(p);
+            if watch.is_cancelled() {
+                token.cancel();
+            }
+        };
+        if j.cancel.is_cancelled() {
+            return Err(Failure::new(TTPO_STATUS_CANCELLED, "cancelled"));
+        }
+        let result = s.job.refine(&mut both)?;
+        // SAFETY: `out` was validated above; the caller guarantees its memory.
+        unsafe { write(out, &shape, &result, s.alpha.as_deref()) }
+    })
+}
+
+/// Resets both cancel flags at the start of a top-level call.
+fn begin(j: &ttpo_job) -> FfiResult {
+    j.cancel.reset();
+    j.with(|s| {
+        s.job.cancel_token().reset();
+        Ok(())
+    })
+}
+
+/// Stage I + II: makes and scores every candidate (the input is candidate 0).
+///
+/// # Safety
+/// `job` must be NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_generate_candidates(job: *mut ttpo_job) -> u32 {
+    on_job(job, |j| {
+        begin(j)?;
+        generate(j)
+    })
+}
+
+/// Number of candidates (0 before `ttpo_job_generate_candidates`).
+///
+/// # Safety
+/// Pointers must be valid or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_candidate_count(job: *const ttpo_job, count: *mut u32) -> u32 {
+    on_job(job, |j| {
+        let n = j.with(|s| Ok(s.job.candidates().len() as u32))?;
+        *count.as_mut().ok_or_else(|| Failure::null("count"))? = n;
+        Ok(())
+    })
+}
+
+fn candidate_index(s: &State, index: u32) -> FfiResult<usize> {
+    let n = s.job.candidates().len();
+    if n == 0 {
+        return Err(Failure::new(
+            TTPO_STATUS_INVALID_STATE,
+            "no candidates yet: call ttpo_job_generate_candidates first",
+        ));
+    }
+    if index as usize >= n {
+        return Err(Failure::arg(format!(
+            "candidate index {index} is not below {n}"
+        )));
+    }
+    Ok(index as usize)
+}
+
+/// Copies candidate `index` into `out` (the input's size; any format/layout).
+///
+/// # Safety
+/// `out` must describe writable memory.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_candidate_image(
+    job: *const ttpo_job,
+    index: u32,
+    out: *const ttpo_image,
+) -> u32 {
+    on_job(job, |j| {
+        let out = out.as_ref().ok_or_else(|| Failure::null("out"))?;
+        j.with(|s| {
+            let i = candidate_index(s, index)?;
+            let shape = validate(out, usize::MAX)?;
+            write(
+                out,
+                &shape,
+                &s.job.candidates()[i].image,
+                s.alpha.as_deref(),
+            )
+        })
+    })
+}
+
+/// Metadata of candidate `index`: its img2img strength (0 for the input), its seed (0 for
+/// the input) and its fused score (higher is preferred). Any output pointer may be NULL.
+///
+/// # Safety
+/// Output pointers must be writable or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_candidate_info(
+    job: *const ttpo_job,
+    index: u32,
+    strength: *mut f64,
+    seed: *mut u64,
+    fused_score: *mut f64,
+) -> u32 {
+    on_job(job, |j| {
+        let (st, sd, sc) = j.with(|s| {
+            let i = candidate_index(s, index)?;
+            let c = &s.job.candidates()[i];
+            let score = s.job.scores().map_or(f64::NAN, |sc| sc.fused[i]);
+            Ok((
+                c.spec.as_ref().map_or(0.0, |x| x.strength),
+                c.spec.as_ref().map_or(0, |x| x.seed),
+                score,
+            ))
+        })?;
+        if let Some(p) = strength.as_mut() {
+            *p = st;
+        }
+        if let Some(p) = seed.as_mut() {
+            *p = sd;
+        }
+        if let Some(p) = fused_score.as_mut() {
+            *p = sc;
+        }
+        Ok(())
+    })
+}
+
+/// Number of metrics that scored the candidates.
+///
+/// # Safety
+/// Pointers must be valid or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_metric_count(job: *const ttpo_job, count: *mut u32) -> u32 {
+    on_job(job, |j| {
+        let n = j.with(|s| Ok(s.metric_names.len() as u32))?;
+        *count.as_mut().ok_or_else(|| Failure::null("count"))? = n;
+        Ok(())
+    })
+}
+
+/// Name of metric `metric` (valid until the job is freed or regenerates candidates); NULL
+/// if out of range.
+///
+/// # Safety
+/// `job` must be NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_metric_name(job: *const ttpo_job, metric: u32) -> *const c_char {
+    crate::panic::guard_value(std::ptr::null(), || match job.as_ref() {
+        Some(j) => j
+            .with(|s| {
+                Ok(s.metric_names
+                    .get(metric as usize)
+                    .map_or(std::ptr::null(), |c| c.as_ptr()))
+            })
+            .unwrap_or(std::ptr::null()),
+        None => std::ptr::null(),
+    })
+}
+
+/// The raw score of candidate `index` under metric `metric`.
+///
+/// # Safety
+/// `value` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_candidate_metric(
+    job: *const ttpo_job,
+    index: u32,
+    metric: u32,
+    value: *mut f64,
+) -> u32 {
+    on_job(job, |j| {
+        let v = j.with(|s| {
+            let i = candidate_index(s, index)?;
+            let sc = s.job.scores().ok_or_else(|| {
+                Failure::new(TTPO_STATUS_INVALID_STATE, "candidates are not scored")
+            })?;
+            sc.per_metric[i]
+                .get(metric as usize)
+                .copied()
+                .ok_or_else(|| {
+                    Failure::arg(format!(
+                        "metric index {metric} is not below {}",
+                        sc.metrics.len()
+                    ))
+                })
+        })?;
+        *value.as_mut().ok_or_else(|| Failure::null("value"))? = v;
+        Ok(())
+    })
+}
+
+/// Chooses the preferred and dispreferred candidates by index (they must differ).
+///
+/// # Safety
+/// `job` must be NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_choose(
+    job: *mut ttpo_job,
+    preferred: u32,
+    dispreferred: u32,
+) -> u32 {
+    on_job(job, |j| {
+        j.with(|s| {
+            s.job.choose(Selection::Given {
+                preferred: preferred as usize,
+                dispreferred: dispreferred as usize,
+            })?;
+            Ok(())
+        })
+    })
+}
+
+/// Restores the metrics' automatic choice.
+///
+/// # Safety
+/// `job` must be NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_choose_auto(job: *mut ttpo_job) -> u32 {
+    on_job(job, |j| {
+        j.with(|s| {
+            s.job.choose(Selection::Auto)?;
+            Ok(())
+        })
+    })
+}
+
+/// The current choice.
+///
+/// # Safety
+/// Output pointers must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_get_choice(
+    job: *const ttpo_job,
+    preferred: *mut u32,
+    dispreferred: *mut u32,
+) -> u32 {
+    on_job(job, |j| {
+        let (p, d) = j.with(|s| {
+            s.job.choice().ok_or_else(|| {
+                Failure::new(
+                    TTPO_STATUS_INVALID_STATE,
+                    "no choice yet: generate candidates first",
+                )
+            })
+        })?;
+        let (pp, dd) = (
+            preferred
+                .as_mut()
+                .ok_or_else(|| Failure::null("preferred"))?,
+            dispreferred
+                .as_mut()
+                .ok_or_else(|| Failure::null("dispreferred"))?,
+        );
+        *pp = p as u32;
+        *dd = d as u32;
+        Ok(())
+    })
+}
+
+/// Stage III with the current choice, into `out` (the input's size). Candidates are not
+/// recomputed: choose again and refine again freely.
+///
+/// # Safety
+/// `out` must describe writable memory.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_refine(job: *mut ttpo_job, out: *const ttpo_image) -> u32 {
+    on_job(job, |j| {
+        let out = out.as_ref().ok_or_else(|| Failure::null("out"))?;
+        begin(j)?;
+        refine_into(j, out)
+    })
+}
+
+/// The whole job: candidates (unless already generated), scores, the choice (the choice
+/// callback may override the automatic one), refinement into `out`.
+///
+/// # Safety
+/// `out` must describe writable memory.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_run(job: *mut ttpo_job, out: *const ttpo_image) -> u32 {
+    on_job(job, |j| {
+        let out = out.as_ref().ok_or_else(|| Failure::null("out"))?;
+        validate(out, usize::MAX)?;
+        begin(j)?;
+        if j.with(|s| Ok(s.job.candidates().is_empty()))? {
+            generate(j)?;
+        }
+        let (mut p, mut d, choice) = j.with(|s| {
+            if s.job.choice().is_none() {
+                s.job.choose(Selection::Auto)?;
+            }
+            let (p, d) = s.job.choice().expect("set");
+            Ok((p as u32, d as u32, s.callbacks.choice))
+        })?;
+        if let Some((f, ud)) = choice {
+            // The job is unlocked here, so the callback may query candidates.
+            if f(ud.0, j as *const ttpo_job, &mut p, &mut d) != 0 {
+                return Err(Failure::new(
+                    TTPO_STATUS_CANCELLED,
+                    "cancelled by the choice callback",
+                ));
+            }
+            j.with(|s| {
+                Ok(s.job.choose(Selection::Given {
+                    preferred: p as usize,
+                    dispreferred: d as usize,
+                })?)
+            })?;
+        }
+        refine_into(j, out)
+    })
+}
+
+/// Size of the job's input (and of every output buffer).
+///
+/// # Safety
+/// Output pointers must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_size(
+    job: *const ttpo_job,
+    width: *mut u32,
+    height: *mut u32,
+) -> u32 {
+    on_job(job, |j| {
+        let (w, h) =
+            j.with(|s| Ok((s.job.input().width() as u32, s.job.input().height() as u32)))?;
+        *width.as_mut().ok_or_else(|| Failure::null("width"))? = w;
+        *height.as_mut().ok_or_else(|| Failure::null("height"))? = h;
+        Ok(())
+    })
+}

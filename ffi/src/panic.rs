@@ -1,0 +1,54 @@
+//! The panic boundary every export goes through: a Rust panic becomes
+//! `TTPO_STATUS_PANIC` plus a message, never an unwind into C.
+
+use crate::status::{
+    set_thread_error, ttpo_status, FfiResult, LastError, TTPO_STATUS_OK, TTPO_STATUS_PANIC,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    let what = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("internal error: {what}")
+}
+
+/// Runs `f`; maps its result (or a panic) to a status, recording failures in the thread's
+/// last error and, when given, the handle's.
+pub fn guard(handle_error: Option<&LastError>, f: impl FnOnce() -> FfiResult) -> u32 {
+    let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(crate::status::Failure::new(
+            TTPO_STATUS_PANIC,
+            panic_message(p),
+        ))
+    });
+    match outcome {
+        Ok(()) => TTPO_STATUS_OK as u32,
+        Err(failure) => {
+            set_thread_error(&failure.message);
+            if let Some(h) = handle_error {
+                h.set(&failure.message);
+            }
+            let status: ttpo_status = failure.status;
+            status as u32
+        }
+    }
+}
+
+/// Runs an infallible `f`, returning `default` if it panics.
+pub fn guard_value<T>(default: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        set_thread_error(&panic_message(p));
+        default
+    })
+}
+
+/// Test hook: when the environment variable `TTPO_TEST_FORCE_PANIC` equals `site`, panic
+/// here. Lets the C tests prove that a panic is caught at the boundary.
+pub fn test_hook(site: &str) {
+    if std::env::var("TTPO_TEST_FORCE_PANIC").is_ok_and(|v| v == site) {
+        panic!("forced panic at {site} (TTPO_TEST_FORCE_PANIC)");
+    }
+}

@@ -1,0 +1,389 @@
+/*
+ * C tests of libttpo through include/ttpo.h: the happy path on a tiny model and a real
+ * photo, misuse of every export (NULLs, out-of-range enums, zero/absurd sizes, short
+ * strides, wrong order), cancel from another thread, two engines on two threads, and a
+ * forced panic. Run by tests/c/run.sh (also under ASan+UBSan and valgrind).
+ *
+ * usage: test_api <tiny-model-dir> <photo.png> <expected-version>
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "ttpo.h"
+#include "../../examples/c/png_io.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond, ttpo_last_error()); failures++; } } while (0)
+#define CHECK_STATUS(call, want) do { uint32_t st_ = (call); if (st_ != (uint32_t)(want)) { fprintf(stderr, "FAIL %s:%d: %s returned %u (%s), want %s (last error: %s)\n", __FILE__, __LINE__, #call, st_, ttpo_status_str(st_), #want, ttpo_last_error()); failures++; } } while (0)
+
+static const char *model_dir;
+static uint8_t *photo;
+static uint32_t photo_w, photo_h;
+
+/* A small crop of the photo keeps the tests fast (and valgrind bearable). */
+enum { CROP_W = 48, CROP_H = 40 };
+
+static ttpo_image crop_view(void) {
+    ttpo_image v;
+    v.data = photo + 4 * (photo_w * (photo_h / 3) + photo_w / 3);
+    v.width = CROP_W;
+    v.height = CROP_H;
+    v.stride = (intptr_t)(4 * photo_w);
+    v.format = TTPO_FORMAT_U8;
+    v.layout = TTPO_LAYOUT_RGBA;
+    return v;
+}
+
+static ttpo_options *fast_options(void) {
+    ttpo_options *o = ttpo_options_new();
+    const double strengths[2] = {0.3, 0.5};
+    CHECK(o != NULL);
+    CHECK_STATUS(ttpo_options_set_steps(o, 6), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_options_set_refine_steps(o, 6), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_options_set_strengths(o, strengths, 2), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_options_set_metrics(o, "piqe,sharpness"), TTPO_STATUS_OK);
+    return o;
+}
+
+static void test_version(const char *expected) {
+    char macro[64];
+    snprintf(macro, sizeof macro, "%d.%d.%d", TTPO_VERSION_MAJOR, TTPO_VERSION_MINOR, TTPO_VERSION_PATCH);
+    CHECK(strcmp(macro, expected) == 0);
+    CHECK(strcmp(ttpo_version(), expected) == 0);
+    CHECK(ttpo_version_number() == (uint32_t)(TTPO_VERSION_MAJOR * 10000 + TTPO_VERSION_MINOR * 100 + TTPO_VERSION_PATCH));
+    CHECK(ttpo_version_api() == TTPO_ABI_VERSION);
+    CHECK((ttpo_backends() & TTPO_BACKEND_CPU) != 0);
+    CHECK(strcmp(ttpo_status_str(TTPO_STATUS_OK), "ok") == 0);
+    CHECK(strcmp(ttpo_status_str(12345), "unknown status") == 0);
+}
+
+static int progress_events;
+static void count_progress(void *user, uint32_t stage, uint32_t step, uint32_t total, double fraction) {
+    (void)user; (void)stage;
+    CHECK(step <= total);
+    CHECK(fraction >= 0.0 && fraction <= 1.0);
+    progress_events++;
+}
+
+static void test_happy_path(ttpo_engine *engine) {
+    ttpo_options *o = fast_options();
+    ttpo_image in = crop_view();
+    ttpo_job *job = NULL;
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, &job), TTPO_STATUS_OK);
+    ttpo_options_free(o);
+    CHECK(job != NULL);
+    CHECK_STATUS(ttpo_job_set_progress_callback(job, count_progress, NULL), TTPO_STATUS_OK);
+    uint32_t w = 0, h = 0, n = 0, m = 0, p = 99, d = 99;
+    CHECK_STATUS(ttpo_job_size(job, &w, &h), TTPO_STATUS_OK);
+    CHECK(w == CROP_W && h == CROP_H);
+    CHECK_STATUS(ttpo_job_generate_candidates(job), TTPO_STATUS_OK);
+    CHECK(progress_events > 0);
+    CHECK_STATUS(ttpo_job_candidate_count(job, &n), TTPO_STATUS_OK);
+    CHECK(n == 3);
+    CHECK_STATUS(ttpo_job_metric_count(job, &m), TTPO_STATUS_OK);
+    CHECK(m == 2);
+    CHECK(ttpo_job_metric_name(job, 0) && strcmp(ttpo_job_metric_name(job, 0), "piqe") == 0);
+    CHECK(ttpo_job_metric_name(job, 2) == NULL);
+    double strength = -1, score = 0, metric = 0;
+    uint64_t seed = 7;
+    CHECK_STATUS(ttpo_job_candidate_info(job, 0, &strength, &seed, &score), TTPO_STATUS_OK);
+    CHECK(strength == 0.0 && seed == 0);
+    CHECK_STATUS(ttpo_job_candidate_info(job, 2, &strength, NULL, NULL), TTPO_STATUS_OK);
+    CHECK(strength == 0.5);
+    CHECK_STATUS(ttpo_job_candidate_metric(job, 1, 0, &metric), TTPO_STATUS_OK);
+    CHECK(metric >= 0.0 && metric <= 100.0);
+    CHECK_STATUS(ttpo_job_get_choice(job, &p, &d), TTPO_STATUS_OK);
+    CHECK(p < n && d < n);
+
+    /* Candidate 0 is the input: RGBA u8 round trip is exact, alpha included. */
+    uint8_t *cand = malloc(4 * CROP_W * CROP_H);
+    ttpo_image cv = {cand, CROP_W, CROP_H, 4 * CROP_W, TTPO_FORMAT_U8, TTPO_LAYOUT_RGBA};
+    CHECK_STATUS(ttpo_job_candidate_image(job, 0, &cv), TTPO_STATUS_OK);
+    int same = 1;
+    for (uint32_t y = 0; y < CROP_H; y++)
+        if (memcmp(cand + 4 * CROP_W * y, (uint8_t *)in.data + in.stride * (intptr_t)y, 4 * CROP_W) != 0) same = 0;
+    CHECK(same);
+
+    /* Refine into float RGB with a bottom-up (negative) stride, then into u16 grey. */
+    float *outf = malloc(sizeof(float) * 3 * CROP_W * CROP_H);
+    for (size_t i = 0; i < 3 * CROP_W * CROP_H; i++) outf[i] = -1.0f;
+    ttpo_image of = {outf + 3 * CROP_W * (CROP_H - 1), CROP_W, CROP_H, -(intptr_t)(sizeof(float) * 3 * CROP_W), TTPO_FORMAT_F32, TTPO_LAYOUT_RGB};
+    CHECK_STATUS(ttpo_job_refine(job, &of), TTPO_STATUS_OK);
+    int in_range = 1;
+    for (size_t i = 0; i < 3 * CROP_W * CROP_H; i++) if (!(outf[i] >= 0.0f && outf[i] <= 1.0f)) in_range = 0;
+    CHECK(in_range);
+    uint16_t *g = malloc(2 * CROP_W * CROP_H);
+    ttpo_image og = {g, CROP_W, CROP_H, 2 * CROP_W, TTPO_FORMAT_U16, TTPO_LAYOUT_GRAY};
+    CHECK_STATUS(ttpo_job_choose(job, 1, 2), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_job_refine(job, &og), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_job_get_choice(job, &p, &d), TTPO_STATUS_OK);
+    CHECK(p == 1 && d == 2);
+    free(cand); free(outf); free(g);
+    ttpo_job_free(job);
+}
+
+/* Every export with NULLs, bad enums, bad sizes, bad strides, wrong order. */
+static void test_misuse(ttpo_engine *engine) {
+    ttpo_engine *e = (ttpo_engine *)0x1;
+    CHECK_STATUS(ttpo_engine_new(model_dir, 0, 0, 0, NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_engine_new(model_dir, 99, 0, 0, &e), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK(e == (ttpo_engine *)0x1); /* untouched on failure */
+    CHECK_STATUS(ttpo_engine_new(model_dir, TTPO_DEVICE_CPU, 0, 42, &e), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_engine_new("/nonexistent/model", TTPO_DEVICE_CPU, 0, 0, &e), TTPO_STATUS_MODEL_NOT_FOUND);
+    CHECK(strstr(ttpo_last_error(), "/nonexistent/model") != NULL);
+    CHECK_STATUS(ttpo_engine_new(model_dir, TTPO_DEVICE_CUDA, 0, 0, &e), ttpo_backends() & TTPO_BACKEND_CUDA ? TTPO_STATUS_OK : TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_engine_new(model_dir, TTPO_DEVICE_CPU, 0, TTPO_PRECISION_BF16, &e), TTPO_STATUS_INVALID_ARGUMENT);
+    ttpo_engine_free(NULL);
+    ttpo_options_free(NULL);
+    ttpo_job_free(NULL);
+    CHECK(ttpo_engine_last_error(NULL) == NULL);
+    CHECK(ttpo_job_last_error(NULL) == NULL);
+
+    ttpo_options *o = ttpo_options_new();
+    CHECK_STATUS(ttpo_options_set_steps(NULL, 5), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_options_set_steps(o, 0), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_steps(o, 100000), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_cfg_scale(o, 0.0 / 0.0), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_fusion(o, 7), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_pad_mode(o, 2), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_strengths(o, NULL, 2), TTPO_STATUS_NULL_POINTER);
+    const double bad[1] = {1.5};
+    CHECK_STATUS(ttpo_options_set_strengths(o, bad, 1), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_strengths(o, bad, 0), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_prompt(o, NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_options_set_prompt(o, ""), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_options_set_metrics(o, "niqe,bogus"), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_refine_start(o, 2.0), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_max_batch(o, 0), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_t2(o, 900.0), TTPO_STATUS_OK); /* checked against T1 at job creation */
+
+    ttpo_image in = crop_view();
+    ttpo_job *job = (ttpo_job *)0x1;
+    CHECK_STATUS(ttpo_job_new(NULL, o, &in, &job), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_new(engine, o, NULL, &job), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, &job), TTPO_STATUS_INVALID_ARGUMENT); /* T2 > T1 */
+    CHECK(strstr(ttpo_engine_last_error(engine), "T2") != NULL);
+    CHECK(job == (ttpo_job *)0x1);
+    ttpo_options_free(o);
+
+    ttpo_image x = in;
+    x.data = NULL;
+    CHECK_STATUS(ttpo_job_new(engine, NULL, &x, &job), TTPO_STATUS_NULL_POINTER);
+    x = in; x.format = 3;
+    CHECK_STATUS(ttpo_job_new(engine, NULL, &x, &job), TTPO_STATUS_INVALID_ARGUMENT);
+    x = in; x.layout = 0xFFFFFFFFu;
+    CHECK_STATUS(ttpo_job_new(engine, NULL, &x, &job), TTPO_STATUS_INVALID_ARGUMENT);
+    x = in; x.width = 0;
+    CHECK_STATUS(ttpo_job_new(engine, NULL, &x, &job), TTPO_STATUS_INVALID_IMAGE);
+    x = in; x.width = 100000; x.height = 100000;
+    CHECK_STATUS(ttpo_job_new(engine, NULL, &x, &job), TTPO_STATUS_INVALID_IMAGE);
+    x = in; x.stride = 4 * CROP_W - 1;
+    CHECK_STATUS(ttpo_job_new(engine, NULL, &x, &job), TTPO_STATUS_INVALID_ARGUMENT);
+    float nan_px[3 * 4] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+    nan_px[4] = 0.0f / 0.0f;
+    ttpo_image nanv = {nan_px, 2, 2, 6 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGB};
+    CHECK_STATUS(ttpo_job_new(engine, NULL, &nanv, &job), TTPO_STATUS_INVALID_IMAGE);
+    CHECK(job == (ttpo_job *)0x1);
+
+    /* Wrong order and bad indices on a real job. */
+    o = fast_options();
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, &job), TTPO_STATUS_OK);
+    ttpo_options_free(o);
+    uint8_t out[4 * CROP_W * CROP_H];
+    ttpo_image ov = {out, CROP_W, CROP_H, 4 * CROP_W, TTPO_FORMAT_U8, TTPO_LAYOUT_RGBA};
+    memset(out, 0xAB, sizeof out);
+    CHECK_STATUS(ttpo_job_refine(job, &ov), TTPO_STATUS_INVALID_STATE);
+    CHECK(strstr(ttpo_job_last_error(job), "candidates") != NULL);
+    CHECK(out[0] == 0xAB); /* outputs untouched on failure */
+    uint32_t n = 5, p, d;
+    CHECK_STATUS(ttpo_job_candidate_count(job, &n), TTPO_STATUS_OK);
+    CHECK(n == 0);
+    CHECK_STATUS(ttpo_job_candidate_count(job, NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_candidate_image(job, 0, &ov), TTPO_STATUS_INVALID_STATE);
+    CHECK_STATUS(ttpo_job_get_choice(job, &p, &d), TTPO_STATUS_INVALID_STATE);
+    CHECK_STATUS(ttpo_job_choose(job, 1, 0), TTPO_STATUS_INVALID_STATE);
+    CHECK_STATUS(ttpo_job_generate_candidates(NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_generate_candidates(job), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_job_candidate_image(job, 3, &ov), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_job_candidate_image(job, 0, NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_candidate_metric(job, 0, 9, (double[1]){0}), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_job_choose(job, 1, 1), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_job_choose(job, 0, 77), TTPO_STATUS_INVALID_ARGUMENT);
+    ttpo_image small = ov;
+    small.width = CROP_W - 1;
+    CHECK_STATUS(ttpo_job_refine(job, &small), TTPO_STATUS_INVALID_ARGUMENT);
+    small = ov; small.stride = 3;
+    CHECK_STATUS(ttpo_job_refine(job, &small), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_job_refine(job, NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK(out[0] == 0xAB);
+    CHECK_STATUS(ttpo_job_cancel(NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_set_progress_callback(NULL, NULL, NULL), TTPO_STATUS_NULL_POINTER);
+    ttpo_job_free(job);
+}
+
+/* Cancel from another thread once progress reaches `at`; count progress after it. */
+struct cancel_ctx {
+    ttpo_job *job;
+    uint32_t stage, at;
+    int fired, after;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int requested, done;
+};
+
+static void *canceller(void *arg) {
+    struct cancel_ctx *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->requested) pthread_cond_wait(&c->cv, &c->mu);
+    ttpo_job_cancel(c->job);
+    c->done = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void cancel_progress(void *user, uint32_t stage, uint32_t step, uint32_t total, double f) {
+    struct cancel_ctx *c = user;
+    (void)total; (void)f;
+    if (c->fired) { c->after++; return; }
+    if (stage == c->stage && step == c->at) {
+        c->fired = 1;
+        pthread_mutex_lock(&c->mu);
+        c->requested = 1;
+        pthread_cond_broadcast(&c->cv);
+        while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+static void test_cancel(ttpo_engine *engine, uint32_t stage) {
+    ttpo_options *o = fast_options();
+    ttpo_image in = crop_view();
+    ttpo_job *job = NULL;
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, &job), TTPO_STATUS_OK);
+    ttpo_options_free(o);
+    if (stage == TTPO_STAGE_REFINE) CHECK_STATUS(ttpo_job_generate_candidates(job), TTPO_STATUS_OK);
+    struct cancel_ctx c = {job, stage, 3, 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, canceller, &c);
+    CHECK_STATUS(ttpo_job_set_progress_callback(job, cancel_progress, &c), TTPO_STATUS_OK);
+    uint8_t out[4 * CROP_W * CROP_H];
+    ttpo_image ov = {out, CROP_W, CROP_H, 4 * CROP_W, TTPO_FORMAT_U8, TTPO_LAYOUT_RGBA};
+    CHECK_STATUS(ttpo_job_run(job, &ov), TTPO_STATUS_CANCELLED);
+    pthread_join(t, NULL);
+    CHECK(c.fired);
+    CHECK(c.after == 0); /* stopped before the next model call */
+    /* The job is usable again after a cancel. */
+    CHECK_STATUS(ttpo_job_set_progress_callback(job, NULL, NULL), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_job_run(job, &ov), TTPO_STATUS_OK);
+    ttpo_job_free(job);
+}
+
+/* Two engines, two threads, same inputs: results equal the serial run. */
+struct run_ctx { uint8_t out[4 * CROP_W * CROP_H]; uint32_t status; };
+
+static uint32_t run_once(uint8_t *out) {
+    ttpo_engine *e = NULL;
+    uint32_t st = ttpo_engine_new(model_dir, TTPO_DEVICE_CPU, 0, TTPO_PRECISION_F32, &e);
+    if (st) return st;
+    ttpo_options *o = fast_options();
+    ttpo_image in = crop_view();
+    ttpo_job *job = NULL;
+    st = ttpo_job_new(e, o, &in, &job);
+    ttpo_options_free(o);
+    ttpo_engine_free(e); /* the job keeps the models alive */
+    if (st) return st;
+    ttpo_image ov = {out, CROP_W, CROP_H, 4 * CROP_W, TTPO_FORMAT_U8, TTPO_LAYOUT_RGBA};
+    st = ttpo_job_run(job, &ov);
+    ttpo_job_free(job);
+    return st;
+}
+
+static void *run_thread(void *arg) {
+    struct run_ctx *r = arg;
+    r->status = run_once(r->out);
+    return NULL;
+}
+
+static void test_two_engines_two_threads(void) {
+    static struct run_ctx serial, a, b;
+    CHECK_STATUS(run_once(serial.out), TTPO_STATUS_OK);
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, run_thread, &a);
+    pthread_create(&tb, NULL, run_thread, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.status == TTPO_STATUS_OK && b.status == TTPO_STATUS_OK);
+    CHECK(memcmp(serial.out, a.out, sizeof a.out) == 0);
+    CHECK(memcmp(serial.out, b.out, sizeof b.out) == 0);
+}
+
+static int choice_calls;
+static int32_t pick(void *user, const ttpo_job *job, uint32_t *preferred, uint32_t *dispreferred) {
+    uint32_t n = 0;
+    (void)user;
+    choice_calls++;
+    /* The job can be queried from inside the callback. */
+    if (ttpo_job_candidate_count(job, &n) != TTPO_STATUS_OK || n < 3) return 1;
+    *preferred = 2;
+    *dispreferred = 0;
+    return 0;
+}
+
+static void test_choice_callback(ttpo_engine *engine) {
+    ttpo_options *o = fast_options();
+    ttpo_image in = crop_view();
+    ttpo_job *job = NULL;
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, &job), TTPO_STATUS_OK);
+    ttpo_options_free(o);
+    CHECK_STATUS(ttpo_job_set_choice_callback(job, pick, NULL), TTPO_STATUS_OK);
+    uint8_t out[4 * CROP_W * CROP_H];
+    ttpo_image ov = {out, CROP_W, CROP_H, 4 * CROP_W, TTPO_FORMAT_U8, TTPO_LAYOUT_RGBA};
+    CHECK_STATUS(ttpo_job_run(job, &ov), TTPO_STATUS_OK);
+    uint32_t p = 0, d = 0;
+    CHECK_STATUS(ttpo_job_get_choice(job, &p, &d), TTPO_STATUS_OK);
+    CHECK(choice_calls == 1 && p == 2 && d == 0);
+    ttpo_job_free(job);
+}
+
+static void test_forced_panic(ttpo_engine *engine) {
+    ttpo_options *o = fast_options();
+    ttpo_image in = crop_view();
+    ttpo_job *job = NULL;
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, &job), TTPO_STATUS_OK);
+    ttpo_options_free(o);
+    setenv("TTPO_TEST_FORCE_PANIC", "generate_candidates", 1);
+    CHECK_STATUS(ttpo_job_generate_candidates(job), TTPO_STATUS_PANIC);
+    unsetenv("TTPO_TEST_FORCE_PANIC");
+    CHECK(strstr(ttpo_job_last_error(job), "forced panic") != NULL);
+    ttpo_job_free(job);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: %s <tiny-model-dir> <photo.png> <expected-version>\n", argv[0]); return 2; }
+#if defined(__SANITIZE_ADDRESS__)
+    printf("sanitizers: address sanitizer compiled in\n");
+#endif
+    model_dir = argv[1];
+    photo = png_read_rgba(argv[2], &photo_w, &photo_h);
+    if (!photo) { fprintf(stderr, "cannot read %s\n", argv[2]); return 2; }
+    test_version(argv[3]);
+    ttpo_engine *engine = NULL;
+    CHECK_STATUS(ttpo_engine_new(model_dir, TTPO_DEVICE_AUTO, 0, TTPO_PRECISION_AUTO, &engine), TTPO_STATUS_OK);
+    if (!engine) return 1;
+    test_happy_path(engine);
+    test_misuse(engine);
+    test_cancel(engine, TTPO_STAGE_CANDIDATES);
+    test_cancel(engine, TTPO_STAGE_REFINE);
+    test_choice_callback(engine);
+    test_two_engines_two_threads();
+    test_forced_panic(engine);
+    ttpo_engine_free(engine);
+    free(photo);
+    if (failures) { fprintf(stderr, "%d check(s) failed\n", failures); return 1; }
+    printf("C API tests: all checks passed\n");
+    return 0;
+}
