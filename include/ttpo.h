@@ -224,7 +224,7 @@ enum ttpo_precision
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /*
-   f32 on the CPU, f16 on GPUs.
+   f32 on the CPU, bf16 on GPUs.
    */
   TTPO_PRECISION_AUTO = 0,
   /*

@@ -1,6 +1,6 @@
 //! Writes a tiny diffusers-layout Stable Diffusion folder with deterministic weights.
 //!
-//! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--prediction epsilon|v] [--seed N]`
+//! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--prediction epsilon|v|sd21-base-full] [--seed N]`
 
 use std::path::PathBuf;
 use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};
@@ -10,13 +10,14 @@ fn main() {
     let mut dir = None;
     let mut kind = TinyKind::Epsilon;
     let mut seed = 0u64;
-    let usage = "usage: make_tiny_model <dir> [--prediction epsilon|v] [--seed N]";
+    let usage = "usage: make_tiny_model <dir> [--prediction epsilon|v|sd21-base-full] [--seed N]";
     while let Some(a) = args.next() {
         match a.as_str() {
             "--prediction" => {
                 kind = match args.next().as_deref() {
                     Some("epsilon") => TinyKind::Epsilon,
                     Some("v") | Some("v_prediction") => TinyKind::V,
+                    Some("sd21-base-full") => TinyKind::Sd21Base,
                     other => fail(&format!("unknown prediction {other:?}; {usage}")),
                 }
             }

@@ -28,7 +28,7 @@ pub const DEFAULT_PROMPT: &str = "Cinematic, high-contrast, photo-realistic, 8k,
 pub struct EngineConfig {
     /// Device choice.
     pub device: DeviceChoice,
-    /// Precision; `None` = f32 on the CPU, f16 on GPUs.
+    /// Precision; `None` = f32 on the CPU, bf16 on GPUs.
     pub precision: Option<Precision>,
     /// Which weight files to prefer.
     pub variant: Variant,

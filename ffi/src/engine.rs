@@ -27,7 +27,7 @@ pub enum ttpo_device {
 /// Compute precision for `ttpo_engine_new`.
 #[repr(u32)]
 pub enum ttpo_precision {
-    /// f32 on the CPU, f16 on GPUs.
+    /// f32 on the CPU, bf16 on GPUs.
     TTPO_PRECISION_AUTO = 0,
     /// 32-bit float.
     TTPO_PRECISION_F32 = 1,

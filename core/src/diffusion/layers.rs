@@ -86,8 +86,21 @@ impl ResnetBlock {
     }
 }
 
+/// Largest attention score matrix computed in one piece (elements).
+pub const MAX_SCORE_ELEMENTS: usize = 1 << 29;
+
 /// Scaled dot-product attention on (B, N, heads*dim) inputs, returning the same layout.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    attention_in_blocks(q, k, v, heads, MAX_SCORE_ELEMENTS)
+}
+
+fn attention_in_blocks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    max_scores: usize,
+) -> Result<Tensor> {
     let (b, n, c) = q.dims3()?;
     let m = k.dim(1)?;
     let d = c / heads;
@@ -96,9 +109,28 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Ten
     };
     let (q, k, v) = (split(q, n)?, split(k, m)?, split(v, m)?);
     let q = (q * (1.0 / (d as f64).sqrt()))?;
-    let scores = q.matmul(&k.t()?)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))
+    let kt = k.t()?;
+    // The score matrix has b*heads*n*m elements; cuBLAS fails beyond 2^31 (seen at batch 30
+    // on SD's 4096-token level) and memory grows with it, so large products are computed in
+    // blocks of query rows. Softmax is per row, so the blocks are exact.
+    let rows = (max_scores / (b * heads * m).max(1)).clamp(1, n);
+    let mut outs = Vec::with_capacity(n.div_ceil(rows));
+    for start in (0..n).step_by(rows) {
+        let len = rows.min(n - start);
+        let qs = if len == n {
+            q.clone()
+        } else {
+            q.narrow(2, start, len)?
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&qs.matmul(&kt)?)?;
+        outs.push(probs.matmul(&v)?);
+    }
+    let out = if outs.len() == 1 {
+        outs.pop().expect("one block")
+    } else {
+        Tensor::cat(&outs, 2)?
+    };
+    out.transpose(1, 2)?.reshape((b, n, c))
 }
 
 /// diffusers' `Attention` as used by the UNet's transformer blocks: bias-free q/k/v,
@@ -152,4 +184,35 @@ impl CrossAttention {
 pub fn chunk2_last(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let n = x.dim(D::Minus1)? / 2;
     Ok((x.narrow(D::Minus1, 0, n)?, x.narrow(D::Minus1, n, n)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn blocked_attention_equals_one_piece() {
+        let dev = Device::Cpu;
+        let mk = |seed, n| {
+            crate::noise::NoiseStream::new(seed, 0)
+                .tensor(&[2, n, 12], &dev)
+                .unwrap()
+        };
+        let (q, k, v) = (mk(1, 300), mk(2, 250), mk(3, 250));
+        let whole = attention_in_blocks(&q, &k, &v, 3, usize::MAX).unwrap();
+        // 2 x 3 heads x 250 keys = 1500 scores per query row: blocks of 7 rows, and of 1.
+        for limit in [7 * 1500, 1] {
+            let blocked = attention_in_blocks(&q, &k, &v, 3, limit).unwrap();
+            let d = (blocked - &whole)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-6, "limit {limit}: differs by {d}");
+        }
+    }
 }

@@ -28,6 +28,10 @@ pub enum TinyKind {
     Epsilon,
     /// SD 2.x style: v prediction, linear projections, per-block heads, GELU text encoder.
     V,
+    /// The FULL Stable Diffusion 2.1-base architecture (UNet, VAE, 23-layer OpenCLIP text
+    /// encoder; epsilon prediction) with random weights, for benchmarks. About 5 GB; the
+    /// text encoder keeps the tiny vocabulary (token count does not affect speed).
+    Sd21Base,
 }
 
 /// Corpus the tiny BPE merges are learned from: the default quality prompt and a few
@@ -61,19 +65,31 @@ impl SimpleBackend for Inventor {
         let dims = s.dims().to_vec();
         let stream = NoiseStream::new(self.seed, fnv1a(name));
         let n: usize = dims.iter().product();
-        let normal = |i: usize| stream.normal(i as u64);
-        let values: Vec<f32> = if name.ends_with("embedding.weight") {
-            (0..n).map(|i| 0.5 * normal(i)).collect()
+        let (scale, offset) = if name.ends_with("embedding.weight") {
+            (0.5, 0.0)
         } else if dims.len() >= 2 {
             // Fan-in scaling keeps activations O(1) through the random network.
             let fan_in: usize = dims[1..].iter().product();
-            let std = 1.0 / (fan_in as f32).sqrt();
-            (0..n).map(|i| std * normal(i)).collect()
+            (1.0 / (fan_in as f32).sqrt(), 0.0)
         } else if name.ends_with("weight") {
-            (0..n).map(|i| 1.0 + 0.1 * normal(i)).collect()
+            (0.1, 1.0)
         } else {
-            (0..n).map(|i| 0.05 * normal(i)).collect()
+            (0.05, 0.0)
         };
+        // Large (full-size) tensors are filled on all cores; values depend only on the
+        // index, so the result is the same whatever the thread count.
+        let mut values = vec![0f32; n];
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let chunk = n.div_ceil(threads).max(1 << 16);
+        std::thread::scope(|sc| {
+            for (c, part) in values.chunks_mut(chunk).enumerate() {
+                sc.spawn(move || {
+                    for (j, v) in part.iter_mut().enumerate() {
+                        *v = offset + scale * stream.normal((c * chunk + j) as u64);
+                    }
+                });
+            }
+        });
         let t = Tensor::from_vec(values, dims, dev)?.to_dtype(dtype)?;
         self.made
             .lock()
@@ -128,13 +144,14 @@ fn invent<T>(
 /// Writes a tiny SD-style model folder to `dir` (created if needed).
 pub fn write_tiny_model(dir: &Path, kind: TinyKind, seed: u64) -> Result<()> {
     let v = kind == TinyKind::V;
+    let full = kind == TinyKind::Sd21Base;
     std::fs::create_dir_all(dir.join("tokenizer")).map_err(|e| Error::io(dir, e))?;
     write_json(
         &dir.join("model_index.json"),
         &json!({
             "_class_name": "StableDiffusionPipeline",
             "_diffusers_version": "0.36.0",
-            "_ttpo_tiny": {"kind": if v { "v" } else { "epsilon" }, "seed": seed},
+            "_ttpo_tiny": {"kind": format!("{kind:?}"), "seed": seed},
             "feature_extractor": [null, null],
             "requires_safety_checker": false,
             "safety_checker": [null, null],
@@ -197,6 +214,11 @@ pub fn write_tiny_model(dir: &Path, kind: TinyKind, seed: u64) -> Result<()> {
         "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
         "act_fn": "silu", "scaling_factor": 0.18215
     });
+    let (text_json, unet_json, vae_json) = if full {
+        sd21_base_configs(vocab_size)
+    } else {
+        (text_json, unet_json, vae_json)
+    };
     for (sub, value) in [
         ("text_encoder/config.json", &text_json),
         ("unet/config.json", &unet_json),
@@ -225,4 +247,38 @@ pub fn write_tiny_model(dir: &Path, kind: TinyKind, seed: u64) -> Result<()> {
         |vb| Vae::new(vb, vc),
     )?;
     Ok(())
+}
+
+/// The configs of stabilityai/stable-diffusion-2-1-base (text encoder with `vocab_size`).
+fn sd21_base_configs(
+    vocab_size: usize,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let text = json!({
+        "architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
+        "vocab_size": vocab_size, "hidden_size": 1024, "intermediate_size": 4096,
+        "num_hidden_layers": 23, "num_attention_heads": 16, "max_position_embeddings": 77,
+        "layer_norm_eps": 1e-5, "hidden_act": "gelu", "projection_dim": 512,
+        "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1, "pad_token_id": 1,
+        "torch_dtype": "float32"
+    });
+    let unet = json!({
+        "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.36.0",
+        "in_channels": 4, "out_channels": 4, "sample_size": 64,
+        "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
+        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        "cross_attention_dim": 1024, "attention_head_dim": [5, 10, 20, 20],
+        "use_linear_projection": true, "norm_num_groups": 32, "norm_eps": 1e-5,
+        "flip_sin_to_cos": true, "freq_shift": 0, "act_fn": "silu", "center_input_sample": false,
+        "downsample_padding": 1, "mid_block_scale_factor": 1, "upcast_attention": false
+    });
+    let vae = json!({
+        "_class_name": "AutoencoderKL", "_diffusers_version": "0.36.0",
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 512,
+        "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "norm_num_groups": 32,
+        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+        "act_fn": "silu", "scaling_factor": 0.18215
+    });
+    (text, unet, vae)
 }
