@@ -21,6 +21,11 @@ cargo test --workspace
 step "C ABI: header drift (in cargo test), C tests plain / ASan+UBSan / valgrind, C and C++ examples, install"
 bash tests/c/run.sh
 
+step "GIMP 2.10 (headless + dialog under Xvfb) and GIMP 3 (Debian 13 root)"
+bash plugins/gimp/test-gimp2.sh
+bash plugins/gimp/test-gimp2-ui.sh
+bash plugins/gimp/test-gimp3.sh
+
 step "conformance with diffusers/transformers on identical weights"
 bash scripts/conformance/run.sh
 

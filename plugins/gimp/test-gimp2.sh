@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# GIMP 2.10 end-to-end test of the TTPO plug-in, headless (gimp-console), hermetic profile.
+# Asserts: a new layer above the original with changed pixels; the original layer
+# unchanged; a grayscale float image with alpha and a selection works; a missing model
+# folder and a too-large image give PDB error messages (GIMP itself always exits 0).
+# Needs (Debian 12): gimp libgimp2.0-dev pkg-config (installed here via apt when root).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PHOTO=${TTPO_ASSETS:-$ROOT/.cache/assets}/photos/astronaut.png
+if ! command -v gimp-console-2.10 >/dev/null || ! pkg-config --exists gimpui-2.0; then
+  [ "$(id -u)" = 0 ] || { echo "need: apt-get install gimp libgimp2.0-dev pkg-config" >&2; exit 1; }
+  apt-get update >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gimp libgimp2.0-dev pkg-config >/dev/null
+fi
+T=$(mktemp -d)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+export GIMP2_DIRECTORY=$T/profile
+mkdir -p "$GIMP2_DIRECTORY/gradients"
+plugins/gimp/install.sh 2.10 >/dev/null
+test -x "$GIMP2_DIRECTORY/plug-ins/ttpo/ttpo"
+test -f "$GIMP2_DIRECTORY/plug-ins/ttpo/libttpo.so.0"
+cargo build --release -p ttpo --example make_tiny_model >&2
+target/release/examples/make_tiny_model "$T/tiny" >/dev/null
+cp "$PHOTO" "$T/photo.png"
+
+cat > "$T/run.scm" <<SCM
+(gimp-message-set-handler 1)
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 96 96)
+  (file-pnm-save RUN-NONINTERACTIVE image layer "$T/before.ppm" "before.ppm" 1)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2,0.4" 0 0 0)
+  (let* ((layers (gimp-image-get-layers image))
+         (top (aref (cadr layers) 0)))
+    (gimp-message (string-append "TTPO-LAYERS " (number->string (car layers))
+                                 " TOP " (car (gimp-item-get-name top))))
+    (file-pnm-save RUN-NONINTERACTIVE image top "$T/new.ppm" "new.ppm" 1)
+    (file-pnm-save RUN-NONINTERACTIVE image layer "$T/after.ppm" "after.ppm" 1)))
+SCM
+cat > "$T/gray.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 64 48)
+  (gimp-image-convert-grayscale image)
+  (gimp-image-convert-precision image PRECISION-FLOAT-GAMMA)
+  (gimp-layer-add-alpha layer)
+  (gimp-image-select-rectangle image CHANNEL-OP-REPLACE 8 8 32 24)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 3 2 "0.3" 1 1 0)
+  (gimp-selection-none image)
+  (let* ((layers (gimp-image-get-layers image)))
+    (gimp-message (string-append "TTPO-GRAY-LAYERS " (number->string (car layers))))
+    (gimp-message (string-append "TTPO-GRAY-ALPHA " (number->string (car (gimp-drawable-has-alpha (aref (cadr layers) 0))))))
+    (gimp-layer-flatten (aref (cadr layers) 0))
+    (gimp-layer-flatten layer)
+    (file-pnm-save RUN-NONINTERACTIVE image (aref (cadr layers) 0) "$T/gray-new.pgm" "g.pgm" 1)
+    (file-pnm-save RUN-NONINTERACTIVE image layer "$T/gray-orig.pgm" "g.pgm" 1)))
+SCM
+cat > "$T/errors.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 32 32)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0))
+SCM
+cat > "$T/large.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 1100 1000)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0)
+  (gimp-message (string-append "TTPO-LARGE-LAYERS " (number->string (car (gimp-image-get-layers image))))))
+SCM
+
+START=$(date +%s)
+timeout 300 gimp-console-2.10 -i -d -f \
+  -b "(load \"$T/run.scm\")" -b "(load \"$T/gray.scm\")" -b "(load \"$T/errors.scm\")" -b "(load \"$T/large.scm\")" \
+  -b '(gimp-quit 0)' >"$T/log" 2>&1 || true
+echo "gimp ran $(( $(date +%s) - START )) s"
+fail() { echo "FAIL: $*" >&2; echo "---- gimp log" >&2; cat "$T/log" >&2; exit 1; }
+
+grep -q "TTPO-LAYERS 2 TOP TTPO (seed 7)" "$T/log" || fail "no new layer 'TTPO (seed 7)' on top"
+[ -s "$T/new.ppm" ] && [ -s "$T/after.ppm" ] && [ -s "$T/before.ppm" ] || fail "exports missing"
+cmp -s "$T/before.ppm" "$T/after.ppm" || fail "the original layer was modified"
+[ "$(head -c 15 "$T/before.ppm")" = "$(head -c 15 "$T/new.ppm")" ] || fail "new layer size/format differs"
+cmp -s "$T/before.ppm" "$T/new.ppm" && fail "the new layer has the original's pixels"
+grep -q "TTPO-GRAY-LAYERS 2" "$T/log" || fail "grayscale float image with alpha: no new layer"
+grep -q "TTPO-GRAY-ALPHA 1" "$T/log" || fail "the new layer lost its alpha channel"
+python3 - "$T/gray-orig.pgm" "$T/gray-new.pgm" <<'PY' || fail "grayscale selection check"
+import sys
+def load(p):
+    d = open(p, 'rb').read()             # P5, optional "# comment" lines, w h, maxval, data
+    head = [t for line in d.split(b"\n")[:4] if not line.startswith(b"#") for t in line.split()]
+    w, h, bps = int(head[1]), int(head[2]), 1 if int(head[3]) < 256 else 2
+    px = d[len(d) - w * h * bps:]
+    return w, h, [px[i * bps:(i + 1) * bps] for i in range(w * h)]
+w, h, a = load(sys.argv[1]); _, _, b = load(sys.argv[2])
+changed = [(i % w, i // w) for i in range(w * h) if a[i] != b[i]]
+assert changed, "no pixel changed"
+outside = [(x, y) for x, y in changed if not (8 <= x < 40 and 8 <= y < 32)]
+assert not outside, f"{len(outside)} pixels changed outside the selection: {outside[:10]}"
+print(f"gray: {len(changed)} pixels changed, all inside the selection")
+PY
+grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO model folder not found" "$T/log" \
+  || fail "missing model folder: no PDB error message"
+grep -q "cannot process this image at once" "$T/log" || fail "too-large image: no clear message"
+grep -q "TTPO-LARGE-LAYERS" "$T/log" && fail "too-large image: the batch went on as if it succeeded"
+if grep -Eq "wire_read|plug-in crashed|Segmentation|terminated" "$T/log"; then fail "the plug-in crashed"; fi
+echo "GIMP 2.10 plug-in test passed"

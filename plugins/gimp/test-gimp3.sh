@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# GIMP 3 end-to-end test of the TTPO plug-in, headless, inside a Debian 13 root (GIMP 3 is
+# not in Debian 12). The root is made once by trixie-root.sh (debootstrap; cached under
+# .cache/trixie-root, override TTPO_TRIXIE_ROOT) and reused. libttpo and the tiny model
+# are built on the host. Same assertions as test-gimp2.sh. Needs root, debootstrap.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PHOTO=${TTPO_ASSETS:-$ROOT/.cache/assets}/photos/astronaut.png
+[ "$(id -u)" = 0 ] || { echo "test-gimp3.sh needs root (debootstrap, chroot)" >&2; exit 1; }
+START=$(date +%s)
+R=$(plugins/gimp/trixie-root.sh)
+echo "trixie root ready after $(( $(date +%s) - START )) s: $R"
+cargo build --release -p ttpo-ffi >&2
+cargo build --release -p ttpo --example make_tiny_model >&2
+# Everything the chroot needs goes under $R/ttpo-test (recreated each run).
+W=$R/ttpo-test
+rm -rf "$W"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
+mkdir -p "$W/src/plugins/gimp" "$W/src/include" "$W/profile/gradients"
+cp plugins/gimp/*.c plugins/gimp/*.h plugins/gimp/install.sh "$W/src/plugins/gimp/"
+cp include/ttpo.h "$W/src/include/"
+cp target/release/libttpo.so "$W/libttpo.so"
+target/release/examples/make_tiny_model "$W/tiny" >/dev/null
+cp "$PHOTO" "$W/photo.png"
+# A private mount namespace with /proc (glibc finds $ORIGIN of the plug-in through
+# /proc/self/exe); it disappears with the command, nothing to unmount.
+inroot() {
+  unshare --mount --fork chroot "$R" /bin/sh -c 'mount -t proc proc /proc && exec "$@"' sh /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/ttpo-test LANG=C.UTF-8 \
+    GIMP3_DIRECTORY=/ttpo-test/profile TTPO_LIB=/ttpo-test/libttpo.so "$@"
+}
+inroot /ttpo-test/src/plugins/gimp/install.sh 3 >/dev/null
+test -x "$W/profile/plug-ins/ttpo/ttpo" && test -f "$W/profile/plug-ins/ttpo/libttpo.so.0"
+
+cat > "$W/run.py" <<'PY'
+import hashlib
+import gi
+gi.require_version('Gimp', '3.0')
+gi.require_version('Gegl', '0.4')
+from gi.repository import Gimp, Gio, Gegl
+
+def load(w, h):
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path('/ttpo-test/photo.png'))
+    image.scale(w, h)
+    return image, image.get_layers()[0]
+
+def pixels(layer, fmt="R'G'B'A float"):
+    buf = layer.get_buffer()
+    return bytes(buf.get(buf.get_extent(), 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+def refine(image, layer, folder, seed, steps, strengths, selection, pref, disp):
+    proc = Gimp.get_pdb().lookup_procedure('plug-in-ttpo-refine')
+    cfg = proc.create_config()
+    cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property('image', image)
+    cfg.set_core_object_array('drawables', [layer])
+    for k, v in [('model-folder', folder), ('seed', seed), ('steps', steps), ('strengths', strengths),
+                 ('selection', selection), ('preferred', pref), ('dispreferred', disp)]:
+        cfg.set_property(k, v)
+    res = proc.run(cfg)
+    status = res.index(0)
+    msg = res.index(1) if res.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else ''
+    return status, msg
+
+out = []
+image, layer = load(96, 96)
+before = pixels(layer)
+st, msg = refine(image, layer, '/ttpo-test/tiny', 7, 2, '0.2,0.4', 0, 0, 0)
+layers = image.get_layers()
+out.append('rgb status=%s msg=%s layers=%d top=%s' % (st.value_nick, msg, len(layers), layers[0].get_name()))
+out.append('original-unchanged=%s' % (pixels(layer) == before))
+out.append('new-changed=%s' % (pixels(layers[0]) != before and len(pixels(layers[0])) == len(before)))
+
+image, layer = load(64, 48)
+image.convert_grayscale()
+image.convert_precision(Gimp.Precision.U16_NON_LINEAR)
+layer.add_alpha()
+image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 32, 24)
+before = pixels(layer, "Y' u16")
+st, msg = refine(image, layer, '/ttpo-test/tiny', 3, 2, '0.3', 1, 1, 0)
+layers = image.get_layers()
+new = pixels(layers[0], "Y' u16")
+changed = [i // 2 for i in range(0, len(new), 2) if new[i:i + 2] != before[i:i + 2]]
+outside = [i for i in changed if not (8 <= i % 64 < 40 and 8 <= i // 64 < 32)]
+out.append('gray status=%s msg=%s layers=%d alpha=%s changed=%d outside=%d' % (
+    st.value_nick, msg, len(layers), layers[0].has_alpha(), len(changed), len(outside)))
+
+image, layer = load(32, 32)
+st, msg = refine(image, layer, '/ttpo-test/no-such-model', 7, 2, '0.2', 0, 0, 0)
+out.append('missing status=%s msg=%s layers=%d' % (st.value_nick, msg, len(image.get_layers())))
+
+image, layer = load(1100, 1000)
+st, msg = refine(image, layer, '/ttpo-test/tiny', 7, 2, '0.2', 0, 0, 0)
+out.append('large status=%s msg=%s layers=%d' % (st.value_nick, msg, len(image.get_layers())))
+open('/ttpo-test/result.txt', 'w').write('\n'.join(out) + '\n')
+PY
+T0=$(date +%s)
+rc=0
+inroot timeout 300 gimp-console-3.0 -i --quit --batch-interpreter python-fu-eval \
+  -b "exec(open('/ttpo-test/run.py').read())" >"$W/log" 2>&1 || rc=$?
+echo "gimp ran $(( $(date +%s) - T0 )) s (exit $rc)"
+fail() { echo "FAIL: $*" >&2; echo "---- result" >&2; cat "$W/result.txt" >&2 || true; echo "---- gimp log" >&2; cat "$W/log" >&2; exit 1; }
+[ -f "$W/result.txt" ] || fail "the batch script did not finish"
+cat "$W/result.txt"
+grep -q "^rgb status=success msg= layers=2 top=TTPO (seed 7)$" "$W/result.txt" || fail "no new layer on top"
+grep -q "^original-unchanged=True$" "$W/result.txt" || fail "the original layer was modified"
+grep -q "^new-changed=True$" "$W/result.txt" || fail "the new layer has the original's pixels"
+grep -Eq "^gray status=success msg= layers=2 alpha=True changed=[1-9][0-9]* outside=0$" "$W/result.txt" \
+  || fail "grayscale 16-bit with alpha and a selection"
+grep -q "^missing status=execution-error msg=TTPO model folder not found.* layers=1$" "$W/result.txt" \
+  || fail "missing model folder: no PDB error message"
+grep -q "TTPO model folder not found" "$W/log" || fail "missing model folder: no message in GIMP's log"
+grep -q "^large status=execution-error msg=TTPO cannot process this image at once.* layers=1$" "$W/result.txt" \
+  || fail "too-large image: no clear message"
+if grep -E "ttpo|TTPO" "$W/log" | grep -Eiq "crash|segmentation|wire_read|critical"; then fail "the plug-in crashed"; fi
+echo "GIMP 3 plug-in test passed ($(( $(date +%s) - START )) s in all)"

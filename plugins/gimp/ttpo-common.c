@@ -1,0 +1,342 @@
+/* Host-independent part of the TTPO GIMP plug-ins: see ttpo-common.h. */
+#include "ttpo-common.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const TtpoPreset ttpo_presets[] = {
+    {"Fast", 10, "0.1,0.3"},
+    {"Balanced", 25, "0.1,0.2,0.3"},
+    {"Best quality", 50, "0.1,0.2,0.3,0.4"},
+    {"Custom", 0, NULL},
+};
+const int ttpo_n_presets = (int)(sizeof ttpo_presets / sizeof ttpo_presets[0]);
+
+void ttpo_params_defaults(TtpoParams *p) {
+    memset(p, 0, sizeof *p);
+    p->seed = 0;
+    p->selection = 0;
+    p->preferred = 1;
+    p->dispreferred = 0;
+    p->device = 0;
+    ttpo_params_apply_preset(p, 1);
+}
+
+void ttpo_params_apply_preset(TtpoParams *p, int index) {
+    if (index < 0 || index >= ttpo_n_presets) index = ttpo_n_presets - 1;
+    p->preset = index;
+    if (ttpo_presets[index].strengths) {
+        p->steps = ttpo_presets[index].steps;
+        g_strlcpy(p->strengths, ttpo_presets[index].strengths, sizeof p->strengths);
+    }
+}
+
+int ttpo_parse_strengths(const char *text, double *out, int max, char **error) {
+    int n = 0;
+    gchar **parts = g_strsplit(text ? text : "", ",", -1);
+    for (gchar **s = parts; *s; s++) {
+        gchar *item = g_strstrip(*s);
+        if (!*item) continue;
+        char *end = NULL;
+        double v = g_ascii_strtod(item, &end);
+        if (*end || !isfinite(v) || v < 0.0 || v > 1.0) {
+            *error = g_strdup_printf("invalid strength \"%s\" (expected numbers in 0..1, e.g. \"0.1,0.2,0.3\")", item);
+            g_strfreev(parts);
+            return -1;
+        }
+        if (n == max) {
+            *error = g_strdup_printf("too many strengths (at most %d)", max);
+            g_strfreev(parts);
+            return -1;
+        }
+        out[n++] = v;
+    }
+    g_strfreev(parts);
+    if (n == 0) {
+        *error = g_strdup("no strengths given (expected e.g. \"0.1,0.2,0.3\")");
+        return -1;
+    }
+    return n;
+}
+
+guchar *ttpo_thumbnail(const float *rgba, guint w, guint h, int max_side, int *tw, int *th) {
+    double scale = (double)max_side / (double)MAX(w, h);
+    if (scale > 1.0) scale = 1.0;
+    int ow = MAX(1, (int)lround(w * scale)), oh = MAX(1, (int)lround(h * scale));
+    guchar *out = g_malloc((size_t)ow * oh * 3);
+    for (int y = 0; y < oh; y++) {
+        guint y0 = (guint)((double)y * h / oh), y1 = MAX(y0 + 1, (guint)((double)(y + 1) * h / oh));
+        for (int x = 0; x < ow; x++) {
+            guint x0 = (guint)((double)x * w / ow), x1 = MAX(x0 + 1, (guint)((double)(x + 1) * w / ow));
+            double acc[3] = {0, 0, 0};
+            double bg = (((x / 8) + (y / 8)) & 1) ? 0.6 : 0.4;
+            guint n = 0;
+            for (guint yy = y0; yy < y1 && yy < h; yy++)
+                for (guint xx = x0; xx < x1 && xx < w; xx++) {
+                    const float *px = rgba + 4 * ((size_t)yy * w + xx);
+                    double a = CLAMP(px[3], 0.0f, 1.0f);
+                    for (int c = 0; c < 3; c++) acc[c] += CLAMP(px[c], 0.0f, 1.0f) * a + bg * (1.0 - a);
+                    n++;
+                }
+            for (int c = 0; c < 3; c++)
+                out[3 * ((size_t)y * ow + x) + c] = (guchar)lround(255.0 * acc[c] / MAX(n, 1u));
+        }
+    }
+    *tw = ow;
+    *th = oh;
+    return out;
+}
+
+struct TtpoTask {
+    TtpoParams params;
+    guint w, h;
+    float *input;
+    float *output;
+    ttpo_engine *engine;
+    ttpo_job *job;
+    GThread *thread;
+    TtpoPhase phase;
+    guint preferred, dispreferred;
+
+    GMutex lock; /* guards the fields below */
+    gboolean running;
+    gboolean cancelled;
+    guint stage, step, total;
+    uint32_t status;
+    gchar *message;
+};
+
+TtpoTask *ttpo_task_new(const TtpoParams *p, const float *rgba, guint w, guint h) {
+    TtpoTask *t = g_new0(TtpoTask, 1);
+    t->params = *p;
+    t->w = w;
+    t->h = h;
+    t->input = g_memdup2(rgba, (gsize)w * h * 4 * sizeof(float));
+    g_mutex_init(&t->lock);
+    return t;
+}
+
+static void task_join(TtpoTask *t) {
+    if (t->thread) {
+        g_thread_join(t->thread);
+        t->thread = NULL;
+    }
+}
+
+void ttpo_task_free(TtpoTask *t) {
+    if (!t) return;
+    ttpo_task_cancel(t);
+    task_join(t);
+    ttpo_job_free(t->job);
+    ttpo_engine_free(t->engine);
+    g_free(t->input);
+    g_free(t->output);
+    g_free(t->message);
+    g_mutex_clear(&t->lock);
+    g_free(t);
+}
+
+static void on_progress(void *user, uint32_t stage, uint32_t step, uint32_t total, double fraction) {
+    TtpoTask *t = user;
+    (void)fraction;
+    g_mutex_lock(&t->lock);
+    t->stage = stage;
+    t->step = step;
+    t->total = total;
+    g_mutex_unlock(&t->lock);
+}
+
+static int32_t on_cancel(void *user) {
+    TtpoTask *t = user;
+    g_mutex_lock(&t->lock);
+    int32_t c = t->cancelled;
+    g_mutex_unlock(&t->lock);
+    return c;
+}
+
+/* A sentence for people from a status and the engine's detail. */
+static gchar *describe(const char *what, uint32_t st, const char *detail) {
+    if (st == TTPO_STATUS_CANCELLED) return g_strdup("TTPO was cancelled.");
+    if (!detail || !*detail) detail = ttpo_status_str(st);
+    if (st == TTPO_STATUS_INVALID_IMAGE && strstr(detail, "pixels"))
+        return g_strdup_printf("TTPO cannot process this image at once: %s. Select a smaller area or scale "
+                               "the image down first; nothing was changed.", detail);
+    if (st == TTPO_STATUS_MODEL_NOT_FOUND)
+        return g_strdup_printf("TTPO model folder not found: %s (set the model folder, or TTPO_MODEL_DIR).", detail);
+    return g_strdup_printf("TTPO failed while %s: %s (%s)", what, detail, ttpo_status_str(st));
+}
+
+static void finish(TtpoTask *t, const char *what, uint32_t st, const char *detail) {
+    gchar *msg = st == TTPO_STATUS_OK ? NULL : describe(what, st, detail);
+    g_mutex_lock(&t->lock);
+    t->status = st;
+    g_free(t->message);
+    t->message = msg;
+    t->running = FALSE;
+    g_mutex_unlock(&t->lock);
+}
+
+static gpointer worker(gpointer data) {
+    TtpoTask *t = data;
+    uint32_t st;
+    if (t->phase != TTPO_PHASE_REFINE && !t->job) {
+        double strengths[TTPO_MAX_STRENGTHS];
+        char *err = NULL;
+        int n = ttpo_parse_strengths(t->params.strengths, strengths, TTPO_MAX_STRENGTHS, &err);
+        if (n < 0) {
+            finish(t, "reading the options", TTPO_STATUS_INVALID_ARGUMENT, err);
+            g_free(err);
+            return NULL;
+        }
+        if (!t->engine) {
+            static const uint32_t devices[] = {TTPO_DEVICE_AUTO, TTPO_DEVICE_CPU, TTPO_DEVICE_CUDA, TTPO_DEVICE_METAL};
+            uint32_t dev = devices[CLAMP(t->params.device, 0, 3)];
+            st = ttpo_engine_new(t->params.model_dir, dev, 0, TTPO_PRECISION_AUTO, &t->engine);
+            if (st != TTPO_STATUS_OK) {
+                finish(t, "loading the model", st, ttpo_last_error());
+                return NULL;
+            }
+        }
+        if (on_cancel(t)) {
+            finish(t, "", TTPO_STATUS_CANCELLED, NULL);
+            return NULL;
+        }
+        ttpo_options *o = ttpo_options_new();
+        st = ttpo_options_set_seed(o, (uint64_t)(guint32)t->params.seed);
+        if (!st) st = ttpo_options_set_steps(o, (uint32_t)t->params.steps);
+        if (!st) st = ttpo_options_set_refine_steps(o, (uint32_t)t->params.steps);
+        if (!st) st = ttpo_options_set_strengths(o, strengths, (size_t)n);
+        if (st != TTPO_STATUS_OK) {
+            gchar *d = g_strdup(ttpo_last_error());
+            ttpo_options_free(o);
+            finish(t, "reading the options", st, d);
+            g_free(d);
+            return NULL;
+        }
+        ttpo_image in = {t->input, t->w, t->h, (ptrdiff_t)t->w * 4 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
+        ttpo_job *job = NULL;
+        st = ttpo_job_new(t->engine, o, &in, &job);
+        ttpo_options_free(o);
+        g_atomic_pointer_set(&t->job, job); /* read by ttpo_task_cancel on the UI thread */
+        if (st != TTPO_STATUS_OK) {
+            finish(t, "preparing the job", st, ttpo_last_error());
+            return NULL;
+        }
+        ttpo_job_set_progress_callback(t->job, on_progress, t);
+        ttpo_job_set_cancel_callback(t->job, on_cancel, t);
+        st = ttpo_job_generate_candidates(t->job);
+        if (st != TTPO_STATUS_OK) {
+            finish(t, "making candidates", st, ttpo_job_last_error(t->job));
+            return NULL;
+        }
+    }
+    if (t->phase == TTPO_PHASE_GENERATE) {
+        finish(t, "", TTPO_STATUS_OK, NULL);
+        return NULL;
+    }
+    if (t->phase == TTPO_PHASE_REFINE || t->params.selection == 1) {
+        guint p = t->phase == TTPO_PHASE_REFINE ? t->preferred : (guint)t->params.preferred;
+        guint d = t->phase == TTPO_PHASE_REFINE ? t->dispreferred : (guint)t->params.dispreferred;
+        st = ttpo_job_choose(t->job, p, d);
+        if (st != TTPO_STATUS_OK) {
+            finish(t, "choosing candidates", st, ttpo_job_last_error(t->job));
+            return NULL;
+        }
+    } else {
+        ttpo_job_choose_auto(t->job);
+    }
+    float *out = g_malloc((gsize)t->w * t->h * 4 * sizeof(float));
+    ttpo_image ov = {out, t->w, t->h, (ptrdiff_t)t->w * 4 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
+    st = ttpo_job_refine(t->job, &ov);
+    if (st != TTPO_STATUS_OK) {
+        g_free(out);
+        finish(t, "refining", st, ttpo_job_last_error(t->job));
+        return NULL;
+    }
+    g_free(t->output);
+    t->output = out;
+    finish(t, "", TTPO_STATUS_OK, NULL);
+    return NULL;
+}
+
+void ttpo_task_start(TtpoTask *t, TtpoPhase phase, guint preferred, guint dispreferred) {
+    task_join(t);
+    g_mutex_lock(&t->lock);
+    t->running = TRUE;
+    t->cancelled = FALSE;
+    t->stage = 0;
+    t->step = t->total = 0;
+    t->status = TTPO_STATUS_OK;
+    g_mutex_unlock(&t->lock);
+    t->phase = phase;
+    t->preferred = preferred;
+    t->dispreferred = dispreferred;
+    t->thread = g_thread_new("ttpo-worker", worker, t);
+}
+
+gboolean ttpo_task_running(TtpoTask *t) {
+    g_mutex_lock(&t->lock);
+    gboolean r = t->running;
+    g_mutex_unlock(&t->lock);
+    return r;
+}
+
+void ttpo_task_wait(TtpoTask *t, void (*hook)(double, const char *, void *), void *user) {
+    char text[128];
+    while (ttpo_task_running(t)) {
+        double f = ttpo_task_progress(t, text, sizeof text);
+        if (hook) hook(f, text, user);
+        g_usleep(100000);
+    }
+    task_join(t);
+}
+
+double ttpo_task_progress(TtpoTask *t, char *text, size_t n) {
+    g_mutex_lock(&t->lock);
+    guint stage = t->stage, step = t->step, total = t->total;
+    g_mutex_unlock(&t->lock);
+    double within = total ? (double)step / total : 0.0;
+    /* Overall: Stage I 0..45 %, Stage II 45..55 %, Stage III 55..100 %. */
+    static const double base[] = {0.0, 0.0, 0.45, 0.55}, span[] = {0.0, 0.45, 0.10, 0.45};
+    static const char *names[] = {"Loading the model", "Stage I: candidates", "Stage II: scoring",
+                                  "Stage III: refining"};
+    if (stage > 3) stage = 0;
+    if (text) {
+        if (stage == 0)
+            g_strlcpy(text, t->job ? "Starting" : names[0], n);
+        else
+            g_snprintf(text, n, "%s %u/%u", names[stage], step, total);
+    }
+    return CLAMP(base[stage] + span[stage] * within, 0.0, 1.0);
+}
+
+void ttpo_task_cancel(TtpoTask *t) {
+    g_mutex_lock(&t->lock);
+    t->cancelled = TRUE;
+    g_mutex_unlock(&t->lock);
+    /* The job pointer is set by the worker before any long call; a cancel that arrives
+       before it exists is seen by the cancel poll. */
+    ttpo_job *job = g_atomic_pointer_get(&t->job);
+    if (job) ttpo_job_cancel(job);
+}
+
+uint32_t ttpo_task_status(TtpoTask *t) {
+    g_mutex_lock(&t->lock);
+    uint32_t s = t->status;
+    g_mutex_unlock(&t->lock);
+    return s;
+}
+
+const char *ttpo_task_message(TtpoTask *t) { return t->message ? t->message : ""; }
+ttpo_job *ttpo_task_job(TtpoTask *t) { return t->job; }
+const float *ttpo_task_output(TtpoTask *t) { return t->output; }
+
+guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *tw, int *th) {
+    float *buf = g_malloc((gsize)t->w * t->h * 4 * sizeof(float));
+    ttpo_image ov = {buf, t->w, t->h, (ptrdiff_t)t->w * 4 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
+    guchar *thumb = NULL;
+    if (ttpo_job_candidate_image(t->job, index, &ov) == TTPO_STATUS_OK)
+        thumb = ttpo_thumbnail(buf, t->w, t->h, max_side, tw, th);
+    g_free(buf);
+    return thumb;
+}

@@ -1,0 +1,77 @@
+/*
+ * Host-independent part of the TTPO GIMP plug-ins (GIMP 2.10 and GIMP 3): parameters,
+ * presets, strengths parsing, pixel helpers and the engine job running on a worker
+ * thread with progress and cancel. Depends on GLib and libttpo only (no libgimp, no GTK).
+ */
+#ifndef TTPO_GIMP_COMMON_H
+#define TTPO_GIMP_COMMON_H
+
+#include <glib.h>
+#include "ttpo.h"
+
+#define TTPO_PROC "plug-in-ttpo-refine"
+#define TTPO_MAX_STRENGTHS 16
+
+/* Everything the dialog edits; stored as one blob for "last values" (GIMP 2.10). */
+typedef struct {
+    gchar  model_dir[1024];
+    gint32 seed;
+    gint32 steps;
+    gchar  strengths[256];
+    gint32 selection;    /* 0 automatic, 1 given indices (interactive: let me pick) */
+    gint32 preferred;
+    gint32 dispreferred;
+    gint32 device;       /* 0 auto, 1 CPU, 2 CUDA, 3 Metal */
+    gint32 preset;       /* see ttpo_presets */
+} TtpoParams;
+
+typedef struct {
+    const char *name;
+    gint32 steps;
+    const char *strengths;
+} TtpoPreset;
+
+/* Fast, Balanced, Best quality, Custom (last: leaves values alone). */
+extern const TtpoPreset ttpo_presets[];
+extern const int ttpo_n_presets;
+
+void ttpo_params_defaults(TtpoParams *p);
+/* Applies preset `index` to steps/strengths (Custom leaves them). */
+void ttpo_params_apply_preset(TtpoParams *p, int index);
+
+/* Parses "0.1,0.2,0.3". Returns the count, or -1 with a message in *error (g_free it). */
+int ttpo_parse_strengths(const char *text, double *out, int max, char **error);
+
+/* Composites RGBA float (0..1) over a grey checkerboard into a w x h RGB8 thumbnail
+   fitting max_side (box filter). Returns g_malloc'd pixels; *tw, *th receive its size. */
+guchar *ttpo_thumbnail(const float *rgba, guint w, guint h, int max_side, int *tw, int *th);
+
+typedef enum { TTPO_PHASE_GENERATE, TTPO_PHASE_REFINE, TTPO_PHASE_RUN } TtpoPhase;
+
+typedef struct TtpoTask TtpoTask;
+
+/* A task owns a copy of the input, RGBA float 0..1, w x h. */
+TtpoTask *ttpo_task_new(const TtpoParams *p, const float *rgba, guint w, guint h);
+/* Joins a running worker (cancelling it first) and frees everything. */
+void ttpo_task_free(TtpoTask *t);
+/* Starts a phase on the worker thread. GENERATE: load the model, make the job, Stage I+II.
+   REFINE: choose (pref, dispref) and run Stage III. RUN: everything, with the choice from
+   the params (automatic or given indices). */
+void ttpo_task_start(TtpoTask *t, TtpoPhase phase, guint preferred, guint dispreferred);
+gboolean ttpo_task_running(TtpoTask *t);
+/* Blocks until the running phase ends, calling hook about 10 times a second. */
+void ttpo_task_wait(TtpoTask *t, void (*hook)(double fraction, const char *text, void *user), void *user);
+/* Overall fraction 0..1 and a stage text ("Stage I: candidates 3/10"). */
+double ttpo_task_progress(TtpoTask *t, char *text, size_t n);
+/* Asks the engine to stop (reaches ttpo_job_cancel); safe from any thread. */
+void ttpo_task_cancel(TtpoTask *t);
+/* After a phase: TTPO_STATUS_OK or an error; ttpo_task_message() is a sentence for people. */
+uint32_t ttpo_task_status(TtpoTask *t);
+const char *ttpo_task_message(TtpoTask *t);
+/* The job (query it only while no phase runs), the result (after REFINE/RUN), size. */
+ttpo_job *ttpo_task_job(TtpoTask *t);
+const float *ttpo_task_output(TtpoTask *t);
+/* Candidate thumbnail (RGB8, g_free it) and info; valid after GENERATE. */
+guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *tw, int *th);
+
+#endif

@@ -1,0 +1,188 @@
+/*
+ * TTPO for GIMP 2.10 (libgimp-2.0, GTK 2): Filters > Enhance > TTPO…
+ * PDB: plug-in-ttpo-refine (run-mode, image, drawable, model-folder, seed, steps,
+ *      strengths, selection, preferred, dispreferred).
+ * The result goes to a new layer above the drawable, in one undo group; the drawable is
+ * never modified. Nothing touches the image until the engine has finished, so a kill
+ * (GIMP's own progress-bar cancel) leaves the image as it was.
+ */
+#include <libgimp/gimp.h>
+#include <libgimp/gimpui.h>
+#include <string.h>
+#include "ttpo-common.h"
+#include "ttpo-ui.h"
+
+static void query(void);
+static void run(const gchar *name, gint nparams, const GimpParam *param, gint *nreturn_vals, GimpParam **return_vals);
+
+const GimpPlugInInfo PLUG_IN_INFO = {NULL, NULL, query, run};
+
+MAIN()
+
+static void query(void) {
+    static const GimpParamDef args[] = {
+        {GIMP_PDB_INT32, "run-mode", "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1), RUN-WITH-LAST-VALS (2) }"},
+        {GIMP_PDB_IMAGE, "image", "Input image"},
+        {GIMP_PDB_DRAWABLE, "drawable", "Input layer"},
+        {GIMP_PDB_STRING, "model-folder", "Stable Diffusion model folder (diffusers layout); empty = $TTPO_MODEL_DIR"},
+        {GIMP_PDB_INT32, "seed", "Job seed (>= 0)"},
+        {GIMP_PDB_INT32, "steps", "Sampler steps of Stage I and Stage III (1..1000)"},
+        {GIMP_PDB_STRING, "strengths", "img2img strengths of the candidates, comma-separated, e.g. \"0.1,0.2,0.3\""},
+        {GIMP_PDB_INT32, "selection", "Candidate choice: 0 automatic, 1 the given indices"},
+        {GIMP_PDB_INT32, "preferred", "Preferred candidate index (selection 1; 0 = the input)"},
+        {GIMP_PDB_INT32, "dispreferred", "Dispreferred candidate index (selection 1)"},
+    };
+    gimp_install_procedure(TTPO_PROC, "Restore the layer with TTPO (test-time preference optimization)",
+                           "Makes candidates with a diffusion model, scores them with no-reference quality "
+                           "metrics (or lets you pick), and refines toward the preferred one. The result is a "
+                           "new layer above the original; a selection limits the change.",
+                           "TTPO authors", "TTPO authors", "2026", "_TTPO...", "RGB*, GRAY*", GIMP_PLUGIN,
+                           G_N_ELEMENTS(args), 0, args, NULL);
+    gimp_plugin_menu_register(TTPO_PROC, "<Image>/Filters/Enhance");
+}
+
+static void progress_hook(double fraction, const char *text, void *user) {
+    static char last[128];
+    (void)user;
+    if (strcmp(last, text) != 0) {
+        g_strlcpy(last, text, sizeof last);
+        gimp_progress_set_text(text);
+    }
+    gimp_progress_update(fraction);
+}
+
+/* Runs the engine on the selection's bounds of `drawable` and puts the result into a new
+   layer. Returns a status; on failure *message (g_free) says why. */
+static GimpPDBStatusType process(gint32 image, gint32 drawable, TtpoParams *p, gboolean interactive,
+                                 gchar **message) {
+    if (!gimp_item_is_layer(drawable) || gimp_item_is_group(drawable)) {
+        *message = g_strdup("TTPO works on a layer: select a pixel layer (not a mask, channel or group).");
+        return GIMP_PDB_EXECUTION_ERROR;
+    }
+    gint x, y, w, h;
+    if (!gimp_drawable_mask_intersect(drawable, &x, &y, &w, &h) || w <= 0 || h <= 0) {
+        *message = g_strdup("The selection does not touch the layer: nothing to do.");
+        return GIMP_PDB_EXECUTION_ERROR;
+    }
+    const Babl *fmt = babl_format("R'G'B'A float");
+    float *in = g_malloc((gsize)w * h * 4 * sizeof(float));
+    GeglBuffer *src = gimp_drawable_get_buffer(drawable);
+    gegl_buffer_get(src, GEGL_RECTANGLE(x, y, w, h), 1.0, fmt, in, GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+    g_object_unref(src);
+    TtpoTask *t = ttpo_task_new(p, in, (guint)w, (guint)h);
+    g_free(in);
+
+    gimp_progress_init("TTPO");
+    uint32_t st;
+    if (interactive && p->selection == 1) {
+        st = ttpo_ui_run_phase(t, TTPO_PHASE_GENERATE, 0, 0, progress_hook, NULL);
+        if (st == TTPO_STATUS_OK) {
+            guint pref = 1, disp = 0;
+            if (!ttpo_ui_pick(t, &pref, &disp)) {
+                st = TTPO_STATUS_CANCELLED;
+            } else {
+                p->preferred = (gint32)pref;
+                p->dispreferred = (gint32)disp;
+                st = ttpo_ui_run_phase(t, TTPO_PHASE_REFINE, pref, disp, progress_hook, NULL);
+            }
+        }
+    } else if (interactive) {
+        st = ttpo_ui_run_phase(t, TTPO_PHASE_RUN, 0, 0, progress_hook, NULL);
+    } else {
+        ttpo_task_start(t, TTPO_PHASE_RUN, 0, 0);
+        ttpo_task_wait(t, progress_hook, NULL);
+        st = ttpo_task_status(t);
+    }
+    if (st != TTPO_STATUS_OK) {
+        gboolean cancelled = st == TTPO_STATUS_CANCELLED;
+        *message = g_strdup(ttpo_task_message(t));
+        ttpo_task_free(t);
+        gimp_progress_end();
+        return cancelled ? GIMP_PDB_CANCEL : GIMP_PDB_EXECUTION_ERROR;
+    }
+
+    gimp_image_undo_group_start(image);
+    gint32 layer = gimp_layer_new_from_drawable(drawable, image);
+    gchar *name = g_strdup_printf("TTPO (seed %d)", p->seed);
+    gimp_item_set_name(layer, name);
+    g_free(name);
+    gimp_image_insert_layer(image, layer, gimp_item_get_parent(drawable),
+                            gimp_image_get_item_position(image, drawable));
+    /* The shadow buffer merged with the selection as mask: a feathered or partial
+       selection limits the change, outside it the copy keeps the original pixels. */
+    GeglBuffer *shadow = gimp_drawable_get_shadow_buffer(layer);
+    GeglBuffer *copy = gimp_drawable_get_buffer(layer);
+    gegl_buffer_copy(copy, NULL, GEGL_ABYSS_NONE, shadow, NULL); /* exact pixels outside the result */
+    g_object_unref(copy);
+    gegl_buffer_set(shadow, GEGL_RECTANGLE(x, y, w, h), 0, fmt, ttpo_task_output(t), GEGL_AUTO_ROWSTRIDE);
+    g_object_unref(shadow);
+    gimp_drawable_merge_shadow(layer, TRUE);
+    gimp_drawable_update(layer, x, y, w, h);
+    gimp_image_undo_group_end(image);
+    ttpo_task_free(t);
+    gimp_progress_end();
+    return GIMP_PDB_SUCCESS;
+}
+
+static void run(const gchar *name, gint nparams, const GimpParam *param, gint *nreturn_vals, GimpParam **return_vals) {
+    static GimpParam values[2];
+    GimpRunMode mode = param[0].data.d_int32;
+    GimpPDBStatusType status = GIMP_PDB_SUCCESS;
+    gchar *message = NULL;
+    TtpoParams p;
+    (void)name;
+
+    gegl_init(NULL, NULL);
+    ttpo_params_defaults(&p);
+    if (gimp_get_data_size(TTPO_PROC) == sizeof p) gimp_get_data(TTPO_PROC, &p);
+
+    if (mode == GIMP_RUN_NONINTERACTIVE) {
+        if (nparams != 10) {
+            status = GIMP_PDB_CALLING_ERROR;
+            message = g_strdup("plug-in-ttpo-refine takes 10 arguments");
+        } else {
+            g_strlcpy(p.model_dir, param[3].data.d_string ? param[3].data.d_string : "", sizeof p.model_dir);
+            p.seed = param[4].data.d_int32;
+            p.steps = param[5].data.d_int32;
+            g_strlcpy(p.strengths, param[6].data.d_string ? param[6].data.d_string : "", sizeof p.strengths);
+            p.selection = param[7].data.d_int32;
+            p.preferred = param[8].data.d_int32;
+            p.dispreferred = param[9].data.d_int32;
+            p.device = 0;
+            if (p.seed < 0 || p.steps < 1 || p.steps > 1000 || p.selection < 0 || p.selection > 1 ||
+                (p.selection == 1 && (p.preferred < 0 || p.dispreferred < 0 || p.preferred == p.dispreferred))) {
+                status = GIMP_PDB_CALLING_ERROR;
+                message = g_strdup("TTPO: seed must be >= 0, steps 1..1000, selection 0 or 1, and with "
+                                   "selection 1 preferred and dispreferred must be different indices >= 0");
+            }
+        }
+    } else if (mode == GIMP_RUN_INTERACTIVE) {
+        gimp_ui_init("ttpo", FALSE);
+        if (!ttpo_ui_settings(&p)) status = GIMP_PDB_CANCEL;
+    }
+    /* GIMP_RUN_WITH_LAST_VALS: p holds the last values (Filters > Repeat). */
+
+    if (status == GIMP_PDB_SUCCESS) {
+        status = process(param[1].data.d_image, param[2].data.d_drawable, &p, mode == GIMP_RUN_INTERACTIVE, &message);
+        if (status == GIMP_PDB_SUCCESS) {
+            if (mode != GIMP_RUN_NONINTERACTIVE) gimp_displays_flush();
+            if (mode == GIMP_RUN_INTERACTIVE) gimp_set_data(TTPO_PROC, &p, sizeof p);
+        } else if (status == GIMP_PDB_EXECUTION_ERROR && mode == GIMP_RUN_INTERACTIVE) {
+            ttpo_ui_error(message);
+        }
+    }
+    *nreturn_vals = 1;
+    *return_vals = values;
+    values[0].type = GIMP_PDB_STATUS;
+    values[0].data.d_status = status;
+    if (message && status != GIMP_PDB_SUCCESS) {
+        static gchar *kept; /* must outlive run() */
+        g_free(kept);
+        kept = message;
+        message = NULL;
+        *nreturn_vals = 2;
+        values[1].type = GIMP_PDB_STRING;
+        values[1].data.d_string = kept;
+    }
+    g_free(message);
+}
