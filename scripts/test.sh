@@ -26,6 +26,9 @@ bash plugins/gimp/test-gimp2.sh
 bash plugins/gimp/test-gimp2-ui.sh
 bash plugins/gimp/test-gimp3.sh
 
+step "OpenFX: the bundle in MLT's melt (Debian sid root); the project's test host runs in cargo test"
+bash plugins/ofx/test-melt.sh
+
 step "conformance with diffusers/transformers on identical weights"
 bash scripts/conformance/run.sh
 

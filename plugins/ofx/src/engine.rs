@@ -1,0 +1,496 @@
+//! libttpo, loaded at run time with libloading (the plug-in never links it), one engine per
+//! process shared by every instance, and the result cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub const FORMAT_U8: u32 = 0;
+pub const FORMAT_U16: u32 = 1;
+pub const FORMAT_F32: u32 = 2;
+pub const LAYOUT_RGB: u32 = 1;
+pub const LAYOUT_RGBA: u32 = 2;
+const STATUS_OK: u32 = 0;
+const STATUS_CANCELLED: u32 = 8;
+const ABI_VERSION: u32 = 1;
+
+#[repr(C)]
+pub struct TtpoImage {
+    pub data: *mut c_void,
+    pub width: u32,
+    pub height: u32,
+    pub stride: isize,
+    pub format: u32,
+    pub layout: u32,
+}
+
+type Engine = c_void;
+type Job = c_void;
+type Options = c_void;
+pub type ProgressFn = unsafe extern "C" fn(*mut c_void, u32, u32, u32, f64);
+pub type CancelFn = unsafe extern "C" fn(*mut c_void) -> i32;
+
+/// The libttpo functions the plug-in calls.
+pub struct Api {
+    _lib: libloading::Library,
+    #[allow(dead_code)]
+    pub path: PathBuf,
+    engine_new: unsafe extern "C" fn(*const c_char, u32, u32, u32, *mut *mut Engine) -> u32,
+    engine_free: unsafe extern "C" fn(*mut Engine),
+    job_new:
+        unsafe extern "C" fn(*const Engine, *const Options, *const TtpoImage, *mut *mut Job) -> u32,
+    job_free: unsafe extern "C" fn(*mut Job),
+    job_last_error: unsafe extern "C" fn(*const Job) -> *const c_char,
+    job_set_progress: unsafe extern "C" fn(*mut Job, Option<ProgressFn>, *mut c_void) -> u32,
+    job_set_cancel: unsafe extern "C" fn(*mut Job, Option<CancelFn>, *mut c_void) -> u32,
+    job_generate: unsafe extern "C" fn(*mut Job) -> u32,
+    job_candidate_count: unsafe extern "C" fn(*const Job, *mut u32) -> u32,
+    job_candidate_image: unsafe extern "C" fn(*const Job, u32, *const TtpoImage) -> u32,
+    job_choose: unsafe extern "C" fn(*mut Job, u32, u32) -> u32,
+    job_choose_auto: unsafe extern "C" fn(*mut Job) -> u32,
+    job_refine: unsafe extern "C" fn(*mut Job, *const TtpoImage) -> u32,
+    options_new: unsafe extern "C" fn() -> *mut Options,
+    options_free: unsafe extern "C" fn(*mut Options),
+    options_set_seed: unsafe extern "C" fn(*mut Options, u64) -> u32,
+    options_set_steps: unsafe extern "C" fn(*mut Options, u32) -> u32,
+    options_set_refine_steps: unsafe extern "C" fn(*mut Options, u32) -> u32,
+    options_set_strengths: unsafe extern "C" fn(*mut Options, *const f64, usize) -> u32,
+    options_set_metrics: unsafe extern "C" fn(*mut Options, *const c_char) -> u32,
+    status_str: unsafe extern "C" fn(u32) -> *const c_char,
+    last_error: unsafe extern "C" fn() -> *const c_char,
+    version_api: unsafe extern "C" fn() -> u32,
+}
+
+unsafe fn cstr(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+impl Api {
+    unsafe fn open(path: &Path) -> Result<Api, String> {
+        let lib = libloading::Library::new(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        macro_rules! sym {
+            ($name:literal) => {
+                *lib.get(concat!($name, "\0").as_bytes())
+                    .map_err(|e| format!("{}: missing {}: {e}", path.display(), $name))?
+            };
+        }
+        let api = Api {
+            path: path.to_path_buf(),
+            engine_new: sym!("ttpo_engine_new"),
+            engine_free: sym!("ttpo_engine_free"),
+            job_new: sym!("ttpo_job_new"),
+            job_free: sym!("ttpo_job_free"),
+            job_last_error: sym!("ttpo_job_last_error"),
+            job_set_progress: sym!("ttpo_job_set_progress_callback"),
+            job_set_cancel: sym!("ttpo_job_set_cancel_callback"),
+            job_generate: sym!("ttpo_job_generate_candidates"),
+            job_candidate_count: sym!("ttpo_job_candidate_count"),
+            job_candidate_image: sym!("ttpo_job_candidate_image"),
+            job_choose: sym!("ttpo_job_choose"),
+            job_choose_auto: sym!("ttpo_job_choose_auto"),
+            job_refine: sym!("ttpo_job_refine"),
+            options_new: sym!("ttpo_options_new"),
+            options_free: sym!("ttpo_options_free"),
+            options_set_seed: sym!("ttpo_options_set_seed"),
+            options_set_steps: sym!("ttpo_options_set_steps"),
+            options_set_refine_steps: sym!("ttpo_options_set_refine_steps"),
+            options_set_strengths: sym!("ttpo_options_set_strengths"),
+            options_set_metrics: sym!("ttpo_options_set_metrics"),
+            status_str: sym!("ttpo_status_str"),
+            last_error: sym!("ttpo_last_error"),
+            version_api: sym!("ttpo_version_api"),
+            _lib: lib,
+        };
+        let abi = (api.version_api)();
+        if abi != ABI_VERSION {
+            return Err(format!(
+                "{}: ABI level {abi}, this plug-in needs {ABI_VERSION}",
+                path.display()
+            ));
+        }
+        Ok(api)
+    }
+
+    fn err(&self, what: &str, status: u32, job: *const Job) -> EngineError {
+        let detail = unsafe {
+            let m = if job.is_null() {
+                cstr((self.last_error)())
+            } else {
+                cstr((self.job_last_error)(job))
+            };
+            if m.is_empty() {
+                cstr((self.status_str)(status))
+            } else {
+                m
+            }
+        };
+        EngineError {
+            cancelled: status == STATUS_CANCELLED,
+            message: format!("{what}: {detail}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct EngineError {
+    pub cancelled: bool,
+    pub message: String,
+}
+
+impl From<String> for EngineError {
+    fn from(message: String) -> Self {
+        EngineError {
+            cancelled: false,
+            message,
+        }
+    }
+}
+
+/// The folder of the loaded plug-in binary (`…/Contents/Linux-x86-64`).
+fn own_dir() -> Option<PathBuf> {
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(own_dir as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        let p = PathBuf::from(cstr(info.dli_fname));
+        let p = std::fs::canonicalize(&p).unwrap_or(p);
+        p.parent().map(Path::to_path_buf)
+    }
+}
+
+static API: Mutex<Option<&'static Api>> = Mutex::new(None);
+
+/// Loads libttpo once per process: `$TTPO_LIBRARY`, else `libttpo.so.0` / `libttpo.so` next
+/// to the plug-in binary. A failure is not remembered (the next render tries again).
+pub fn api() -> Result<&'static Api, String> {
+    let mut g = API.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(a) = *g {
+        return Ok(a);
+    }
+    let mut tried = Vec::new();
+    let candidates: Vec<PathBuf> = match std::env::var_os("TTPO_LIBRARY").filter(|v| !v.is_empty())
+    {
+        Some(p) => vec![PathBuf::from(p)],
+        None => match own_dir() {
+            Some(d) => vec![d.join("libttpo.so.0"), d.join("libttpo.so")],
+            None => vec![],
+        },
+    };
+    for c in &candidates {
+        if !c.exists() {
+            tried.push(format!("{}: no such file", c.display()));
+            continue;
+        }
+        match unsafe { Api::open(c) } {
+            Ok(a) => {
+                let a: &'static Api = Box::leak(Box::new(a));
+                *g = Some(a);
+                return Ok(a);
+            }
+            Err(e) => tried.push(e),
+        }
+    }
+    Err(format!(
+        "TTPO cannot load its engine library libttpo (set TTPO_LIBRARY or reinstall the bundle): {}",
+        if tried.is_empty() { "plug-in folder unknown".to_string() } else { tried.join("; ") }
+    ))
+}
+
+struct Ptr(*mut c_void);
+unsafe impl Send for Ptr {}
+
+/// The engine (one per process, for the last model folder asked for).
+static ENGINE: Mutex<Option<(String, Ptr)>> = Mutex::new(None);
+
+fn engine(api: &Api, model_dir: &str) -> Result<*mut Engine, EngineError> {
+    let mut g = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((d, p)) = g.as_ref() {
+        if d == model_dir {
+            return Ok(p.0);
+        }
+    }
+    let c = CString::new(model_dir).map_err(|_| "model folder contains NUL".to_string())?;
+    let mut out = std::ptr::null_mut();
+    // device AUTO (0), index 0, precision AUTO (0).
+    let st = unsafe { (api.engine_new)(c.as_ptr(), 0, 0, 0, &mut out) };
+    if st != STATUS_OK {
+        let mut e = api.err("loading the model", st, std::ptr::null());
+        if model_dir.is_empty() {
+            e.message
+                .push_str(" (model folder parameter empty: TTPO_MODEL_DIR is used)");
+        }
+        return Err(e);
+    }
+    if let Some((_, old)) = g.replace((model_dir.to_string(), Ptr(out))) {
+        unsafe { (api.engine_free)(old.0) } // jobs keep their models alive
+    }
+    Ok(out)
+}
+
+/// What decides the candidates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Stage1Key {
+    pub input_hash: u64,
+    pub width: u32,
+    pub height: u32,
+    pub model_dir: String,
+    pub strengths: Vec<u64>, // f64 bits
+    pub seed: u64,
+    pub steps: u32,
+    pub metrics: String,
+}
+
+/// Per-call host hooks: abort poll and progress.
+pub trait Hooks {
+    fn cancelled(&mut self) -> bool;
+    fn progress(&mut self, fraction: f64);
+}
+
+struct CallCtx<'a> {
+    hooks: &'a mut dyn Hooks,
+    stage_base: f64,
+    stage_span: f64,
+}
+
+unsafe extern "C" fn cancel_cb(user: *mut c_void) -> i32 {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ctx = &mut *(user as *mut CallCtx);
+        ctx.hooks.cancelled() as i32
+    }))
+    .unwrap_or(1)
+}
+
+unsafe extern "C" fn progress_cb(user: *mut c_void, stage: u32, _s: u32, _t: u32, fraction: f64) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ctx = &mut *(user as *mut CallCtx);
+        let f = fraction.clamp(0.0, 1.0);
+        let f = match stage {
+            1 => 0.8 * f,
+            2 => 0.8 + 0.2 * f,
+            _ => f,
+        };
+        ctx.hooks.progress(ctx.stage_base + ctx.stage_span * f);
+    }));
+}
+
+/// A job with its candidates (RGBA f32, top row first) and its refined results by choice.
+pub struct Entry {
+    job: Ptr,
+    pub candidates: Vec<Arc<Vec<f32>>>,
+    refined: HashMap<Option<(u32, u32)>, Arc<Vec<f32>>>,
+}
+
+pub struct Cache {
+    entries: HashMap<Stage1Key, Entry>,
+    order: VecDeque<Stage1Key>,
+    /// Engine calls made (candidates + refinements): lets tests see cache hits.
+    pub engine_calls: u64,
+}
+
+const CACHE_ENTRIES: usize = 4;
+
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+/// The global render lock: engine work is serialized across instances and threads.
+pub fn cache() -> MutexGuard<'static, Option<Cache>> {
+    let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if g.is_none() {
+        *g = Some(Cache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            engine_calls: 0,
+        });
+    }
+    g
+}
+
+pub fn purge(api: Option<&Api>) {
+    let mut g = cache();
+    let c = g.as_mut().unwrap();
+    for (_, e) in c.entries.drain() {
+        if let Some(api) = api {
+            unsafe { (api.job_free)(e.job.0) }
+        }
+    }
+    c.order.clear();
+}
+
+fn f32_image(buf: &mut [f32], w: u32, h: u32) -> TtpoImage {
+    TtpoImage {
+        data: buf.as_mut_ptr() as *mut c_void,
+        width: w,
+        height: h,
+        stride: (w as isize) * 16,
+        format: FORMAT_F32,
+        layout: LAYOUT_RGBA,
+    }
+}
+
+impl Cache {
+    /// Candidates for `key`, computing them if needed. `input` describes the source pixels.
+    pub fn candidates(
+        &mut self,
+        api: &Api,
+        key: &Stage1Key,
+        input: &TtpoImage,
+        hooks: &mut dyn Hooks,
+    ) -> Result<&mut Entry, EngineError> {
+        if !self.entries.contains_key(key) {
+            let eng = engine(api, &key.model_dir)?;
+            unsafe {
+                let opts = (api.options_new)();
+                if opts.is_null() {
+                    return Err("out of memory".to_string().into());
+                }
+                let strengths: Vec<f64> =
+                    key.strengths.iter().map(|b| f64::from_bits(*b)).collect();
+                let mut st = (api.options_set_seed)(opts, key.seed);
+                for s in [
+                    (api.options_set_steps)(opts, key.steps),
+                    (api.options_set_refine_steps)(opts, key.steps),
+                    (api.options_set_strengths)(opts, strengths.as_ptr(), strengths.len()),
+                ] {
+                    if st == STATUS_OK {
+                        st = s;
+                    }
+                }
+                if st == STATUS_OK && !key.metrics.is_empty() {
+                    let m = CString::new(key.metrics.as_str()).unwrap_or_default();
+                    st = (api.options_set_metrics)(opts, m.as_ptr());
+                }
+                if st != STATUS_OK {
+                    (api.options_free)(opts);
+                    return Err(api.err("invalid parameters", st, std::ptr::null()));
+                }
+                let mut job = std::ptr::null_mut();
+                let st = (api.job_new)(eng, opts, input, &mut job);
+                (api.options_free)(opts);
+                if st != STATUS_OK {
+                    return Err(api.err("creating the job", st, std::ptr::null()));
+                }
+                let mut ctx = CallCtx {
+                    hooks,
+                    stage_base: 0.0,
+                    stage_span: 0.6,
+                };
+                let user = &mut ctx as *mut CallCtx as *mut c_void;
+                (api.job_set_cancel)(job, Some(cancel_cb), user);
+                (api.job_set_progress)(job, Some(progress_cb), user);
+                self.engine_calls += 1;
+                let st = (api.job_generate)(job);
+                (api.job_set_cancel)(job, None, std::ptr::null_mut());
+                (api.job_set_progress)(job, None, std::ptr::null_mut());
+                if st != STATUS_OK {
+                    let e = api.err("making candidates", st, job);
+                    (api.job_free)(job);
+                    return Err(e);
+                }
+                let mut n = 0u32;
+                (api.job_candidate_count)(job, &mut n);
+                let mut cands = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    let mut buf = vec![0f32; (key.width * key.height * 4) as usize];
+                    let img = f32_image(&mut buf, key.width, key.height);
+                    let st = (api.job_candidate_image)(job, i, &img);
+                    if st != STATUS_OK {
+                        let e = api.err("reading a candidate", st, job);
+                        (api.job_free)(job);
+                        return Err(e);
+                    }
+                    cands.push(Arc::new(buf));
+                }
+                if self.order.len() >= CACHE_ENTRIES {
+                    if let Some(old) = self.order.pop_front() {
+                        if let Some(e) = self.entries.remove(&old) {
+                            (api.job_free)(e.job.0);
+                        }
+                    }
+                }
+                self.order.push_back(key.clone());
+                self.entries.insert(
+                    key.clone(),
+                    Entry {
+                        job: Ptr(job),
+                        candidates: cands,
+                        refined: HashMap::new(),
+                    },
+                );
+            }
+        } else if let Some(pos) = self.order.iter().position(|k| k == key) {
+            let k = self.order.remove(pos).unwrap();
+            self.order.push_back(k);
+        }
+        Ok(self.entries.get_mut(key).unwrap())
+    }
+
+    /// The refined result for `choice` (None = automatic), computing it if needed.
+    pub fn refined(
+        &mut self,
+        api: &Api,
+        key: &Stage1Key,
+        input: &TtpoImage,
+        choice: Option<(u32, u32)>,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Arc<Vec<f32>>, EngineError> {
+        let mut calls = 0;
+        let r = {
+            let entry = self.candidates(api, key, input, hooks)?;
+            if let Some(r) = entry.refined.get(&choice) {
+                Ok(r.clone())
+            } else {
+                let n = entry.candidates.len() as u32;
+                let job = entry.job.0;
+                unsafe {
+                    let st = match choice {
+                        None => (api.job_choose_auto)(job),
+                        Some((p, d)) if p >= n || d >= n => {
+                            return Err(format!(
+                                "preferred/dispreferred index out of range: there are {n} candidates (0..{})",
+                                n.saturating_sub(1)
+                            )
+                            .into())
+                        }
+                        Some((p, d)) => (api.job_choose)(job, p, d),
+                    };
+                    if st != STATUS_OK {
+                        return Err(api.err("choosing candidates", st, job));
+                    }
+                    let mut buf = vec![0f32; (key.width * key.height * 4) as usize];
+                    let img = f32_image(&mut buf, key.width, key.height);
+                    let mut ctx = CallCtx {
+                        hooks,
+                        stage_base: 0.6,
+                        stage_span: 0.4,
+                    };
+                    let user = &mut ctx as *mut CallCtx as *mut c_void;
+                    (api.job_set_cancel)(job, Some(cancel_cb), user);
+                    (api.job_set_progress)(job, Some(progress_cb), user);
+                    calls += 1;
+                    let st = (api.job_refine)(job, &img);
+                    (api.job_set_cancel)(job, None, std::ptr::null_mut());
+                    (api.job_set_progress)(job, None, std::ptr::null_mut());
+                    if st != STATUS_OK {
+                        Err(api.err("refining", st, job))
+                    } else {
+                        let r = Arc::new(buf);
+                        entry.refined.insert(choice, r.clone());
+                        Ok(r)
+                    }
+                }
+            }
+        };
+        self.engine_calls += calls;
+        r
+    }
+}
+
+/// The library if it is already loaded (never loads it).
+pub fn loaded() -> Option<&'static Api> {
+    *API.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Renders a real photo through TTPO.ofx.bundle in MLT's melt (7.42, Debian sid root made with
+# debootstrap, cached under .cache/sid-root) and checks that the output differs from the input
+# and equals the project's test host output for the same parameters. Prints cold/warm times.
+# Needs root (chroot); creates the sid root on first use (debootstrap + apt, ~1-2 min).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+SID=${TTPO_SID_ROOT:-$REPO/.cache/sid-root}
+ASSETS=${TTPO_ASSETS:-$REPO/.cache/assets}
+PHOTO=${1:-$ASSETS/photos/astronaut.png}
+SIDE=${TTPO_MELT_SIDE:-64}
+
+if [ ! -x "$SID/usr/bin/melt" ]; then
+  command -v debootstrap >/dev/null || apt-get install -y --no-install-recommends debootstrap
+  MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  [ -d "$SID/usr" ] || debootstrap --variant=minbase sid "$SID" "${MIRROR:-http://deb.debian.org/debian}"
+  cp /etc/resolv.conf "$SID/etc/"
+  chroot "$SID" sh -c 'apt-get -o Acquire::Check-Valid-Until=false update &&
+    apt-get install -y --no-install-recommends melt'
+fi
+
+bash plugins/ofx/bundle.sh >/dev/null
+cargo build --release -q -p ttpo-ofx-host -p ttpo --example make_tiny_model
+HOST=$REPO/target/release/ttpo-ofx-host
+
+STAGE_IN=/tmp/ttpo-melt.$$
+W=$SID$STAGE_IN
+trap 'rm -rf "$W"' EXIT
+mkdir -p "$W/plugins"
+cp -a target/release/TTPO.ofx.bundle "$W/plugins/"
+target/release/examples/make_tiny_model "$W/tiny" >/dev/null
+"$HOST" crop "$PHOTO" "$W/in.png" "$SIDE"
+cat > "$W/profile" <<PROFILE
+description=ttpo ${SIDE}x${SIDE}
+width=$SIDE
+height=$SIDE
+progressive=1
+sample_aspect_num=1
+sample_aspect_den=1
+display_aspect_num=1
+display_aspect_den=1
+frame_rate_num=25
+frame_rate_den=1
+colorspace=709
+PROFILE
+PARAMS=(modelDir=$STAGE_IN/tiny strengths=0.3,0.6 steps=4 metrics=sharpness seed=3)
+
+melt_run() {
+  chroot "$SID" env OFX_PLUGIN_PATH=$STAGE_IN/plugins QT_QPA_PLATFORM=offscreen \
+    melt -profile $STAGE_IN/profile $STAGE_IN/in.png out=0 -attach openfx.org.ttpo.TTPO "${PARAMS[@]}" \
+    -consumer avformat:$STAGE_IN/$1 vcodec=png f=image2 update=1 >"$W/$1.log" 2>&1
+}
+now() { date +%s.%N; }
+
+echo "== melt lists the plug-in"
+FILTERS=$(chroot "$SID" env OFX_PLUGIN_PATH=$STAGE_IN/plugins melt -query filters 2>/dev/null)
+grep -q 'openfx.org.ttpo.TTPO' <<<"$FILTERS"
+sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+T0=$(now); melt_run melt-cold.png; T1=$(now)
+melt_run melt-warm.png; T2=$(now)
+T3=$(now); chroot "$SID" env OFX_PLUGIN_PATH=$STAGE_IN/plugins melt -query filters >/dev/null 2>&1; T4=$(now)
+T5=$(now); chroot "$SID" melt -query filters >/dev/null 2>&1; T6=$(now)
+
+echo "== the test host, same parameters"
+HOST_PARAMS=("${PARAMS[@]}")
+HOST_PARAMS[0]=modelDir=$W/tiny
+"$HOST" render "$W/plugins/TTPO.ofx.bundle" "$W/in.png" "$W/host.png" "${HOST_PARAMS[@]}"
+
+D_IN=$("$HOST" diff "$W/in.png" "$W/melt-cold.png")
+D_HOST=$("$HOST" diff "$W/host.png" "$W/melt-cold.png")
+D_WARM=$("$HOST" diff "$W/melt-cold.png" "$W/melt-warm.png")
+printf 'melt cold render %.2f s, warm %.2f s; melt -query filters with the plug-in %.2f s, without %.2f s\n' \
+  "$(echo "$T1 - $T0" | bc)" "$(echo "$T2 - $T1" | bc)" "$(echo "$T4 - $T3" | bc)" "$(echo "$T6 - $T5" | bc)"
+echo "max |melt - input| = $D_IN (must be > 0); max |melt - test host| = $D_HOST (must be 0); cold vs warm = $D_WARM"
+if [ "$D_IN" -eq 0 ]; then echo "FAIL: melt output equals the input (plug-in did not run?)"; cat "$W/melt-cold.png.log"; exit 1; fi
+if [ "$D_HOST" -ne 0 ] || [ "$D_WARM" -ne 0 ]; then echo "FAIL: melt and the test host disagree"; exit 1; fi
+echo "melt OpenFX check passed"
