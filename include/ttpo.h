@@ -748,6 +748,15 @@ uint32_t ttpo_options_set_metrics(ttpo_options *options, const char *names);
 uint32_t ttpo_options_set_brisque_model(ttpo_options *options, const char *path);
 
 /*
+ Sets the CLIP model folder (Hugging Face layout) that enables the `clipiqa` metric and adds
+ it to the default set; NULL or "" clears it.
+
+ # Safety
+ `path` must be NULL or a NUL-terminated string.
+ */
+uint32_t ttpo_options_set_clip_model(ttpo_options *options, const char *path);
+
+/*
  A static, NUL-terminated description of a status value (any integer is accepted).
  */
 const char *ttpo_status_str(uint32_t status);

@@ -17,11 +17,13 @@
 #![deny(missing_docs)]
 
 pub mod candidates;
+pub mod clip_iqa;
 pub mod device;
 pub mod diffusion;
 pub mod error;
 pub mod guidance;
 pub mod image;
+pub mod lpips;
 pub mod noise;
 pub mod pipeline;
 pub mod preference;

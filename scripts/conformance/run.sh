@@ -73,6 +73,10 @@ t=$(now)
 cargo test -p ttpo --test conformance -- --ignored --nocapture
 part "conformance (tiny) tests" "$t"
 
+t=$(now)
+TTPO_PYTHON="$VENV/bin/python" cargo test -p ttpo --test clip_iqa -- --include-ignored --nocapture
+part "CLIP-IQA vs transformers CLIPModel" "$t"
+
 if [[ "${TTPO_SKIP_FULL:-0}" != 1 ]]; then
   for m in sd15 sd21; do
     t=$(now)
