@@ -13,7 +13,7 @@ fn main() {
     let mut json = false;
     let mut images = Vec::new();
     let mut args = std::env::args().skip(1);
-    let usage = "usage: score --metric niqe,brisque,piqe [--brisque-model DIR] IMAGES... [--json]";
+    let usage = "usage: score --metric niqe,brisque,piqe [--brisque-model DIR] [--clip-model DIR] IMAGES... [--json]";
     while let Some(a) = args.next() {
         match a.as_str() {
             "--metric" | "--metrics" => {
@@ -25,6 +25,7 @@ fn main() {
                     .collect()
             }
             "--brisque-model" => opts.brisque_model = args.next().map(PathBuf::from),
+            "--clip-model" => opts.clip_model = args.next().map(PathBuf::from),
             "--json" => json = true,
             _ if !a.starts_with("--") => images.push(a),
             _ => {
