@@ -99,7 +99,14 @@ unsafe fn on_job(job: *const ttpo_job, f: impl FnOnce(&ttpo_job) -> FfiResult) -
     guard(Some(&j.last_error), || f(j))
 }
 
-fn progress_closure(cb: Callbacks, token: CancelToken) -> impl FnMut(&ttpo::Progress) {
+/// The engine's progress callback for one call: forwards to the C callbacks and turns a
+/// cancel (from the poll callback or from `ttpo_job_cancel` on the handle's token) into a
+/// cancel of the engine's own token, which is what its loops check.
+fn progress_closure(
+    cb: Callbacks,
+    handle: CancelToken,
+    engine: CancelToken,
+) -> impl FnMut(&ttpo::Progress) {
     move |p: &ttpo::Progress| {
         if let Some((f, ud)) = cb.progress {
             // SAFETY: the caller registered `f` for this user data.
@@ -116,8 +123,11 @@ fn progress_closure(cb: Callbacks, token: CancelToken) -> impl FnMut(&ttpo::Prog
         if let Some((f, ud)) = cb.cancel {
             // SAFETY: as above.
             if unsafe { f(ud.0) } != 0 {
-                token.cancel();
+                handle.cancel();
             }
+        }
+        if handle.is_cancelled() {
+            engine.cancel();
         }
     }
 }
@@ -257,20 +267,9 @@ pub unsafe extern "C" fn ttpo_job_set_choice_callback(
 fn generate(j: &ttpo_job) -> FfiResult {
     j.with(|s| {
         test_hook("generate_candidates");
-        let mut progress = progress_closure(s.callbacks, j.cancel.clone());
-        let token = s.job.cancel_token();
-        let watch = j.cancel.clone();
-        // The engine's own token is what its loops check; mirror the handle's into it.
-        let mut both = |p: &ttpo::Progress| {
-            progress(p);
-            if watch.is_cancelled() {
-                token.cancel();
-            }
-        };
-        if j.cancel.is_cancelled() {
-            return Err(Failure::new(TTPO_STATUS_CANCELLED, "cancelled"));
-        }
-        s.job.generate_candidates(&mut both)?;
+        let mut progress = progress_closure(s.callbacks, j.cancel.clone(), s.job.cancel_token());
+        not_cancelled(j)?;
+        s.job.generate_candidates(&mut progress)?;
         s.metric_names = s
             .job
             .scores()
@@ -295,22 +294,20 @@ fn refine_into(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
                 shape.width, shape.height
             )));
         }
-        let mut progress = progress_closure(s.callbacks, j.cancel.clone());
-        let token = s.job.cancel_token();
-        let watch = j.cancel.clone();
-        let mut both = |p: &ttpo::Progress| {
-            progress(p);
-            if watch.is_cancelled() {
-                token.cancel();
-            }
-        };
-        if j.cancel.is_cancelled() {
-            return Err(Failure::new(TTPO_STATUS_CANCELLED, "cancelled"));
-        }
-        let result = s.job.refine(&mut both)?;
+        let mut progress = progress_closure(s.callbacks, j.cancel.clone(), s.job.cancel_token());
+        not_cancelled(j)?;
+        let result = s.job.refine(&mut progress)?;
         // SAFETY: `out` was validated above; the caller guarantees its memory.
         unsafe { write(out, &shape, &result, s.alpha.as_deref()) }
     })
+}
+
+/// A cancel that arrived between the start of the call and the first model call.
+fn not_cancelled(j: &ttpo_job) -> FfiResult {
+    if j.cancel.is_cancelled() {
+        return Err(Failure::new(TTPO_STATUS_CANCELLED, "cancelled"));
+    }
+    Ok(())
 }
 
 /// Resets both cancel flags at the start of a top-level call.
