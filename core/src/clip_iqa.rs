@@ -12,6 +12,7 @@
 //! (PIL-style antialiased bicubic, 8-bit intermediate), centre-cropped to a square and
 //! normalised with CLIP's mean and std.
 
+use crate::diffusion::clip_text::{Activation, EncoderLayer};
 use crate::diffusion::clip_text::{ClipTextConfig, ClipTextModel};
 use crate::diffusion::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
@@ -96,32 +97,6 @@ pub struct ClipVisionConfig {
     pub layer_norm_eps: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Activation {
-    QuickGelu,
-    Gelu,
-}
-
-fn activation(name: &str) -> candle_core::Result<Activation> {
-    match name {
-        "quick_gelu" => Ok(Activation::QuickGelu),
-        "gelu" => Ok(Activation::Gelu),
-        other => candle_core::bail!("unsupported activation {other:?}"),
-    }
-}
-
-#[derive(Debug)]
-struct VisionLayer {
-    ln1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    ln2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-}
-
 /// transformers' `CLIPVisionModel` (ViT with a class token), up to the pooled output.
 #[derive(Debug)]
 pub struct ClipVisionModel {
@@ -130,15 +105,14 @@ pub struct ClipVisionModel {
     patch_embedding: Tensor,
     position_embedding: Tensor,
     pre_ln: LayerNorm,
-    layers: Vec<VisionLayer>,
+    layers: Vec<EncoderLayer>,
     post_ln: LayerNorm,
-    act: Activation,
 }
 
 impl ClipVisionModel {
     /// Builds the encoder; `vb` is rooted at the file (tensors under `vision_model.`).
     pub fn new(vb: VarBuilder, config: ClipVisionConfig) -> candle_core::Result<Self> {
-        let act = activation(&config.hidden_act)?;
+        let act = Activation::from_name(&config.hidden_act)?;
         if config.hidden_size % config.num_attention_heads != 0 {
             candle_core::bail!("hidden_size not divisible by num_attention_heads");
         }
@@ -152,17 +126,14 @@ impl ClipVisionModel {
         let p = config.patch_size;
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
-                let l = vb.pp("encoder.layers").pp(i);
-                Ok(VisionLayer {
-                    ln1: candle_nn::layer_norm(h, e, l.pp("layer_norm1"))?,
-                    q: candle_nn::linear(h, h, l.pp("self_attn.q_proj"))?,
-                    k: candle_nn::linear(h, h, l.pp("self_attn.k_proj"))?,
-                    v: candle_nn::linear(h, h, l.pp("self_attn.v_proj"))?,
-                    out: candle_nn::linear(h, h, l.pp("self_attn.out_proj"))?,
-                    ln2: candle_nn::layer_norm(h, e, l.pp("layer_norm2"))?,
-                    fc1: candle_nn::linear(h, config.intermediate_size, l.pp("mlp.fc1"))?,
-                    fc2: candle_nn::linear(config.intermediate_size, h, l.pp("mlp.fc2"))?,
-                })
+                EncoderLayer::new(
+                    vb.pp("encoder.layers").pp(i),
+                    h,
+                    config.intermediate_size,
+                    config.num_attention_heads,
+                    e,
+                    act,
+                )
             })
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
@@ -172,7 +143,6 @@ impl ClipVisionModel {
             pre_ln: candle_nn::layer_norm(h, e, vb.pp("pre_layrnorm"))?,
             post_ln: candle_nn::layer_norm(h, e, vb.pp("post_layernorm"))?,
             layers,
-            act,
             config,
         })
     }
@@ -199,28 +169,8 @@ impl ClipVisionModel {
             .to_dtype(patches.dtype())?;
         let mut x = Tensor::cat(&[cls, patches], 1)?.broadcast_add(&self.position_embedding)?;
         x = self.pre_ln.forward(&x)?;
-        let len = x.dim(1)?;
-        let heads = c.num_attention_heads;
-        let d = h / heads;
         for l in &self.layers {
-            let r = x.clone();
-            let y = l.ln1.forward(&x)?;
-            let split = |t: Tensor| -> candle_core::Result<Tensor> {
-                t.reshape((b, len, heads, d))?.transpose(1, 2)?.contiguous()
-            };
-            let q = split((l.q.forward(&y)? * (1.0 / (d as f64).sqrt()))?)?;
-            let k = split(l.k.forward(&y)?)?;
-            let v = split(l.v.forward(&y)?)?;
-            let probs = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, D::Minus1)?;
-            let a = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, len, h))?;
-            x = (l.out.forward(&a)? + r)?;
-            let r = x.clone();
-            let y = l.fc1.forward(&l.ln2.forward(&x)?)?;
-            let y = match self.act {
-                Activation::QuickGelu => (&y * candle_nn::ops::sigmoid(&(&y * 1.702)?)?)?,
-                Activation::Gelu => y.gelu_erf()?,
-            };
-            x = (l.fc2.forward(&y)? + r)?;
+            x = l.forward(&x, None)?;
         }
         self.post_ln.forward(&x.i((.., 0, ..))?)
     }

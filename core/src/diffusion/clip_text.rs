@@ -39,14 +39,28 @@ pub struct ClipTextConfig {
     pub layer_norm_eps: f64,
 }
 
+/// The MLP activation of a CLIP tower.
 #[derive(Debug, Clone, Copy)]
-enum Activation {
+pub(crate) enum Activation {
     QuickGelu,
     Gelu,
 }
 
+impl Activation {
+    /// `quick_gelu` (OpenAI CLIP) or `gelu` (OpenCLIP: exact erf GELU).
+    pub(crate) fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "quick_gelu" => Ok(Activation::QuickGelu),
+            "gelu" => Ok(Activation::Gelu),
+            other => candle_core::bail!("unsupported CLIP activation {other:?}"),
+        }
+    }
+}
+
+/// One pre-norm transformer layer of transformers' `CLIPEncoder`, shared by the text and
+/// the vision towers (`encoder.layers.N.*`).
 #[derive(Debug)]
-struct EncoderLayer {
+pub(crate) struct EncoderLayer {
     ln1: LayerNorm,
     q: Linear,
     k: Linear,
@@ -55,6 +69,67 @@ struct EncoderLayer {
     ln2: LayerNorm,
     fc1: Linear,
     fc2: Linear,
+    heads: usize,
+    act: Activation,
+}
+
+impl EncoderLayer {
+    pub(crate) fn new(
+        l: VarBuilder,
+        hidden: usize,
+        intermediate: usize,
+        heads: usize,
+        eps: f64,
+        act: Activation,
+    ) -> Result<Self> {
+        if hidden % heads != 0 {
+            candle_core::bail!("hidden_size not divisible by num_attention_heads");
+        }
+        Ok(Self {
+            ln1: candle_nn::layer_norm(hidden, eps, l.pp("layer_norm1"))?,
+            q: candle_nn::linear(hidden, hidden, l.pp("self_attn.q_proj"))?,
+            k: candle_nn::linear(hidden, hidden, l.pp("self_attn.k_proj"))?,
+            v: candle_nn::linear(hidden, hidden, l.pp("self_attn.v_proj"))?,
+            out: candle_nn::linear(hidden, hidden, l.pp("self_attn.out_proj"))?,
+            ln2: candle_nn::layer_norm(hidden, eps, l.pp("layer_norm2"))?,
+            fc1: candle_nn::linear(hidden, intermediate, l.pp("mlp.fc1"))?,
+            fc2: candle_nn::linear(intermediate, hidden, l.pp("mlp.fc2"))?,
+            heads,
+            act,
+        })
+    }
+
+    /// `x` (B, L, hidden); `mask` is added to the attention scores (the text tower's
+    /// causal mask; the vision tower has none).
+    pub(crate) fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, len, hidden) = x.dims3()?;
+        let d = hidden / self.heads;
+        let h = self.ln1.forward(x)?;
+        let split = |t: Tensor| -> Result<Tensor> {
+            t.reshape((b, len, self.heads, d))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split((self.q.forward(&h)? * (1.0 / (d as f64).sqrt()))?)?;
+        let k = split(self.k.forward(&h)?)?;
+        let v = split(self.v.forward(&h)?)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let a = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, len, hidden))?;
+        let x = (self.out.forward(&a)? + x)?;
+        let h = self.fc1.forward(&self.ln2.forward(&x)?)?;
+        let h = match self.act {
+            Activation::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
+            Activation::Gelu => h.gelu_erf()?,
+        };
+        self.fc2.forward(&h)? + x
+    }
 }
 
 /// The text transformer.
@@ -65,36 +140,25 @@ pub struct ClipTextModel {
     position: Embedding,
     layers: Vec<EncoderLayer>,
     final_ln: LayerNorm,
-    act: Activation,
 }
 
 impl ClipTextModel {
     /// Builds the encoder; `vb` is rooted at the file (tensors under `text_model.`).
     pub fn new(vb: VarBuilder, config: ClipTextConfig) -> Result<Self> {
-        let act = match config.hidden_act.as_str() {
-            "quick_gelu" => Activation::QuickGelu,
-            "gelu" => Activation::Gelu,
-            other => candle_core::bail!("unsupported text encoder activation {other:?}"),
-        };
-        if config.hidden_size % config.num_attention_heads != 0 {
-            candle_core::bail!("hidden_size not divisible by num_attention_heads");
-        }
+        let act = Activation::from_name(&config.hidden_act)?;
         let vb = vb.pp("text_model");
         let (h, e) = (config.hidden_size, config.layer_norm_eps);
         let emb = vb.pp("embeddings");
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
-                let l = vb.pp("encoder.layers").pp(i);
-                Ok(EncoderLayer {
-                    ln1: candle_nn::layer_norm(h, e, l.pp("layer_norm1"))?,
-                    q: candle_nn::linear(h, h, l.pp("self_attn.q_proj"))?,
-                    k: candle_nn::linear(h, h, l.pp("self_attn.k_proj"))?,
-                    v: candle_nn::linear(h, h, l.pp("self_attn.v_proj"))?,
-                    out: candle_nn::linear(h, h, l.pp("self_attn.out_proj"))?,
-                    ln2: candle_nn::layer_norm(h, e, l.pp("layer_norm2"))?,
-                    fc1: candle_nn::linear(h, config.intermediate_size, l.pp("mlp.fc1"))?,
-                    fc2: candle_nn::linear(config.intermediate_size, h, l.pp("mlp.fc2"))?,
-                })
+                EncoderLayer::new(
+                    vb.pp("encoder.layers").pp(i),
+                    h,
+                    config.intermediate_size,
+                    config.num_attention_heads,
+                    e,
+                    act,
+                )
             })
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -106,7 +170,6 @@ impl ClipTextModel {
             )?,
             final_ln: candle_nn::layer_norm(h, e, vb.pp("final_layer_norm"))?,
             layers,
-            act,
             config,
         })
     }
@@ -118,7 +181,7 @@ impl ClipTextModel {
 
     /// `last_hidden_state` (B, L, hidden) for token ids (B, L), with the causal mask.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, len) = ids.dims2()?;
+        let (_, len) = ids.dims2()?;
         let dev = ids.device();
         let pos = Tensor::arange(0u32, len as u32, dev)?;
         let mut x = self
@@ -126,31 +189,8 @@ impl ClipTextModel {
             .forward(ids)?
             .broadcast_add(&self.position.forward(&pos)?)?;
         let mask = causal_mask(len, x.dtype(), dev)?;
-        let heads = self.config.num_attention_heads;
-        let d = self.config.hidden_size / heads;
         for l in &self.layers {
-            let r = x.clone();
-            let h = l.ln1.forward(&x)?;
-            let split = |t: Tensor| -> Result<Tensor> {
-                t.reshape((b, len, heads, d))?.transpose(1, 2)?.contiguous()
-            };
-            let q = split((l.q.forward(&h)? * (1.0 / (d as f64).sqrt()))?)?;
-            let k = split(l.k.forward(&h)?)?;
-            let v = split(l.v.forward(&h)?)?;
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
-            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            let a = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, len, heads * d))?;
-            x = (l.out.forward(&a)? + r)?;
-            let r = x.clone();
-            let h = l.fc1.forward(&l.ln2.forward(&x)?)?;
-            let h = match self.act {
-                Activation::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
-                Activation::Gelu => h.gelu_erf()?,
-            };
-            x = (l.fc2.forward(&h)? + r)?;
+            x = l.forward(&x, Some(&mask))?;
         }
         self.final_ln.forward(&x)
     }
