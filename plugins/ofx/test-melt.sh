@@ -21,7 +21,10 @@ if [ ! -x "$SID/usr/bin/melt" ]; then
 fi
 
 bash plugins/ofx/bundle.sh >/dev/null
-cargo build --release -q -p ttpo-ofx-host -p ttpo --example make_tiny_model
+# Two commands: with --example, cargo builds only examples, so the host binary would be
+# missing on a clean checkout (CI failed exactly so).
+cargo build --release -q -p ttpo-ofx-host --bins
+cargo build --release -q -p ttpo --example make_tiny_model
 HOST=$REPO/target/release/ttpo-ofx-host
 
 STAGE_IN=/tmp/ttpo-melt.$$
