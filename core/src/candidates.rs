@@ -6,10 +6,11 @@
 //! count): 15 candidates cost about as many model calls as the strongest one alone.
 
 use crate::diffusion::scheduler::Ddim;
-use crate::diffusion::{cfg_output, Backbone, Prompts};
+use crate::diffusion::Prompts;
 use crate::error::Result;
 use crate::noise::NoiseStream;
 use crate::progress::Ticker;
+use crate::tiling::Tiler;
 use candle_core::Tensor;
 
 /// How one candidate was made.
@@ -38,16 +39,11 @@ pub struct SamplerSettings {
     pub max_batch: usize,
 }
 
-/// Model calls the batched loop makes for these start indices.
-pub fn model_calls(starts: &[usize], steps: usize, per_call: usize) -> usize {
+/// Model calls the batched loop makes for these start indices, given how many calls
+/// `calls(k)` one timestep with `k` active latents takes.
+pub fn model_calls(starts: &[usize], steps: usize, calls: impl Fn(usize) -> usize) -> usize {
     (0..steps)
-        .map(|i| {
-            starts
-                .iter()
-                .filter(|&&s| s <= i)
-                .count()
-                .div_ceil(per_call.max(1))
-        })
+        .map(|i| calls(starts.iter().filter(|&&s| s <= i).count()))
         .sum()
 }
 
@@ -61,10 +57,11 @@ pub fn per_call(settings: &SamplerSettings) -> usize {
 }
 
 /// Runs img2img for every spec from the clean latent `z0` (1, C, h, w); returns the final
-/// latents in spec order. `noise` is the job's candidate stream; candidate `k` uses child
-/// `k`. Ticks `ticker` once per model call.
+/// latents in spec order. Candidate `k` draws its noise from its own seed's stream. All
+/// candidates active at a timestep go through the network together (in tiles and
+/// batches, see [`Tiler::model_output`]), which ticks `ticker` once per network call.
 pub(crate) fn img2img_batched(
-    backbone: &dyn Backbone,
+    tiler: &Tiler,
     z0: &Tensor,
     specs: &[(usize, u64)],
     strengths: &[f64],
@@ -72,7 +69,7 @@ pub(crate) fn img2img_batched(
     settings: &SamplerSettings,
     ticker: &mut Ticker,
 ) -> Result<Vec<Tensor>> {
-    let sched = backbone.scheduler();
+    let sched = tiler.backbone().scheduler();
     let n = settings.steps;
     let ts = sched.timesteps(n)?;
     let starts: Vec<usize> = strengths
@@ -96,28 +93,28 @@ pub(crate) fn img2img_batched(
             }
         })
         .collect::<Result<_>>()?;
-    let per = per_call(settings);
     for (i, &t) in ts.iter().enumerate() {
         let active: Vec<usize> = (0..specs.len()).filter(|&k| starts[k] <= i).collect();
-        for chunk in active.chunks(per) {
-            ticker.check()?;
-            let refs: Vec<&Tensor> = chunk.iter().map(|&k| &latents[k]).collect();
-            let x = Tensor::cat(&refs, 0)?;
-            let out = cfg_output(backbone, &x, t, prompts, settings.cfg_scale)?;
-            let noise = if settings.eta > 0.0 {
-                let parts: Vec<Tensor> = chunk
-                    .iter()
-                    .map(|&k| streams[k].child(1 + i as u64).tensor(&shape, z0.device()))
-                    .collect::<Result<_>>()?;
-                Some(Tensor::cat(&parts, 0)?)
-            } else {
-                None
-            };
-            let next = sched.step(&out, t, n, &x, settings.eta, noise.as_ref())?;
-            for (j, &k) in chunk.iter().enumerate() {
-                latents[k] = next.narrow(0, j, 1)?;
-            }
-            ticker.tick();
+        if active.is_empty() {
+            continue;
+        }
+        let refs: Vec<&Tensor> = active.iter().map(|&k| &latents[k]).collect();
+        let x = Tensor::cat(&refs, 0)?;
+        let out = tiler.model_output(&x, t, prompts, settings.cfg_scale, ticker)?;
+        let noise = if settings.eta > 0.0 {
+            let parts: Vec<Tensor> = active
+                .iter()
+                .map(|&k| streams[k].child(1 + i as u64).tensor(&shape, z0.device()))
+                .collect::<Result<_>>()?;
+            Some(Tensor::cat(&parts, 0)?)
+        } else {
+            None
+        };
+        // The scheduler step is elementwise, so stepping all active latents at once gives
+        // the same numbers as stepping each network batch separately.
+        let next = sched.step(&out, t, n, &x, settings.eta, noise.as_ref())?;
+        for (j, &k) in active.iter().enumerate() {
+            latents[k] = next.narrow(0, j, 1)?;
         }
     }
     Ok(latents)

@@ -7,10 +7,11 @@
 //! moved along the closed-form gradient, then the scheduler steps with the same output.
 //! See `docs/ENGINE.md` and the method page for the formulas.
 
-use crate::diffusion::{cfg_output, Backbone, Prompts};
+use crate::diffusion::Prompts;
 use crate::error::{Error, Result};
 use crate::noise::NoiseStream;
 use crate::progress::Ticker;
+use crate::tiling::Tiler;
 use candle_core::{DType, Device, Tensor};
 
 /// Latent elements of SD at its native 512 px (4 x 64 x 64): the size `g` is defined for.
@@ -283,10 +284,11 @@ impl Targets {
     }
 }
 
-/// Runs the guided sampler from `params.start` and returns the final clean latent. Ticks
-/// `ticker` once per model call (exactly one per step).
+/// Runs the guided sampler from `params.start` and returns the final clean latent. The
+/// model output goes through `tiler` (one network call per step for an image that fits
+/// one tile), which ticks `ticker` per call; the losses act on the whole latent.
 pub(crate) fn guided_denoise(
-    backbone: &dyn Backbone,
+    tiler: &Tiler,
     prompts: &Prompts,
     cfg_scale: f64,
     targets: &Targets,
@@ -294,7 +296,7 @@ pub(crate) fn guided_denoise(
     noise: NoiseStream,
     ticker: &mut Ticker,
 ) -> Result<Tensor> {
-    let sched = backbone.scheduler();
+    let sched = tiler.backbone().scheduler();
     let steps = params.steps;
     let timesteps = sched.timesteps(steps)?;
     let shape = targets.z_r.dims().to_vec();
@@ -319,8 +321,7 @@ pub(crate) fn guided_denoise(
     // large ones are not left unguided.
     let size_factor = targets.z_r.elem_count() as f64 / REFERENCE_LATENT_ELEMENTS;
     for &t in &timesteps[first..] {
-        ticker.check()?;
-        let out = cfg_output(backbone, &x, t, prompts, cfg_scale)?;
+        let out = tiler.model_output(&x, t, prompts, cfg_scale, ticker)?;
         let x0 = sched.x0(&out, t, &x)?;
         let ph = phase(t as f64, params.t1, params.t2);
         let (loss, grad) = targets.loss_and_grad(&x0, ph, params.alpha)?;
@@ -328,7 +329,6 @@ pub(crate) fn guided_denoise(
         let step_size = params.scale * size_factor * sched.dx0_dsample(t);
         x = (x - (grad * step_size)?)?;
         x = sched.step(&out, t, steps, &x, 0.0, None)?;
-        ticker.tick();
     }
     let finite = x
         .to_dtype(DType::F32)?

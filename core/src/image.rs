@@ -175,6 +175,37 @@ impl Image {
         }
     }
 
+    /// The image shrunk by the integer factor `k`: each output pixel is the mean of a
+    /// `k x k` block (a remainder narrower than `k` at the right/bottom is dropped).
+    pub fn box_downscale(&self, k: usize) -> Image {
+        let k = k.max(1);
+        let (w, h) = ((self.width / k).max(1), (self.height / k).max(1));
+        let (bw, bh) = (k.min(self.width), k.min(self.height));
+        let mut data = vec![0f32; w * h * 3];
+        let norm = 1.0 / (bw * bh) as f32;
+        for y in 0..h {
+            let out = &mut data[y * w * 3..(y + 1) * w * 3];
+            for sy in y * bh..(y + 1) * bh {
+                let row = &self.data[sy * self.width * 3..];
+                for (x, px) in out.chunks_exact_mut(3).enumerate() {
+                    for sx in x * bw..(x + 1) * bw {
+                        for c in 0..3 {
+                            px[c] += row[sx * 3 + c];
+                        }
+                    }
+                }
+            }
+            for v in out.iter_mut() {
+                *v *= norm;
+            }
+        }
+        Image {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
     /// A (1, 3, H, W) f32 tensor in [-1, 1], as the VAE expects.
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
         let (w, h) = (self.width, self.height);
@@ -259,6 +290,24 @@ mod tests {
         assert_eq!(z.pixel(7, 7), [0.0; 3]);
         let r = img.pad_to(8, 8, PadMode::Reflect);
         assert_eq!(r.pixel(5, 0), img.pixel(3, 0));
+    }
+
+    #[test]
+    fn box_downscale_averages_blocks() {
+        let img = ramp(7, 5);
+        let d = img.box_downscale(2);
+        assert_eq!((d.width(), d.height()), (3, 2));
+        for (x, y) in [(0, 0), (2, 1), (1, 1)] {
+            for c in 0..3 {
+                let mean = (0..2)
+                    .flat_map(|dy| (0..2).map(move |dx| (dx, dy)))
+                    .map(|(dx, dy)| img.pixel(2 * x + dx, 2 * y + dy)[c])
+                    .sum::<f32>()
+                    / 4.0;
+                assert!((d.pixel(x, y)[c] - mean).abs() < 1e-6);
+            }
+        }
+        assert_eq!(img.box_downscale(1), img);
     }
 
     #[test]

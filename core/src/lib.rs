@@ -29,6 +29,7 @@ pub mod pipeline;
 pub mod preference;
 pub mod progress;
 pub mod quality;
+pub mod tiling;
 
 pub use device::{DeviceChoice, Precision};
 pub use error::{Error, Result};
@@ -39,6 +40,7 @@ pub use pipeline::{
 };
 pub use preference::{Fusion, Metric, Scores};
 pub use progress::{CancelToken, Progress, Stage};
+pub use tiling::{TilePlan, Tiling};
 
 /// The crate version (Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,6 +15,7 @@ use crate::noise::NoiseStream;
 use crate::preference::{score_all, Fusion, Metric, Scores};
 use crate::progress::{CancelToken, Progress, Stage, Ticker};
 use crate::quality;
+use crate::tiling::{TilePlan, Tiler, Tiling};
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,8 +142,14 @@ pub struct Options {
     pub refine: RefineParams,
     /// Border extension to the latent multiple.
     pub pad_mode: PadMode,
-    /// Largest input (width x height) processed in one piece.
+    /// Largest input (width x height) accepted. Memory grows with it (every candidate is
+    /// kept as an f32 RGB image: 12 bytes per pixel each); the networks see tiles.
     pub max_pixels: usize,
+    /// Tile sizes and the memory budget for images larger than one tile.
+    pub tiling: Tiling,
+    /// Stage II scores candidates larger than this many pixels on a box-filtered
+    /// downscale (the same integer factor for all of them); see docs/TILING.md.
+    pub metric_max_pixels: usize,
 }
 
 impl Default for Options {
@@ -163,7 +170,9 @@ impl Default for Options {
             clip_model: None,
             refine: RefineParams::default(),
             pad_mode: PadMode::Reflect,
-            max_pixels: 1024 * 1024,
+            max_pixels: 64 * 1024 * 1024,
+            tiling: Tiling::default(),
+            metric_max_pixels: 1024 * 1024,
         }
     }
 }
@@ -201,6 +210,13 @@ impl Options {
         if self.max_pixels == 0 {
             return Err(Error::option("max_pixels", "must be positive"));
         }
+        if self.metric_max_pixels < 64 * 64 {
+            return Err(Error::option(
+                "metric_max_pixels",
+                "must be at least 4096 (64 x 64)",
+            ));
+        }
+        self.tiling.validate()?;
         self.refine.validate()
     }
 }
@@ -262,7 +278,7 @@ impl Job {
         let (w, h) = (input.width(), input.height());
         if w.saturating_mul(h) > options.max_pixels {
             return Err(Error::InvalidImage(format!(
-                "{w}x{h} is larger than the {} pixels processed in one piece; downscale the image or raise max_pixels (memory grows with the square of the size)",
+                "{w}x{h} is larger than the {} pixels accepted; downscale the image or raise max_pixels (each candidate keeps 12 bytes per pixel in memory)",
                 options.max_pixels
             )));
         }
@@ -373,9 +389,21 @@ impl Job {
         self.canvas
     }
 
-    fn padded_tensor(&self, img: &Image) -> Result<Tensor> {
-        img.pad_to(self.canvas.0, self.canvas.1, self.options.pad_mode)
-            .to_tensor(&self.engine.device)
+    /// How backbone `b` cuts this job's canvas into tiles.
+    fn tiler<'e>(&self, engine: &'e Engine, b: usize) -> Tiler<'e> {
+        Tiler::new(
+            engine.backbones[b].as_ref(),
+            self.canvas,
+            &self.options.tiling,
+            per_call(&self.settings()),
+            self.options.pad_mode,
+        )
+    }
+
+    /// Tile sides and counts for the first backbone (the one Stage III uses). An image
+    /// that fits in one tile has one UNet and one VAE tile.
+    pub fn tile_plan(&self) -> TilePlan {
+        self.tiler(&self.engine, 0).plan()
     }
 
     fn prompts(&mut self, b: usize) -> Result<Prompts> {
@@ -417,25 +445,27 @@ impl Job {
             .iter()
             .flat_map(|&s| std::iter::repeat_n(s, o.seeds_per_strength))
             .collect();
-        let calls = model_calls(&all_starts, o.steps, per_call(&settings));
-        let nb = self.engine.backbones.len();
-        let total = nb * (1 + calls + per_backbone);
+        let engine = self.engine.clone();
+        let nb = engine.backbones.len();
+        let tilers: Vec<Tiler> = (0..nb).map(|b| self.tiler(&engine, b)).collect();
+        let total = tilers
+            .iter()
+            .map(|t| {
+                (1 + per_backbone) * t.vae_calls()
+                    + model_calls(&all_starts, o.steps, |k| t.unet_calls(k))
+            })
+            .sum();
         let mut report: &mut dyn FnMut(&Progress) = progress;
         let cancel = self.cancel.clone();
         let mut ticker = Ticker::new(Stage::Candidates, total, &cancel, &mut report)?;
-        let input_t = self.padded_tensor(&self.input)?;
         let (w, h) = (self.input.width(), self.input.height());
         let mut candidates = vec![Candidate {
             spec: None,
             image: self.input.clone(),
         }];
-        for b in 0..nb {
+        for (b, tiler) in tilers.iter().enumerate() {
             let prompts = self.prompts(b)?;
-            let engine = self.engine.clone();
-            let bb = engine.backbones[b].as_ref();
-            ticker.check()?;
-            let z0 = bb.encode(&input_t)?;
-            ticker.tick();
+            let z0 = tiler.encode(&self.input, &mut ticker)?;
             if b == 0 {
                 self.z_r = Some(z0.clone());
             }
@@ -450,7 +480,7 @@ impl Job {
                 }
             }
             let latents = img2img_batched(
-                bb,
+                tiler,
                 &z0,
                 &specs,
                 &strengths,
@@ -459,9 +489,7 @@ impl Job {
                 &mut ticker,
             )?;
             for (k, z) in latents.iter().enumerate() {
-                ticker.check()?;
-                let img = Image::from_tensor(&bb.decode(z)?)?.crop(0, 0, w, h);
-                ticker.tick();
+                let img = tiler.decode(z, w, h, &mut ticker)?;
                 candidates.push(Candidate {
                     spec: Some(CandidateSpec {
                         backbone: b,
@@ -496,7 +524,25 @@ impl Job {
             &cancel,
             &mut report,
         )?;
-        let images: Vec<&Image> = self.candidates.iter().map(|c| &c.image).collect();
+        let first = &self.candidates[0].image;
+        let factor = metric_downscale_factor(
+            first.width(),
+            first.height(),
+            self.options.metric_max_pixels,
+        );
+        let small: Vec<Image> = if factor > 1 {
+            self.candidates
+                .iter()
+                .map(|c| c.image.box_downscale(factor))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let images: Vec<&Image> = if factor > 1 {
+            small.iter().collect()
+        } else {
+            self.candidates.iter().map(|c| &c.image).collect()
+        };
         let scores = score_all(&self.metrics, &images, self.options.fusion, &mut ticker)?;
         self.choice = Some((scores.preferred, scores.dispreferred));
         self.scores = Some(scores);
@@ -554,7 +600,6 @@ impl Job {
         let start = Instant::now();
         let prompts = self.prompts(0)?;
         let engine = self.engine.clone();
-        let bb = engine.backbones[0].as_ref();
         let params = self.options.refine.clone();
         let sampler_steps = match params.start {
             RefineStart::Noise => params.steps,
@@ -562,27 +607,36 @@ impl Job {
         };
         let mut report: &mut dyn FnMut(&Progress) = progress;
         let cancel = self.cancel.clone();
-        let mut ticker = Ticker::new(Stage::Refine, 3 + sampler_steps, &cancel, &mut report)?;
+        let tiler = self.tiler(&engine, 0);
+        let vae = tiler.vae_calls();
+        // Units: the input's encode if Stage I did not keep it, one per chosen latent
+        // (the input's is reused: one unit), the sampler's network calls, the decode.
+        let encodes = |i: usize| if i == 0 { 1 } else { vae };
+        let total = if self.z_r.is_some() { 0 } else { vae }
+            + encodes(pw)
+            + encodes(pl)
+            + sampler_steps * tiler.unet_calls(1)
+            + vae;
+        let mut ticker = Ticker::new(Stage::Refine, total, &cancel, &mut report)?;
         let z_r = match &self.z_r {
             Some(z) => z.clone(),
-            None => bb.encode(&self.padded_tensor(&self.input)?)?,
+            None => tiler.encode(&self.input, &mut ticker)?,
         };
         let latent_of = |i: usize, ticker: &mut Ticker| -> Result<Tensor> {
-            ticker.check()?;
-            let z = if i == 0 {
-                z_r.clone()
+            if i == 0 {
+                ticker.check()?;
+                ticker.tick();
+                Ok(z_r.clone())
             } else {
-                bb.encode(&self.padded_tensor(&self.candidates[i].image)?)?
-            };
-            ticker.tick();
-            Ok(z)
+                tiler.encode(&self.candidates[i].image, ticker)
+            }
         };
         let z_w = latent_of(pw, &mut ticker)?;
         let z_l = latent_of(pl, &mut ticker)?;
         let targets = Targets::new(z_r, &z_w, &z_l, params.d0)?;
         let noise = NoiseStream::new(self.options.seed, 2);
         let z = guided_denoise(
-            bb,
+            &tiler,
             &prompts,
             self.options.cfg_scale,
             &targets,
@@ -590,14 +644,7 @@ impl Job {
             noise,
             &mut ticker,
         )?;
-        ticker.check()?;
-        let out = Image::from_tensor(&bb.decode(&z)?)?.crop(
-            0,
-            0,
-            self.input.width(),
-            self.input.height(),
-        );
-        ticker.tick();
+        let out = tiler.decode(&z, self.input.width(), self.input.height(), &mut ticker)?;
         self.timings.refine = start.elapsed().as_secs_f64();
         Ok(out)
     }
@@ -612,6 +659,20 @@ impl Job {
         }
         self.refine(progress)
     }
+}
+
+/// The integer box-filter factor that brings `w x h` to at most `max_pixels` (1 = none).
+/// Why a downscale and not tiles: the metrics were fitted on images of about 0.5 MP seen
+/// whole (NIQE/BRISQUE natural-scene statistics, PIQE's block map, CLIP at 224 px), so a
+/// whole-image view at that scale is what they can judge; tiles would each be scored out
+/// of context and cost the full resolution per metric. One factor for every candidate
+/// keeps the comparison fair. Box averaging is exact anti-aliasing for integer factors.
+pub fn metric_downscale_factor(w: usize, h: usize, max_pixels: usize) -> usize {
+    let mut k = 1;
+    while (w / k).max(1) * (h / k).max(1) > max_pixels {
+        k += 1;
+    }
+    k
 }
 
 fn lcm(a: usize, b: usize) -> usize {

@@ -28,6 +28,9 @@ pub trait Backbone: Send + Sync {
     fn latent_channels(&self) -> usize;
     /// The resolution the model was trained at, in pixels.
     fn native_size(&self) -> usize;
+    /// Estimated working memory in bytes of one VAE decode of a `side x side` pixel tile
+    /// (the encoder needs less); sizes the VAE tiles, see `crate::tiling`.
+    fn vae_tile_bytes(&self, side: usize) -> usize;
     /// The sampler's noise schedule.
     fn scheduler(&self) -> &Ddim;
     /// Text states (1, L, D) for a prompt (an empty prompt is valid).

@@ -288,6 +288,30 @@ impl Backbone for StableDiffusion {
     fn latent_channels(&self) -> usize {
         self.vae.config().latent_channels
     }
+    fn vae_tile_bytes(&self, side: usize) -> usize {
+        // Two terms, calibrated with `examples/tiling.rs calibrate` (docs/TILING.md):
+        // - the full-resolution stage: the upsampler's convolution there works on the
+        //   second-widest channel count (block_out_channels[1]) and keeps input, output and
+        //   a convolution buffer alive: ~20 bytes per channel and pixel at f32 (measured
+        //   19.6 on the SD 2.x VAE, 17.5 on the tiny one);
+        // - the mid-block attention at latent resolution: scores and their softmax, two f32
+        //   blocks of tokens^2 (capped by the attention's row blocking).
+        let cfg = self.vae.config();
+        let c = &cfg.block_out_channels;
+        let wide = c.get(1).copied().unwrap_or(c[0]).max(c[0]);
+        let elem = self.vae_dtype().size_in_bytes();
+        let conv = 5 * elem * wide * side * side;
+        let tokens = (side / cfg.latent_factor()).pow(2);
+        let attn = if cfg.mid_block_add_attention {
+            2 * 4
+                * tokens
+                    .saturating_mul(tokens)
+                    .min(crate::diffusion::layers::MAX_SCORE_ELEMENTS)
+        } else {
+            0
+        };
+        conv + attn
+    }
     fn native_size(&self) -> usize {
         let f = self.vae.config().latent_factor();
         self.unet
