@@ -682,12 +682,32 @@ uint32_t ttpo_options_set_eta(ttpo_options *options, double value);
 uint32_t ttpo_options_set_max_batch(ttpo_options *options, uint32_t value);
 
 /*
- Largest width x height processed in one piece (default 1048576).
+ Largest width x height accepted (default 67108864). Larger images are processed in
+ tiles; memory still grows with the size (12 bytes per pixel per kept candidate).
 
  # Safety
  `options` must be a valid options object or NULL.
  */
 uint32_t ttpo_options_set_max_pixels(ttpo_options *options, uint64_t value);
+
+/*
+ Working memory one VAE tile may use, in MiB (default 3072, at least 64); decides the
+ VAE tile size for images larger than one tile.
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_memory_budget_mib(ttpo_options *options, uint32_t value);
+
+/*
+ Tile sides in pixels: `unet` for the diffusion model (0 = its native size, the
+ default) and `vae` for the autoencoder (0 = the largest the memory budget allows, the
+ default).
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_tile_size(ttpo_options *options, uint32_t unet, uint32_t vae);
 
 /*
  Score fusion: 0 = z-score (default), 1 = entropy-weighted.

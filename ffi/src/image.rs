@@ -105,7 +105,7 @@ pub fn validate(img: &ttpo_image, max_pixels: usize) -> FfiResult<Shape> {
     if w > MAX_SIDE || h > MAX_SIDE || w * h > max_pixels {
         return Err(Failure::new(
             TTPO_STATUS_INVALID_IMAGE,
-            format!("image {w}x{h} exceeds the {max_pixels} pixels processed in one piece (downscale it or raise max_pixels)"),
+            format!("image {w}x{h} exceeds the {max_pixels} pixels accepted (downscale it or raise max_pixels)"),
         ));
     }
     let shape = Shape {

@@ -271,7 +271,8 @@ pub unsafe extern "C" fn ttpo_options_set_max_batch(options: *mut ttpo_options, 
     })
 }
 
-/// Largest width x height processed in one piece (default 1048576).
+/// Largest width x height accepted (default 67108864). Larger images are processed in
+/// tiles; memory still grows with the size (12 bytes per pixel per kept candidate).
 ///
 /// # Safety
 /// `options` must be a valid options object or NULL.
@@ -286,6 +287,44 @@ pub unsafe extern "C" fn ttpo_options_set_max_pixels(
             return Err(Failure::arg("max pixels must be > 0"));
         }
         o.max_pixels = usize::try_from(v).unwrap_or(usize::MAX);
+        Ok(())
+    })
+}
+
+/// Working memory one VAE tile may use, in MiB (default 3072, at least 64); decides the
+/// VAE tile size for images larger than one tile.
+///
+/// # Safety
+/// `options` must be a valid options object or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_memory_budget_mib(
+    options: *mut ttpo_options,
+    value: u32,
+) -> u32 {
+    with(options, |o| {
+        if value < 64 {
+            return Err(Failure::arg("memory budget must be at least 64 MiB"));
+        }
+        o.tiling.memory_budget_mib = value as usize;
+        Ok(())
+    })
+}
+
+/// Tile sides in pixels: `unet` for the diffusion model (0 = its native size, the
+/// default) and `vae` for the autoencoder (0 = the largest the memory budget allows, the
+/// default).
+///
+/// # Safety
+/// `options` must be a valid options object or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_tile_size(
+    options: *mut ttpo_options,
+    unet: u32,
+    vae: u32,
+) -> u32 {
+    with(options, |o| {
+        o.tiling.unet_tile = unet as usize;
+        o.tiling.vae_tile = vae as usize;
         Ok(())
     })
 }

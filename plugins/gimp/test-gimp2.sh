@@ -62,17 +62,26 @@ cat > "$T/errors.scm" <<SCM
   (gimp-image-scale image 32 32)
   (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0))
 SCM
-cat > "$T/large.scm" <<SCM
+# scaled_run NAME W H: the photo scaled to W x H, refined; logs "TTPO-NAME-LAYERS <count>".
+scaled_run() {
+  cat > "$T/$1.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
-  (gimp-image-scale image 1100 1000)
+  (gimp-image-scale image $2 $3)
   (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0)
-  (gimp-message (string-append "TTPO-LARGE-LAYERS " (number->string (car (gimp-image-get-layers image))))))
+  (gimp-message (string-append "TTPO-${1^^}-LAYERS " (number->string (car (gimp-image-get-layers image))))))
 SCM
+}
+scaled_run tiled 400 300
+scaled_run large 1100 1000
 
 START=$(date +%s)
-timeout 300 gimp-console-2.10 -i -d -f \
-  -b "(load \"$T/run.scm\")" -b "(load \"$T/gray.scm\")" -b "(load \"$T/errors.scm\")" -b "(load \"$T/large.scm\")" \
+# TTPO_MAX_PIXELS lowers the accepted size (default 64 Mi pixels) so that large.scm's
+# 1100x1000 image exercises the too-large message; tiled.scm's 400x300 image is processed
+# in tiles (the tiny model's native size is 64 px).
+TTPO_MAX_PIXELS=1000000 timeout 300 gimp-console-2.10 -i -d -f \
+  -b "(load \"$T/run.scm\")" -b "(load \"$T/gray.scm\")" -b "(load \"$T/errors.scm\")" \
+  -b "(load \"$T/tiled.scm\")" -b "(load \"$T/large.scm\")" \
   -b '(gimp-quit 0)' >"$T/log" 2>&1 || true
 echo "gimp ran $(( $(date +%s) - START )) s"
 fail() { echo "FAIL: $*" >&2; echo "---- gimp log" >&2; cat "$T/log" >&2; exit 1; }
@@ -101,6 +110,7 @@ print(f"gray: {len(changed)} pixels changed, all inside the selection")
 PY
 grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO model folder not found" "$T/log" \
   || fail "missing model folder: no PDB error message"
+grep -q "TTPO-TILED-LAYERS 2" "$T/log" || fail "400x300 image (tiled): no new layer"
 grep -q "cannot process this image at once" "$T/log" || fail "too-large image: no clear message"
 grep -q "TTPO-LARGE-LAYERS" "$T/log" && fail "too-large image: the batch went on as if it succeeded"
 if grep -Eq "wire_read|plug-in crashed|Segmentation|terminated" "$T/log"; then fail "the plug-in crashed"; fi

@@ -27,7 +27,7 @@ cp "$PHOTO" "$W/photo.png"
 # /proc/self/exe); it disappears with the command, nothing to unmount.
 inroot() {
   unshare --mount --fork chroot "$R" /bin/sh -c 'mount -t proc proc /proc && exec "$@"' sh /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/ttpo-test LANG=C.UTF-8 \
-    GIMP3_DIRECTORY=/ttpo-test/profile TTPO_LIB=/ttpo-test/libttpo.so "$@"
+    GIMP3_DIRECTORY=/ttpo-test/profile TTPO_LIB=/ttpo-test/libttpo.so TTPO_MAX_PIXELS=1000000 "$@"
 }
 inroot /ttpo-test/src/plugins/gimp/install.sh 3 >/dev/null
 test -x "$W/profile/plug-ins/ttpo/ttpo" && test -f "$W/profile/plug-ins/ttpo/libttpo.so.0"
@@ -89,6 +89,10 @@ image, layer = load(32, 32)
 st, msg = refine(image, layer, '/ttpo-test/no-such-model', 7, 2, '0.2', 0, 0, 0)
 out.append('missing status=%s msg=%s layers=%d' % (st.value_nick, msg, len(image.get_layers())))
 
+image, layer = load(400, 300)
+st, msg = refine(image, layer, '/ttpo-test/tiny', 7, 2, '0.2', 0, 0, 0)
+out.append('tiled status=%s msg=%s layers=%d' % (st.value_nick, msg, len(image.get_layers())))
+
 image, layer = load(1100, 1000)
 st, msg = refine(image, layer, '/ttpo-test/tiny', 7, 2, '0.2', 0, 0, 0)
 out.append('large status=%s msg=%s layers=%d' % (st.value_nick, msg, len(image.get_layers())))
@@ -110,6 +114,7 @@ grep -Eq "^gray status=success msg= layers=2 alpha=True changed=[1-9][0-9]* outs
 grep -q "^missing status=execution-error msg=TTPO model folder not found.* layers=1$" "$W/result.txt" \
   || fail "missing model folder: no PDB error message"
 grep -q "TTPO model folder not found" "$W/log" || fail "missing model folder: no message in GIMP's log"
+grep -q "^tiled status=success msg= layers=2$" "$W/result.txt" || fail "400x300 image (tiled): no new layer"
 grep -q "^large status=execution-error msg=TTPO cannot process this image at once.* layers=1$" "$W/result.txt" \
   || fail "too-large image: no clear message"
 if grep -E "ttpo|TTPO" "$W/log" | grep -Eiq "crash|segmentation|wire_read|critical"; then fail "the plug-in crashed"; fi

@@ -206,6 +206,11 @@ static gpointer worker(gpointer data) {
         if (!st) st = ttpo_options_set_steps(o, (uint32_t)t->params.steps);
         if (!st) st = ttpo_options_set_refine_steps(o, (uint32_t)t->params.steps);
         if (!st) st = ttpo_options_set_strengths(o, strengths, (size_t)n);
+        /* Optional cap on the accepted image size (pixels), e.g. to keep memory use low on
+         * a small machine; the engine's default accepts 64 Mi pixels and works in tiles. */
+        const char *max_px = g_getenv("TTPO_MAX_PIXELS");
+        if (!st && max_px && *max_px)
+            st = ttpo_options_set_max_pixels(o, g_ascii_strtoull(max_px, NULL, 10));
         if (st != TTPO_STATUS_OK) {
             gchar *d = g_strdup(ttpo_last_error());
             ttpo_options_free(o);

@@ -157,6 +157,11 @@ static void test_misuse(ttpo_engine *engine) {
     CHECK_STATUS(ttpo_options_set_metrics(o, "niqe,bogus"), TTPO_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(ttpo_options_set_refine_start(o, 2.0), TTPO_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(ttpo_options_set_max_batch(o, 0), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_memory_budget_mib(o, 10), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_options_set_memory_budget_mib(NULL, 1024), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_options_set_memory_budget_mib(o, 1024), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_options_set_tile_size(NULL, 0, 0), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_options_set_tile_size(o, 0, 0), TTPO_STATUS_OK);
     CHECK_STATUS(ttpo_options_set_t2(o, 900.0), TTPO_STATUS_OK); /* checked against T1 at job creation */
 
     ttpo_image in = crop_view();

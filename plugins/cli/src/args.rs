@@ -252,9 +252,22 @@ pub struct JobArgs {
     /// Most latents per model call, CFG halves included [default: 8].
     #[arg(long, help_heading = "Job")]
     pub max_batch: Option<usize>,
-    /// Largest input (width x height) processed [default: 1048576].
+    /// Largest input (width x height) accepted [default: 67108864].
     #[arg(long, help_heading = "Job")]
     pub max_pixels: Option<usize>,
+    /// Working memory for one VAE tile, MiB; sizes the VAE tiles [default: 3072].
+    #[arg(long, value_name = "MIB", help_heading = "Job")]
+    pub memory_budget: Option<usize>,
+    /// UNet tile side in pixels; 0 = the model's native size [default: 0].
+    #[arg(long, value_name = "PX", help_heading = "Job")]
+    pub unet_tile: Option<usize>,
+    /// VAE tile side in pixels; 0 = the largest the memory budget allows [default: 0].
+    #[arg(long, value_name = "PX", help_heading = "Job")]
+    pub vae_tile: Option<usize>,
+    /// Stage II scores larger candidates on a box downscale to this many pixels
+    /// [default: 1048576].
+    #[arg(long, value_name = "N", help_heading = "Job")]
+    pub metric_max_pixels: Option<usize>,
     /// Device: auto, cpu, cuda, cuda:N, metal, metal:N.
     #[arg(long, default_value = "auto", help_heading = "Engine")]
     pub device: String,
@@ -290,6 +303,10 @@ impl JobArgs {
         set!(o.metrics, self.metrics);
         set!(o.max_batch, self.max_batch);
         set!(o.max_pixels, self.max_pixels);
+        set!(o.tiling.memory_budget_mib, self.memory_budget);
+        set!(o.tiling.unet_tile, self.unet_tile);
+        set!(o.tiling.vae_tile, self.vae_tile);
+        set!(o.metric_max_pixels, self.metric_max_pixels);
         if let Some(b) = &self.brisque_model {
             o.brisque_model = Some(b.clone());
         }

@@ -176,6 +176,11 @@ fn options_json(o: &Options) -> Value {
         "brisque_model": o.brisque_model,
         "pad": match o.pad_mode { ttpo::PadMode::Reflect => "reflect", ttpo::PadMode::Zero => "zero" },
         "max_pixels": o.max_pixels,
+        "memory_budget_mib": o.tiling.memory_budget_mib,
+        "unet_tile": o.tiling.unet_tile,
+        "vae_tile": o.tiling.vae_tile,
+        "tile_overlap": o.tiling.overlap,
+        "metric_max_pixels": o.metric_max_pixels,
         "refine": {
             "steps": o.refine.steps,
             "t1": o.refine.t1,
@@ -241,6 +246,21 @@ fn options_from_json(v: &Value) -> Options {
     }
     if let Some(x) = u("max_pixels") {
         o.max_pixels = x as usize;
+    }
+    if let Some(x) = u("memory_budget_mib") {
+        o.tiling.memory_budget_mib = x as usize;
+    }
+    if let Some(x) = u("unet_tile") {
+        o.tiling.unet_tile = x as usize;
+    }
+    if let Some(x) = u("vae_tile") {
+        o.tiling.vae_tile = x as usize;
+    }
+    if let Some(x) = f("tile_overlap") {
+        o.tiling.overlap = x;
+    }
+    if let Some(x) = u("metric_max_pixels") {
+        o.metric_max_pixels = x as usize;
     }
     if let Some(r) = v.get("refine") {
         let rf = |k: &str| r.get(k).and_then(Value::as_f64);
