@@ -280,7 +280,7 @@ pub struct Tiler<'a> {
 /// The tile sides a job will use, in pixels, for reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TilePlan {
-    /// UNet tile side (pixels) and tile count.
+    /// UNet tile side (pixels).
     pub unet_tile: usize,
     /// UNet tiles per latent per step.
     pub unet_tiles: usize,
