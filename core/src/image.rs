@@ -234,7 +234,11 @@ impl Image {
                 "tensor has {c} channels, not 3"
             )));
         }
-        let planar = t.flatten_all()?.to_vec1::<f32>()?;
+        Image::from_planar(w, h, &t.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// The image of planar RGB samples (3 x H x W) in [-1, 1]; values are clamped to [0, 1].
+    pub fn from_planar(w: usize, h: usize, planar: &[f32]) -> Result<Image> {
         let mut data = vec![0f32; w * h * 3];
         for i in 0..w * h {
             for ch in 0..3 {

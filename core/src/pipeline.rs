@@ -530,18 +530,15 @@ impl Job {
             first.height(),
             self.options.metric_max_pixels,
         );
-        let small: Vec<Image> = if factor > 1 {
+        let small: Option<Vec<Image>> = (factor > 1).then(|| {
             self.candidates
                 .iter()
                 .map(|c| c.image.box_downscale(factor))
                 .collect()
-        } else {
-            Vec::new()
-        };
-        let images: Vec<&Image> = if factor > 1 {
-            small.iter().collect()
-        } else {
-            self.candidates.iter().map(|c| &c.image).collect()
+        });
+        let images: Vec<&Image> = match &small {
+            Some(small) => small.iter().collect(),
+            None => self.candidates.iter().map(|c| &c.image).collect(),
         };
         let scores = score_all(&self.metrics, &images, self.options.fusion, &mut ticker)?;
         self.choice = Some((scores.preferred, scores.dispreferred));

@@ -366,17 +366,6 @@ impl<'a> Tiler<'a> {
         quiet(|t| self.decode(z, width, height, t))
     }
 
-    /// [`Tiler::model_output`] without progress reporting.
-    pub fn model_output_quiet(
-        &self,
-        x: &Tensor,
-        t: i64,
-        prompts: &Prompts,
-        cfg_scale: f64,
-    ) -> Result<Tensor> {
-        quiet(|tk| self.model_output(x, t, prompts, cfg_scale, tk))
-    }
-
     /// The CFG-combined model output for latents `x` (B, C, h, w) at `t`; ticks once per
     /// network call and checks for cancel before each.
     pub(crate) fn model_output(
@@ -492,15 +481,7 @@ impl<'a> Tiler<'a> {
             }
             ticker.tick();
         }
-        let planar = blend.finish();
-        let hw = width * height;
-        let mut data = vec![0f32; hw * 3];
-        for (i, px) in data.chunks_exact_mut(3).enumerate() {
-            for (ch, v) in px.iter_mut().enumerate() {
-                *v = ((planar[ch * hw + i] + 1.0) * 0.5).clamp(0.0, 1.0);
-            }
-        }
-        Image::from_rgb(width, height, data)
+        Image::from_planar(width, height, &blend.finish())
     }
 }
 

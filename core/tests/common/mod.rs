@@ -80,24 +80,9 @@ pub fn assets() -> PathBuf {
 
 /// A real photograph, box-downscaled by an integer factor to keep tests fast.
 pub fn photo(name: &str, factor: usize) -> Image {
-    let img = Image::open(assets().join("photos").join(name)).unwrap();
-    let (w, h) = (img.width() / factor, img.height() / factor);
-    let mut d = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
-            let mut acc = [0f32; 3];
-            for dy in 0..factor {
-                for dx in 0..factor {
-                    let p = img.pixel(x * factor + dx, y * factor + dy);
-                    for c in 0..3 {
-                        acc[c] += p[c];
-                    }
-                }
-            }
-            d.extend(acc.iter().map(|v| v / (factor * factor) as f32));
-        }
-    }
-    Image::from_rgb(w, h, d).unwrap()
+    Image::open(assets().join("photos").join(name))
+        .unwrap()
+        .box_downscale(factor)
 }
 
 /// Largest absolute sample difference.
