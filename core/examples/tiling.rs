@@ -34,6 +34,16 @@ fn reset_peak() -> R<()> {
     Ok(())
 }
 
+/// Runs `f`; returns its value, the peak resident memory it added (bytes) and its seconds.
+fn measured<T>(f: impl FnOnce() -> ttpo::Result<T>) -> R<(T, u64, f64)> {
+    let base = status_bytes("VmRSS")?;
+    reset_peak()?;
+    let t0 = Instant::now();
+    let v = f()?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok((v, status_bytes("VmHWM")?.saturating_sub(base), secs))
+}
+
 fn calibrate(dir: &str, sides: &[usize]) -> R<()> {
     let dev = candle_core::Device::Cpu;
     let sd = StableDiffusion::load(
@@ -45,18 +55,8 @@ fn calibrate(dir: &str, sides: &[usize]) -> R<()> {
     let f = sd.vae_factor();
     for &side in sides {
         let z = NoiseStream::new(1, 0).tensor(&[1, 4, side / f, side / f], &dev)?;
-        let base = status_bytes("VmRSS")?;
-        reset_peak()?;
-        let t0 = Instant::now();
-        let img = sd.decode(&z)?;
-        let dec_s = t0.elapsed().as_secs_f64();
-        let dec_peak = status_bytes("VmHWM")?.saturating_sub(base);
-        let base = status_bytes("VmRSS")?;
-        reset_peak()?;
-        let t0 = Instant::now();
-        let _ = sd.encode(&img)?;
-        let enc_s = t0.elapsed().as_secs_f64();
-        let enc_peak = status_bytes("VmHWM")?.saturating_sub(base);
+        let (img, dec_peak, dec_s) = measured(|| sd.decode(&z))?;
+        let (_, enc_peak, enc_s) = measured(|| sd.encode(&img))?;
         let px = (side * side) as f64;
         println!(
             "{}",
@@ -75,17 +75,15 @@ fn calibrate(dir: &str, sides: &[usize]) -> R<()> {
     let n = sd.native_size() / f;
     let x = NoiseStream::new(2, 0).tensor(&[2, 4, n, n], &dev)?;
     let ctx = sd.encode_prompt("")?.repeat((2, 1, 1))?;
-    let base = status_bytes("VmRSS")?;
-    reset_peak()?;
-    let t0 = Instant::now();
-    let _ = sd.model_output(&x, 500, &ctx)?;
+    let weights = status_bytes("VmRSS")?;
+    let (_, peak, secs) = measured(|| sd.model_output(&x, 500, &ctx))?;
     println!(
         "{}",
         serde_json::json!({
             "unet_side": n * f, "unet_batch": 2,
-            "unet_peak_mib": status_bytes("VmHWM")?.saturating_sub(base) as f64 / 1048576.0,
-            "unet_s": t0.elapsed().as_secs_f64(),
-            "weights_rss_mib": base as f64 / 1048576.0,
+            "unet_peak_mib": peak as f64 / 1048576.0,
+            "unet_s": secs,
+            "weights_rss_mib": weights as f64 / 1048576.0,
         })
     );
     Ok(())
