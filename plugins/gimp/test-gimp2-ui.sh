@@ -155,6 +155,9 @@ T0=$(date +%s)
 IMG=$(new_image 96 64); L=$(layer_of $IMG)   # the new display is the active one
 save_layer $IMG $L "$T/kill-before.ppm"
 IW=$(wait_window " GIMP$" 10) || fail "kill: no image window"
+xdotool mousemove 1279 899   # off the window: the status bar shows no pointer position
+sleep 1
+import -window root -depth 8 "ppm:$T/idle.ppm"
 focus "$IW"
 xdotool key slash   # Help > Search and Run a Command
 S=$(wait_window "^Search Actions$" 10) || fail "kill: the action search did not open"
@@ -165,17 +168,21 @@ xdotool key Return
 settings_long_job kill
 progress_running kill
 PIDS=$(plugin_pids)
-# The status bar's Cancel button sits at the right end of the canvas column, just above the
-# window's bottom edge (found on a screenshot; layout of a fresh profile at 1280x900).
+[ -n "$PIDS" ] || fail "kill: the plug-in is no longer running 2 s into a 1000-step job"
+xdotool mousemove 1279 899
+sleep 0.5
+import -window root -depth 8 "ppm:$T/busy.ppm"
 eval "$(xdotool getwindowgeometry --shell "$IW")"
-xdotool mousemove $(( X + WIDTH - 249 )) $(( Y + HEIGHT - 18 )) click 1
+XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$T/idle.ppm" "$T/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
+  || fail "kill: no progress in the image window's status bar"
+xdotool mousemove $XY click 1   # the status bar's Cancel button
 for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
 [ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
 kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
 [ "$(layer_count $IMG)" = 1 ] || fail "kill: the image has $(layer_count $IMG) layers, not its one layer"
 save_layer $IMG $L "$T/kill-after.ppm"
 cmp -s "$T/kill-before.ppm" "$T/kill-after.ppm" || fail "kill: the original layer was modified"
-echo "kill: status-bar Cancel ended the plug-in (pid $PIDS), GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS), GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
 
 sf '(gimp-quit 1)' >/dev/null 2>&1 || true
 for _ in $(seq 1 60); do kill -0 $GIMP_PID 2>/dev/null || break; sleep 0.5; done

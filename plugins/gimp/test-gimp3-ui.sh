@@ -36,6 +36,7 @@ printf '(show-welcome-dialog no)\n' >"$W/profile/gimprc"
 RES=$W/ui-result.txt
 
 cat > "$W/ui.py" <<'PY'
+import os
 import time
 import gi
 gi.require_version('Gimp', '3.0')
@@ -74,6 +75,18 @@ for phase in ('pick', 'cancel'):
     log('%s status=%s layers=%d top=%s original-unchanged=%s new-changed=%s' % (
         phase, st.value_nick, len(layers), layers[0].get_name(), pixels(layer) == before,
         pixels(layers[0]) != before))
+
+# kill: the harness starts the filter from the image window (as from the menu) and stops it
+# with the Cancel button of GIMP's status bar; this script waits, then looks at the image.
+image, layer = load(96, 64)
+before = pixels(layer)
+log('kill-ready')
+for _ in range(600):
+    if os.path.exists('/ttpo-ui-test/kill-done'):
+        break
+    time.sleep(0.2)
+layers = image.get_layers()
+log('kill layers=%d original-unchanged=%s' % (len(layers), pixels(layer) == before))
 log('done')
 PY
 
@@ -148,6 +161,46 @@ grep -q "^cancel status=cancel layers=1 top=.* original-unchanged=True new-chang
   || fail "cancel: not cancelled with the one original, unchanged layer"
 python3 -c "import sys; sys.exit(0 if $LATENCY < 5 else 1)" || fail "cancel: the call took $LATENCY s to return after Cancel"
 echo "cancel: returned $LATENCY s after Cancel, plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+
+# ---- kill: GIMP's own progress (the image window's status bar) cancels the plug-in
+T0=$(date +%s)
+wait_line "^kill-ready" 30 || fail "kill: the batch script did not go on"
+IW=$(wait_window " GIMP$" 10) || fail "kill: no image window"
+xdotool mousemove 1279 899   # off the window: the status bar shows no pointer position
+sleep 1
+import -window root -depth 8 "ppm:$W/idle.ppm"
+focus "$IW"
+xdotool key slash   # Search and Run a Command
+S=$(wait_window "^Search Actions$" 10) || fail "kill: the action search did not open"
+xdotool windowfocus --sync "$S"
+xdotool type --delay 50 TTPO
+sleep 1
+xdotool key Return
+D=$(wait_window "test-time preference optimization" 60) || fail "kill: settings dialog did not appear"
+sleep 0.5
+focus "$D"
+xdotool key Tab Tab Tab Tab
+sleep 0.2
+xdotool type 1000
+xdotool key Return
+wait_window "^TTPO$" 30 >/dev/null || fail "kill: progress dialog did not appear"
+sleep 2
+PIDS=$(plugin_pids)
+[ -n "$PIDS" ] || fail "kill: the plug-in is no longer running 2 s into a 1000-step job"
+xdotool mousemove 1279 899
+sleep 0.5
+import -window root -depth 8 "ppm:$W/busy.ppm"
+eval "$(xdotool getwindowgeometry --shell "$IW")"
+XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$W/idle.ppm" "$W/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
+  || fail "kill: no progress in the image window's status bar"
+xdotool mousemove $XY click 1   # the status bar's Cancel button
+for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
+[ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
+kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
+touch "$W/kill-done"
+wait_line "^kill layers" 20 || fail "kill: GIMP did not answer the batch script after the kill"
+grep -q "^kill layers=1 original-unchanged=True$" "$RES" || fail "kill: not the one original, unchanged layer"
+echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS), GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
 wait_line "^done" 10 || fail "the batch script did not finish"
 for _ in $(seq 1 60); do kill -0 $GIMP_PID 2>/dev/null || break; sleep 0.5; done
 echo "GIMP 3 dialog tests passed ($(( $(date +%s) - START )) s in all)"
