@@ -118,7 +118,9 @@ focus "$P"
 shot "$P" docs/img/gimp-picker.png
 xdotool key --clearmodifiers alt+r   # _Refine (the default response)
 wait_file "$T/pick.rc" 120 || fail "pick: the plug-in call did not return"
-[ "$(cat "$T/pick.rc")" = 0 ] || fail "pick: the call failed: $(cat "$T/pick.out")"
+# Script-Fu gives (#t) for a procedure without return values that succeeded, (#f) for one
+# that returned GIMP_PDB_CANCEL, an error for GIMP_PDB_EXECUTION_ERROR.
+[ "$(cat "$T/pick.rc") $(cat "$T/pick.out")" = "0 (#t)" ] || fail "pick: the call failed: $(cat "$T/pick.out")"
 [ "$(layer_count $IMG)" = 2 ] || fail "pick: no new layer after the picker"
 TOP=$(sf "(aref (cadr (gimp-image-get-layers $IMG)) 0)")
 [ "$(sf "(car (gimp-item-get-name $TOP))")" = '"TTPO (seed 0)"' ] || fail "pick: the top layer is not 'TTPO (seed 0)'"
@@ -142,13 +144,14 @@ CLICK=$(date +%s.%N)
 xdotool key --clearmodifiers alt+c   # the _Cancel button
 wait_file "$T/cancel.rc" 20 || fail "cancel: the plug-in call did not return within 20 s of Cancel"
 LATENCY=$(python3 -c "print('%.1f' % ($(cat "$T/cancel.end") - $CLICK))")
+[ "$(cat "$T/cancel.rc") $(cat "$T/cancel.out")" = "0 (#f)" ] || fail "cancel: the call did not return 'cancelled': $(cat "$T/cancel.out")"
 for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
 [ -z "$(plugin_pids)" ] || fail "cancel: the plug-in process is still there"
 [ "$(layer_count $IMG)" = 1 ] || fail "cancel: the image has $(layer_count $IMG) layers, not its one layer"
 save_layer $IMG $L "$T/cancel-after.ppm"
 cmp -s "$T/cancel-before.ppm" "$T/cancel-after.ppm" || fail "cancel: the original layer was modified"
 python3 -c "import sys; sys.exit(0 if $LATENCY < 5 else 1)" || fail "cancel: the call took $LATENCY s to return after Cancel"
-echo "cancel: returned $LATENCY s after Cancel ($(cat "$T/cancel.out")), plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+echo "cancel: returned cancelled $LATENCY s after Cancel, plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
 
 # ---- kill: GIMP's own progress (the image window's status bar) cancels the plug-in
 T0=$(date +%s)
@@ -175,14 +178,16 @@ import -window root -depth 8 "ppm:$T/busy.ppm"
 eval "$(xdotool getwindowgeometry --shell "$IW")"
 XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$T/idle.ppm" "$T/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
   || fail "kill: no progress in the image window's status bar"
+CLICK=$(date +%s.%N)
 xdotool mousemove $XY click 1   # the status bar's Cancel button
 for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
+GONE=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $CLICK))")
 [ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
 kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
 [ "$(layer_count $IMG)" = 1 ] || fail "kill: the image has $(layer_count $IMG) layers, not its one layer"
 save_layer $IMG $L "$T/kill-after.ppm"
 cmp -s "$T/kill-before.ppm" "$T/kill-after.ppm" || fail "kill: the original layer was modified"
-echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS), GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS) in $GONE s, GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
 
 sf '(gimp-quit 1)' >/dev/null 2>&1 || true
 for _ in $(seq 1 60); do kill -0 $GIMP_PID 2>/dev/null || break; sleep 0.5; done

@@ -193,14 +193,16 @@ import -window root -depth 8 "ppm:$W/busy.ppm"
 eval "$(xdotool getwindowgeometry --shell "$IW")"
 XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$W/idle.ppm" "$W/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
   || fail "kill: no progress in the image window's status bar"
+CLICK=$(date +%s.%N)
 xdotool mousemove $XY click 1   # the status bar's Cancel button
 for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
+GONE=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $CLICK))")
 [ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
 kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
 touch "$W/kill-done"
 wait_line "^kill layers" 20 || fail "kill: GIMP did not answer the batch script after the kill"
 grep -q "^kill layers=1 original-unchanged=True$" "$RES" || fail "kill: not the one original, unchanged layer"
-echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS), GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS) in $GONE s, GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
 wait_line "^done" 10 || fail "the batch script did not finish"
 for _ in $(seq 1 60); do kill -0 $GIMP_PID 2>/dev/null || break; sleep 0.5; done
 echo "GIMP 3 dialog tests passed ($(( $(date +%s) - START )) s in all)"
