@@ -341,8 +341,9 @@ typedef int32_t (*ttpo_cancel_fn)(void *user_data);
 
 /*
  Human choice, called by `ttpo_job_run` after scoring with the automatic choice in
- `*preferred` / `*dispreferred`; change them to override. The job may be queried (not
- run) from inside. Return 0 to continue, non-zero to cancel.
+ `*preferred` / `*dispreferred`; change them to override. The job may be queried from
+ inside; calls that would run or change it return `TTPO_STATUS_INVALID_STATE`. Return 0
+ to continue, non-zero to cancel.
  */
 typedef int32_t (*ttpo_choice_fn)(void *user_data,
                                   const ttpo_job *job,
@@ -377,8 +378,10 @@ uint32_t ttpo_engine_new(const char *model_dir,
 void ttpo_engine_free(ttpo_engine *engine);
 
 /*
- The last error message of calls on this engine ("" if none; never NULL for a valid
- handle, NULL for a NULL handle).
+ The latest error message of calls on this engine, from whichever thread failed last
+ ("" if none; never NULL for a valid handle, NULL for a NULL handle). The string is this
+ thread's copy: valid until this thread reads this engine's error again or frees the
+ engine; other threads' failing calls never invalidate it.
 
  # Safety
  `engine` must be NULL or valid.
@@ -406,7 +409,9 @@ uint32_t ttpo_job_new(const ttpo_engine *engine,
 void ttpo_job_free(ttpo_job *job);
 
 /*
- The last error message of calls on this job ("" if none; NULL for a NULL handle).
+ The latest error message of calls on this job ("" if none; NULL for a NULL handle). The
+ string is this thread's copy: valid until this thread reads this job's error again or
+ frees the job; other threads' failing calls never invalidate it.
 
  # Safety
  `job` must be NULL or valid.
@@ -415,8 +420,10 @@ const char *ttpo_job_last_error(const ttpo_job *job);
 
 /*
  Asks the running call on this job to stop; it returns `TTPO_STATUS_CANCELLED` within
- one model call. Callable from any thread, also from callbacks. The next call on the
- job starts uncancelled.
+ one model call, also when the cancel comes after its last model call but before it
+ returned, and writes no output. Callable from any thread, also from callbacks; a call
+ refused as busy meanwhile does not clear it. The next call on the job starts
+ uncancelled.
 
  # Safety
  `job` must be NULL or valid.

@@ -12,7 +12,7 @@
  *   - a non-UTF-8 TTPO_MODEL_DIR was reported as "not set".
  * Run by tests/c/run.sh plain, under ASan+UBSan and under valgrind.
  *
- * usage: test_hostile <tiny-model-dir> <photo.png>
+ * usage: test_hostile <tiny-model-dir> <photo.png> [test-name]   (one test, or all)
  */
 #define _GNU_SOURCE
 #include "ttpo.h"
@@ -129,7 +129,7 @@ static void *cancel_then_call(void *arg) {
 
 static void cancel_progress(void *user, uint32_t stage, uint32_t step, uint32_t total, double f) {
     struct cancel_ctx *c = user;
-    (void)stage; (void)total; (void)f;
+    (void)stage; (void)step; (void)total; (void)f;
     c->events++;
     if (c->events < c->at) return;
     if (c->events > c->at) { c->after++; return; }
@@ -278,22 +278,22 @@ static void test_non_utf8_model_dir(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %s <tiny-model-dir> <photo.png>\n", argv[0]); return 2; }
+    if (argc != 3 && argc != 4) { fprintf(stderr, "usage: %s <tiny-model-dir> <photo.png> [test]\n", argv[0]); return 2; }
+    const char *only = argc == 4 ? argv[3] : NULL;
     model_dir = argv[1];
     photo = png_read_rgba(argv[2], &photo_w, &photo_h);
     if (!photo) { fprintf(stderr, "cannot read %s\n", argv[2]); return 2; }
     ttpo_engine *engine = NULL;
     CHECK_STATUS(ttpo_engine_new(model_dir, TTPO_DEVICE_CPU, 0, TTPO_PRECISION_AUTO, &engine), TTPO_STATUS_OK);
     if (!engine) return 1;
-    test_last_error_threads(engine);
-    test_cancel_not_lost(engine, 0, 0);
-    test_cancel_not_lost(engine, 1, 0);
-    test_cancel_not_lost(engine, 0, 1);
-    test_cancel_not_lost(engine, 1, 1);
-    test_choice_callback_cannot_run(engine);
-    test_outputs_only_on_success(engine);
-    test_hostile_views(engine);
-    test_non_utf8_model_dir();
+#define RUN(name, call) do { if (!only || strcmp(only, name) == 0) { call; } } while (0)
+    RUN("last_error", test_last_error_threads(engine));
+    RUN("cancel", (test_cancel_not_lost(engine, 0, 0), test_cancel_not_lost(engine, 1, 0),
+                   test_cancel_not_lost(engine, 0, 1), test_cancel_not_lost(engine, 1, 1)));
+    RUN("choice", test_choice_callback_cannot_run(engine));
+    RUN("outputs", test_outputs_only_on_success(engine));
+    RUN("views", test_hostile_views(engine));
+    RUN("model_dir", test_non_utf8_model_dir());
     ttpo_engine_free(engine);
     free(photo);
     if (failures) { fprintf(stderr, "%d check(s) failed\n", failures); return 1; }
