@@ -17,6 +17,8 @@ fn model_args(c: &mut Command) -> &mut Command {
 
 /// Runs `c` to the end; returns (exit code, stderr, the child's peak RSS in KiB), measured
 /// for this child alone (wait4), not for every child of the test process.
+// The child is reaped by wait4 (which also returns its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn run_measured(c: &mut Command) -> (Option<i32>, String, i64) {
     let mut child = c
         .stdin(Stdio::null())
