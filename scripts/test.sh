@@ -21,10 +21,11 @@ cargo test --workspace
 step "C ABI: header drift (in cargo test), C tests plain / ASan+UBSan / valgrind, C and C++ examples, install"
 bash tests/c/run.sh
 
-step "GIMP 2.10 (headless + dialog under Xvfb) and GIMP 3 (Debian 13 root)"
+step "GIMP 2.10 and GIMP 3 (Debian 13 root): headless, and the dialogs under Xvfb (pick, Cancel, GIMP's own cancel)"
 bash plugins/gimp/test-gimp2.sh
 bash plugins/gimp/test-gimp2-ui.sh
 bash plugins/gimp/test-gimp3.sh
+bash plugins/gimp/test-gimp3-ui.sh
 
 step "OpenFX: the bundle in MLT's melt (Debian sid root); the project's test host runs in cargo test"
 bash plugins/ofx/test-melt.sh

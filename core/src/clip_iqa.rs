@@ -383,15 +383,7 @@ impl ClipIqa {
                 });
             }
         }
-        let text = std::fs::read_to_string(&cfg_path).map_err(|source| Error::Io {
-            path: cfg_path.clone(),
-            source,
-        })?;
-        let cfg: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
-                path: cfg_path.clone(),
-                reason: e.to_string(),
-            })?;
+        let cfg: serde_json::Value = crate::diffusion::config::read_json(&cfg_path)?;
         let text_cfg = text_config(cfg.get("text_config"), &cfg_path)?;
         let vision_cfg: ClipVisionConfig = serde_json::from_value(
             cfg.get("vision_config")

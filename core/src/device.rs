@@ -116,3 +116,30 @@ pub fn resolve_precision(device: &Device, requested: Option<Precision>) -> Resul
         (None, false) => Ok(DType::BF16),
     }
 }
+
+/// Memory the host can still give this process (Linux: `MemAvailable` of /proc/meminfo, or
+/// the cgroup's limit minus its usage when that is lower); `None` where it is not known.
+pub fn available_host_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let mut free = kib.saturating_mul(1024);
+    let read_u64 = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    if let (Some(max), Some(cur)) = (
+        read_u64("/sys/fs/cgroup/memory.max"),
+        read_u64("/sys/fs/cgroup/memory.current"),
+    ) {
+        free = free.min(max.saturating_sub(cur));
+    }
+    Some(free)
+}

@@ -88,6 +88,13 @@ impl Error {
             source,
         }
     }
+    /// Names the file an image error came from.
+    pub(crate) fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::InvalidImage(m) => Error::InvalidImage(format!("{}: {m}", path.display())),
+            other => other,
+        }
+    }
     pub(crate) fn option(name: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidOption {
             name,

@@ -26,6 +26,19 @@ pub enum PadMode {
     Zero,
 }
 
+/// The default bound on the pixels of a file that [`Image::open`] decodes (64 Mi px, as
+/// the engine's default `max_pixels`).
+pub const DEFAULT_MAX_PIXELS: usize = 64 * 1024 * 1024;
+
+/// An image read from a file: RGB plus the alpha plane when the file has one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    /// The colour.
+    pub image: Image,
+    /// One alpha value per pixel in [0, 1] (row-major), when the file has alpha.
+    pub alpha: Option<Vec<f32>>,
+}
+
 impl Image {
     /// Wraps interleaved RGB data. Fails on a size mismatch, a zero size or non-finite values.
     pub fn from_rgb(width: usize, height: usize, data: Vec<f32>) -> Result<Self> {
@@ -85,41 +98,88 @@ impl Image {
         [self.data[i], self.data[i + 1], self.data[i + 2]]
     }
 
-    /// Reads a PNG/JPEG/BMP/TIFF file (8 or 16 bit, grey or colour; alpha is dropped).
+    /// Reads a PNG/JPEG/BMP/TIFF file (8 or 16 bit, grey or colour; alpha is dropped),
+    /// refusing files of more than [`DEFAULT_MAX_PIXELS`] pixels before decoding them.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::open_with_alpha(path, DEFAULT_MAX_PIXELS)?.image)
+    }
+
+    /// Reads an image file with its alpha plane (when it has one). The header's dimensions
+    /// are checked against `max_pixels` before any pixel is decoded, and the decoder's own
+    /// allocation limit is set from it, so a small file that claims a huge size costs
+    /// nothing.
+    pub fn open_with_alpha(path: impl AsRef<Path>, max_pixels: usize) -> Result<Decoded> {
         let path = path.as_ref();
-        let img = image::open(path).map_err(|e| match e {
-            image::ImageError::IoError(io) => Error::io(path, io),
-            other => Error::InvalidImage(format!("{}: {other}", path.display())),
-        })?;
-        let rgb = img.to_rgb32f();
-        let (w, h) = rgb.dimensions();
-        Self::from_rgb(w as usize, h as usize, rgb.into_raw())
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = image::ImageReader::new(std::io::BufReader::new(file))
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?;
+        decode_reader(reader, max_pixels).map_err(|e| e.in_file(path))
+    }
+
+    /// Decodes an image held in memory (any format [`Image::open_with_alpha`] reads), with
+    /// the same limits.
+    pub fn decode(bytes: &[u8], max_pixels: usize) -> Result<Decoded> {
+        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::InvalidImage(e.to_string()))?;
+        decode_reader(reader, max_pixels)
     }
 
     /// Writes the image; the format follows the extension. PNG is written with 16 bits
     /// per sample so that no precision is lost beyond what the format holds.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with_alpha(path, None)
+    }
+
+    /// Writes the image with an alpha plane (one value per pixel, in [0, 1]) when given and
+    /// the format holds one (PNG, TIFF: RGBA; others: the alpha is dropped).
+    pub fn save_with_alpha(&self, path: impl AsRef<Path>, alpha: Option<&[f32]>) -> Result<()> {
         let path = path.as_ref();
-        let is_png = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-        let result = if is_png {
-            let buf: Vec<u16> = self
-                .data
-                .iter()
-                .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
-                .collect();
-            image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(
-                self.width as u32,
-                self.height as u32,
-                buf,
-            )
-            .expect("buffer size matches")
-            .save(path)
-        } else {
-            self.to_rgb8().save(path)
+        self.save_with_alpha_as(path, alpha, output_format(path)?)
+    }
+
+    /// [`Image::save_with_alpha`] in a given format, whatever the file's name says (for
+    /// temporary files written before a rename).
+    pub fn save_with_alpha_as(
+        &self,
+        path: impl AsRef<Path>,
+        alpha: Option<&[f32]>,
+        format: image::ImageFormat,
+    ) -> Result<()> {
+        let path = path.as_ref();
+        let alpha = alpha.filter(|_| format_has_alpha(format));
+        if let Some(a) = alpha {
+            if a.len() != self.width * self.height {
+                return Err(Error::InvalidImage(format!(
+                    "alpha plane has {} values for {}x{} pixels",
+                    a.len(),
+                    self.width,
+                    self.height
+                )));
+            }
+        }
+        let q16 = |v: f32| (v.clamp(0.0, 1.0) * 65535.0).round() as u16;
+        let (w, h) = (self.width as u32, self.height as u32);
+        let result = match (format, alpha) {
+            (image::ImageFormat::Png | image::ImageFormat::Tiff, Some(a)) => {
+                let buf: Vec<u16> = self
+                    .data
+                    .chunks_exact(3)
+                    .zip(a)
+                    .flat_map(|(px, &a)| [q16(px[0]), q16(px[1]), q16(px[2]), q16(a)])
+                    .collect();
+                image::ImageBuffer::<image::Rgba<u16>, _>::from_raw(w, h, buf)
+                    .expect("buffer size matches")
+                    .save_with_format(path, format)
+            }
+            (image::ImageFormat::Png | image::ImageFormat::Tiff, None) => {
+                let buf: Vec<u16> = self.data.iter().map(|&v| q16(v)).collect();
+                image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(w, h, buf)
+                    .expect("buffer size matches")
+                    .save_with_format(path, format)
+            }
+            _ => self.to_rgb8().save_with_format(path, format),
         };
         result.map_err(|e| match e {
             image::ImageError::IoError(io) => Error::io(path, io),
@@ -250,6 +310,93 @@ impl Image {
     }
 }
 
+/// Decodes with the dimensions checked first: `max_pixels` bounds the image, and the
+/// decoder's allocation limit is the RGBA f32 working copy of that many pixels.
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(
+    mut reader: image::ImageReader<R>,
+    max_pixels: usize,
+) -> Result<Decoded> {
+    use image::ImageDecoder;
+    if reader.format().is_none() {
+        return Err(Error::InvalidImage(
+            "unknown image format (PNG, JPEG, BMP and TIFF are read)".into(),
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some((max_pixels as u64).saturating_mul(16));
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(image_error)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = (w as u64) * (h as u64);
+    if w == 0 || h == 0 {
+        return Err(Error::InvalidImage(format!("zero size ({w}x{h})")));
+    }
+    if pixels > max_pixels as u64 {
+        return Err(Error::InvalidImage(format!(
+            "{w}x{h} is larger than the {max_pixels} pixels accepted; downscale the image or raise max_pixels"
+        )));
+    }
+    let has_alpha = decoder.color_type().has_alpha();
+    let img = image::DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    let (w, h) = (w as usize, h as usize);
+    let mut rgb = Vec::new();
+    rgb.try_reserve_exact(w * h * 3)
+        .map_err(|_| Error::InvalidImage(format!("out of memory for a {w}x{h} image")))?;
+    let mut alpha = Vec::new();
+    if has_alpha {
+        alpha
+            .try_reserve_exact(w * h)
+            .map_err(|_| Error::InvalidImage(format!("out of memory for a {w}x{h} image")))?;
+        for px in img.to_rgba32f().pixels() {
+            rgb.extend_from_slice(&px.0[..3]);
+            alpha.push(px.0[3]);
+        }
+    } else {
+        rgb.extend(img.to_rgb32f().into_raw());
+    }
+    Ok(Decoded {
+        image: Image::from_rgb(w, h, rgb)?,
+        alpha: has_alpha.then_some(alpha),
+    })
+}
+
+fn image_error(e: image::ImageError) -> Error {
+    match e {
+        image::ImageError::Limits(l) => Error::InvalidImage(format!(
+            "the image needs more memory than its pixel limit allows ({l})"
+        )),
+        other => Error::InvalidImage(other.to_string()),
+    }
+}
+
+/// The format an output file name asks for, refused before any work when this build cannot
+/// write it (so a long job never ends in "unknown extension").
+pub fn output_format(path: &Path) -> Result<image::ImageFormat> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let format = image::ImageFormat::from_extension(ext)
+        .filter(|f| {
+            matches!(
+                f,
+                image::ImageFormat::Png
+                    | image::ImageFormat::Jpeg
+                    | image::ImageFormat::Bmp
+                    | image::ImageFormat::Tiff
+            )
+        })
+        .ok_or_else(|| {
+            Error::InvalidImage(format!(
+                "{}: cannot tell the output format from the extension {}; use .png, .jpg, .bmp or .tif",
+                path.display(),
+                if ext.is_empty() { "(none)".to_string() } else { format!("'.{ext}'") }
+            ))
+        })?;
+    Ok(format)
+}
+
+fn format_has_alpha(f: image::ImageFormat) -> bool {
+    matches!(f, image::ImageFormat::Png | image::ImageFormat::Tiff)
+}
+
 /// Index into `0..n` for any `i`, mirroring at the borders without repeating the edge pixel
 /// (numpy's "reflect"), and repeating the mirror when `i` is far outside.
 fn mirror(i: usize, n: usize) -> usize {
@@ -322,6 +469,112 @@ mod tests {
         let back = Image::from_tensor(&t).unwrap();
         for (a, b) in back.data().iter().zip(img.data()) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    /// A PNG that claims `w x h` pixels and holds no pixel data at all (an IDAT chunk with
+    /// only a zlib header).
+    fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], data: &[u8]| {
+            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend_from_slice(data);
+            png.extend_from_slice(&body);
+            png.extend_from_slice(&crc32(&body).to_be_bytes());
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &[0x78, 0x9c]); // a zlib header, then nothing
+        chunk(b"IEND", &[]);
+        png
+    }
+
+    /// Found by a misuse run: a 48 KB PNG of 20000 x 20000 pixels was decoded (4.8 GB)
+    /// before the pixel limit refused it. The header is checked first: a file without any
+    /// pixel data gets the limit's message, which it could not if decoding came first.
+    #[test]
+    fn pixel_limit_is_checked_on_the_header() {
+        let png = png_header_only(20000, 20000);
+        let err = Image::decode(&png, DEFAULT_MAX_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("20000x20000") && err.contains("pixels accepted"),
+            "{err}"
+        );
+        // Under the limit the same file fails in the decoder (no data), as it should.
+        let err = Image::decode(&png_header_only(4, 4), DEFAULT_MAX_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pixels accepted"), "{err}");
+        let err = Image::decode(b"GIF89a not an image", 100)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("format"), "{err}");
+        assert!(Image::decode(&[], 100).is_err());
+    }
+
+    #[test]
+    fn alpha_survives_a_file_round_trip() {
+        let img = ramp(5, 4);
+        let alpha: Vec<f32> = (0..20).map(|i| i as f32 / 19.0).collect();
+        let dir = std::env::temp_dir().join(format!("ttpo-alpha-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["a.png", "a.tif"] {
+            let p = dir.join(name);
+            img.save_with_alpha(&p, Some(&alpha)).unwrap();
+            let back = Image::open_with_alpha(&p, 100).unwrap();
+            let a = back.alpha.expect("alpha kept");
+            for (x, y) in a.iter().zip(&alpha) {
+                assert!((x - y).abs() < 1e-4, "{name}");
+            }
+            for (x, y) in back.image.data().iter().zip(img.data()) {
+                assert!((x - y).abs() < 1e-4, "{name}");
+            }
+            let err = Image::open_with_alpha(&p, 19).unwrap_err().to_string();
+            assert!(
+                err.contains(name) && err.contains("pixels accepted"),
+                "{err}"
+            );
+        }
+        // Formats without alpha drop it; images without alpha report none.
+        let p = dir.join("a.bmp");
+        img.save_with_alpha(&p, Some(&alpha)).unwrap();
+        assert!(Image::open_with_alpha(&p, 100).unwrap().alpha.is_none());
+        assert!(img
+            .save_with_alpha(dir.join("b.png"), Some(&alpha[..3]))
+            .is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn output_format_is_refused_before_any_work() {
+        for bad in ["out", "out.xyz", "out.gif", "dir/.hidden"] {
+            let err = output_format(Path::new(bad)).unwrap_err().to_string();
+            assert!(err.contains(".png"), "{bad}: {err}");
+        }
+        for good in [
+            "a.png", "a.PNG", "b.jpg", "c.jpeg", "d.bmp", "e.tif", "f.tiff",
+        ] {
+            assert!(output_format(Path::new(good)).is_ok(), "{good}");
         }
     }
 

@@ -34,7 +34,7 @@ pub mod tiling;
 pub use device::{DeviceChoice, Precision};
 pub use error::{Error, Result};
 pub use guidance::{RefineParams, RefineStart};
-pub use image::{Image, PadMode};
+pub use image::{Decoded, Image, PadMode, DEFAULT_MAX_PIXELS};
 pub use pipeline::{
     Candidate, Engine, EngineConfig, Job, Options, Selection, Timings, DEFAULT_PROMPT,
 };

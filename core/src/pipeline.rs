@@ -177,6 +177,44 @@ impl Default for Options {
     }
 }
 
+/// The smallest input side a job accepts. Below it no quality metric can judge a candidate
+/// (PIQE and BRISQUE work on 16-pixel blocks), so such a job would run all of Stage I only
+/// to fail in Stage II; it is refused up front as a bad image instead.
+pub const MIN_SIDE: usize = 16;
+
+impl Options {
+    /// Refuses, before any work starts (also before an adapter copies the pixels in), a
+    /// `w x h` job whose images cannot fit in the memory this machine has free: the input,
+    /// every candidate and the working copies are f32 RGB images kept whole (12 bytes per
+    /// pixel each; docs/TILING.md measured the bound ≈ 0.2 GiB + (4 + candidates) × 12 B ×
+    /// pixels). Without this a large input with a raised `max_pixels` ends in an allocation
+    /// failure, which aborts the process.
+    pub fn check_host_memory(&self, w: usize, h: usize) -> Result<()> {
+        check_host_memory(w, h, self)
+    }
+}
+
+fn check_host_memory(w: usize, h: usize, options: &Options) -> Result<()> {
+    let candidates = options
+        .strengths
+        .len()
+        .saturating_mul(options.seeds_per_strength)
+        .saturating_add(1);
+    let need = (w as u64)
+        .saturating_mul(h as u64)
+        .saturating_mul(12)
+        .saturating_mul(4 + candidates as u64)
+        .saturating_add(200 << 20);
+    match crate::device::available_host_memory() {
+        Some(free) if need > free => Err(Error::InvalidImage(format!(
+            "{w}x{h} with {candidates} images kept needs about {:.1} GiB of memory, {:.1} GiB are free; downscale the image or use fewer strengths/seeds",
+            need as f64 / (1u64 << 30) as f64,
+            free as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Options {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
@@ -276,6 +314,11 @@ impl Job {
     pub fn new(engine: Arc<Engine>, input: Image, options: Options) -> Result<Self> {
         options.validate()?;
         let (w, h) = (input.width(), input.height());
+        if w < MIN_SIDE || h < MIN_SIDE {
+            return Err(Error::InvalidImage(format!(
+                "{w}x{h} is smaller than the {MIN_SIDE}x{MIN_SIDE} pixels a job needs (Stage II's metrics judge {MIN_SIDE}-pixel blocks)"
+            )));
+        }
         if w.saturating_mul(h) > options.max_pixels {
             return Err(Error::InvalidImage(format!(
                 "{w}x{h} is larger than the {} pixels accepted; downscale the image or raise max_pixels (each candidate keeps 12 bytes per pixel in memory)",
@@ -296,6 +339,8 @@ impl Job {
             .unwrap_or(0);
         let side = |v: usize| v.max(native).div_ceil(m) * m;
         let canvas = (side(w), side(h));
+        // The working canvas (padded to the model's native size) is what is kept per image.
+        options.check_host_memory(canvas.0, canvas.1)?;
         tracing::debug!(?canvas, backbone = first.name(), "job canvas");
         let metrics = quality::build_metrics(&options)?;
         let n = engine.backbones.len();

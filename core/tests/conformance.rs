@@ -481,6 +481,53 @@ fn clip_tokenizer_and_text_encoder() {
     f.finish();
 }
 
+/// The same pipelines with the text encoder in transformers 5.x's layout (no `text_model.`
+/// prefix, written by make_reference.py next to each case as `<case>_tf5`) load through the
+/// production loader and give the same hidden states.
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn text_encoder_transformers5_layout() {
+    let mut f = Failures::default();
+    for c in cases() {
+        let dir = reference_root().join(format!("{}_tf5", c.name));
+        let st = candle_core::safetensors::load(
+            dir.join("text_encoder/model.safetensors"),
+            &Device::Cpu,
+        )
+        .expect("tf5 text encoder");
+        f.expect(
+            !st.is_empty() && st.keys().all(|k| !k.starts_with("text_model.")),
+            format!("{}: the tf5 fixture is not in the 5.x layout", c.name),
+        );
+        let sd = StableDiffusion::load(&dir, &Device::Cpu, DType::F32, Variant::Auto)
+            .unwrap_or_else(|e| panic!("{}: loading {} failed: {e}", c.name, dir.display()));
+        for i in 0..c.meta["prompts"].as_array().unwrap().len() {
+            let want = c.get(&format!("clip_hidden_{i}"));
+            let ids: Vec<u32> = c
+                .get(&format!("clip_ids_{i}"))
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<i64>()
+                .unwrap()
+                .iter()
+                .map(|&v| v as u32)
+                .collect();
+            let ids = Tensor::new(ids.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            f.check(
+                c.name,
+                &format!("ClipTextModel (transformers 5 layout) prompt {i}"),
+                &sd.text_encoder().forward(&ids).unwrap(),
+                want,
+                TOL_CALL,
+            );
+        }
+    }
+    f.finish();
+}
+
 #[test]
 #[ignore = "needs reference tensors: scripts/conformance/run.sh"]
 fn img2img_run_with_cfg() {

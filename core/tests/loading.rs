@@ -258,3 +258,146 @@ fn tiny_generator_is_deterministic() {
         std::fs::read(c.join("unet/diffusion_pytorch_model.safetensors")).unwrap()
     );
 }
+
+/// Rewrites a JSON file of a model folder through `edit`.
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+/// Found by a misuse run: random bytes in model_index.json were an I/O error (status 10)
+/// rather than an invalid model file.
+#[test]
+fn random_bytes_in_configs_are_invalid_files() {
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    assert!(
+        std::str::from_utf8(&noise).is_err(),
+        "the noise must not be UTF-8"
+    );
+    for file in [
+        "model_index.json",
+        "unet/config.json",
+        "vae/config.json",
+        "text_encoder/config.json",
+        "scheduler/scheduler_config.json",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+    ] {
+        let d = broken_copy("noise");
+        std::fs::write(d.join(file), &noise).unwrap();
+        let err = load(&d).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidFile { .. }) && err.to_string().contains(file),
+            "{file}: {err}"
+        );
+    }
+}
+
+/// Found by a misuse run: `num_train_timesteps` = 4e9 sized a 32 GB allocation, which
+/// aborted the process. Every config number that sizes something is bounded first.
+#[test]
+fn config_sizes_are_bounded_before_anything_is_allocated() {
+    let cases: Vec<(&str, &str, serde_json::Value)> = vec![
+        (
+            "scheduler/scheduler_config.json",
+            "num_train_timesteps",
+            4_000_000_000u64.into(),
+        ),
+        (
+            "scheduler/scheduler_config.json",
+            "num_train_timesteps",
+            0.into(),
+        ),
+        (
+            "scheduler/scheduler_config.json",
+            "trained_betas",
+            serde_json::json!([]),
+        ),
+        (
+            "scheduler/scheduler_config.json",
+            "trained_betas",
+            serde_json::json!([0.5, 2.0]),
+        ),
+        ("unet/config.json", "attention_head_dim", 0.into()),
+        (
+            "unet/config.json",
+            "attention_head_dim",
+            serde_json::json!([]),
+        ),
+        ("unet/config.json", "norm_num_groups", 0.into()),
+        (
+            "unet/config.json",
+            "layers_per_block",
+            1_000_000_000u64.into(),
+        ),
+        (
+            "unet/config.json",
+            "block_out_channels",
+            serde_json::json!([4_000_000_000u64, 64]),
+        ),
+        (
+            "vae/config.json",
+            "block_out_channels",
+            serde_json::json!(vec![8; 70]),
+        ),
+        ("vae/config.json", "norm_num_groups", 3.into()),
+        (
+            "text_encoder/config.json",
+            "max_position_embeddings",
+            4_000_000_000u64.into(),
+        ),
+        ("text_encoder/config.json", "num_attention_heads", 0.into()),
+        (
+            "text_encoder/config.json",
+            "hidden_size",
+            4_000_000_000u64.into(),
+        ),
+    ];
+    for (file, key, value) in cases {
+        let d = broken_copy("bounds");
+        edit_json(&d.join(file), |v| v[key] = value.clone());
+        let err = load(&d).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidFile { .. } | Error::Unsupported { .. })
+                && err.to_string().contains(file),
+            "{file} {key}={value}: {err}"
+        );
+    }
+}
+
+/// transformers 5.x saves `CLIPTextModel` without the `text_model.` prefix; such a folder
+/// loads and encodes exactly as the 4.x layout does.
+#[test]
+fn text_encoder_in_transformers5_layout_loads() {
+    let d = broken_copy("tf5");
+    let f = d.join("text_encoder/model.safetensors");
+    let tensors = candle_core::safetensors::load(&f, &candle_core::Device::Cpu).unwrap();
+    assert!(tensors.keys().all(|k| k.starts_with("text_model.")));
+    let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| (k["text_model.".len()..].to_string(), v))
+        .collect();
+    candle_core::safetensors::save(&renamed, &f).unwrap();
+    let dev = candle_core::Device::Cpu;
+    let dtype = candle_core::DType::F32;
+    let new = StableDiffusion::load(&d, &dev, dtype, Variant::Auto).unwrap();
+    let old =
+        StableDiffusion::load(&tiny_model(TinyKind::Epsilon), &dev, dtype, Variant::Auto).unwrap();
+    use ttpo::diffusion::Backbone;
+    let (a, b) = (
+        new.encode_prompt("a photo of a cat").unwrap(),
+        old.encode_prompt("a photo of a cat").unwrap(),
+    );
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+}

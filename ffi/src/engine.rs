@@ -56,19 +56,28 @@ pub unsafe extern "C" fn ttpo_engine_new(
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let dir = if model_dir.is_null() {
-            String::new()
+        let given = if model_dir.is_null() {
+            None
         } else {
-            CStr::from_ptr(model_dir)
-                .to_str()
-                .map_err(|_| Failure::arg("model_dir is not valid UTF-8"))?
-                .to_owned()
+            Some(CStr::from_ptr(model_dir).to_bytes()).filter(|b| !b.is_empty())
         };
-        let dir = if dir.is_empty() {
-            std::env::var("TTPO_MODEL_DIR")
-                .map_err(|_| Failure::arg("no model folder given and TTPO_MODEL_DIR is not set"))?
-        } else {
-            dir
+        // Paths are bytes on Unix: a folder name need not be UTF-8, given or from the
+        // environment.
+        let dir = match given {
+            Some(bytes) => path_from_bytes(bytes)?,
+            None => match std::env::var_os("TTPO_MODEL_DIR") {
+                Some(v) if !v.is_empty() => std::path::PathBuf::from(v),
+                Some(_) => {
+                    return Err(Failure::arg(
+                        "no model folder given and TTPO_MODEL_DIR is empty",
+                    ))
+                }
+                None => {
+                    return Err(Failure::arg(
+                        "no model folder given and TTPO_MODEL_DIR is not set",
+                    ))
+                }
+            },
         };
         let device = match device {
             0 => ttpo::DeviceChoice::Auto,
@@ -99,6 +108,19 @@ pub unsafe extern "C" fn ttpo_engine_new(
     })
 }
 
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> Result<std::path::PathBuf, Failure> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(std::ffi::OsStr::from_bytes(bytes).into())
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> Result<std::path::PathBuf, Failure> {
+    std::str::from_utf8(bytes)
+        .map(Into::into)
+        .map_err(|_| Failure::arg("model_dir is not valid UTF-8"))
+}
+
 /// Frees an engine (NULL is ignored). Jobs keep the models alive until they are freed.
 ///
 /// # Safety
@@ -110,8 +132,10 @@ pub unsafe extern "C" fn ttpo_engine_free(engine: *mut ttpo_engine) {
     }
 }
 
-/// The last error message of calls on this engine ("" if none; never NULL for a valid
-/// handle, NULL for a NULL handle).
+/// The latest error message of calls on this engine, from whichever thread failed last
+/// ("" if none; never NULL for a valid handle, NULL for a NULL handle). The string is this
+/// thread's copy: valid until this thread reads this engine's error again or frees the
+/// engine; other threads' failing calls never invalidate it.
 ///
 /// # Safety
 /// `engine` must be NULL or valid.

@@ -122,7 +122,47 @@ pub fn validate(img: &ttpo_image, max_pixels: usize) -> FfiResult<Shape> {
             img.stride
         )));
     }
+    // Every row must be addressable from `data`: the span from the first to the last byte
+    // touched fits in isize (the limit of pointer offsets), or the stride is nonsense.
+    let span = img
+        .stride
+        .unsigned_abs()
+        .checked_mul(h - 1)
+        .and_then(|v| v.checked_add(row))
+        .filter(|&v| v <= isize::MAX as usize);
+    if span.is_none() {
+        return Err(Failure::arg(format!(
+            "stride {} times {} rows overflows the address space",
+            img.stride,
+            h - 1
+        )));
+    }
     Ok(shape)
+}
+
+/// A zeroed buffer of `n` values, or an error instead of an abort when memory is short.
+fn try_zeroed<T: Clone + Default>(n: usize, what: &str) -> FfiResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Failure::new(
+            TTPO_STATUS_INVALID_IMAGE,
+            format!("out of memory for {what} ({n} values)"),
+        )
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// An empty buffer with room for `n` values, or an error when memory is short.
+fn try_with_capacity<T>(n: usize, what: &str) -> FfiResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Failure::new(
+            TTPO_STATUS_INVALID_IMAGE,
+            format!("out of memory for {what} ({n} values)"),
+        )
+    })?;
+    Ok(v)
 }
 
 /// Pointer to the start of row `y`.
@@ -136,8 +176,11 @@ fn row_ptr(img: &ttpo_image, y: usize) -> *mut u8 {
 /// `img` must describe readable memory as validated by [`validate`].
 pub unsafe fn read(img: &ttpo_image, s: &Shape) -> FfiResult<(ttpo::Image, Option<Vec<f32>>)> {
     let ch = s.channels();
-    let mut rgb = Vec::with_capacity(s.width * s.height * 3);
-    let mut alpha = (ch == 4).then(|| Vec::with_capacity(s.width * s.height));
+    let mut rgb = try_with_capacity(s.width * s.height * 3, "the input image")?;
+    let mut alpha = match ch {
+        4 => Some(try_with_capacity(s.width * s.height, "the input's alpha")?),
+        _ => None,
+    };
     let mut samples = vec![0f32; s.width * ch];
     for y in 0..s.height {
         let p = row_ptr(img, y);
@@ -194,7 +237,7 @@ pub unsafe fn write(
     }
     let ch = s.channels();
     let row_bytes = s.width * ch * s.sample_bytes();
-    let mut rows = vec![0u8; row_bytes * s.height];
+    let mut rows: Vec<u8> = try_zeroed(row_bytes * s.height, "the output image")?;
     let d = img.data();
     for y in 0..s.height {
         let row = &mut rows[y * row_bytes..(y + 1) * row_bytes];

@@ -4,7 +4,14 @@
 //! Threads: every callback runs on the thread that made the call that triggered it
 //! (`ttpo_job_generate_candidates`, `ttpo_job_refine`, `ttpo_job_run`). Only
 //! `ttpo_job_cancel` may be called while another call on the same job is running; any
-//! other concurrent or re-entrant call on the job returns `TTPO_STATUS_INVALID_STATE`.
+//! other concurrent or re-entrant call on the job returns `TTPO_STATUS_INVALID_STATE`,
+//! except queries from inside the choice callback.
+//!
+//! Two locks make that true: `running` is held for the whole of every call that runs or
+//! changes the job (including the time its choice callback runs), so such a call made
+//! meanwhile is refused before it touches anything — in particular before it could reset a
+//! pending cancel; `state` guards the data and is taken briefly by queries (`try_lock`: a
+//! query made while a stage runs is refused as busy, never blocks).
 
 use crate::engine::ttpo_engine;
 use crate::image::{read, ttpo_image, validate, write};
@@ -12,9 +19,11 @@ use crate::options::ttpo_options;
 use crate::panic::{guard, test_hook};
 use crate::status::{
     Failure, FfiResult, LastError, TTPO_STATUS_CANCELLED, TTPO_STATUS_INVALID_STATE,
+    TTPO_STATUS_PANIC,
 };
 use std::ffi::{c_char, c_void, CString};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, TryLockError};
 use ttpo::{CancelToken, Selection};
 
 /// Progress: `stage` is a `ttpo_stage` value, `step` of `total` units done, `fraction` =
@@ -25,8 +34,9 @@ pub type ttpo_progress_fn = Option<
 /// Cancel poll: return non-zero to stop the job. Polled before every model call.
 pub type ttpo_cancel_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> i32>;
 /// Human choice, called by `ttpo_job_run` after scoring with the automatic choice in
-/// `*preferred` / `*dispreferred`; change them to override. The job may be queried (not
-/// run) from inside. Return 0 to continue, non-zero to cancel.
+/// `*preferred` / `*dispreferred`; change them to override. The job may be queried from
+/// inside; calls that would run or change it return `TTPO_STATUS_INVALID_STATE`. Return 0
+/// to continue, non-zero to cancel.
 pub type ttpo_choice_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -77,13 +87,76 @@ struct State {
 pub struct ttpo_job {
     cancel: CancelToken,
     last_error: LastError,
+    /// Held by the call that runs or changes the job (see the module doc).
+    running: AtomicBool,
     state: Mutex<State>,
 }
 
+fn busy() -> Failure {
+    Failure::new(
+        TTPO_STATUS_INVALID_STATE,
+        "the job is busy: another call on it is running (only ttpo_job_cancel may be called meanwhile; the choice callback may only query)",
+    )
+}
+
+fn poisoned() -> Failure {
+    Failure::new(
+        TTPO_STATUS_PANIC,
+        "an earlier call on this job failed with an internal error; free the job and make a new one",
+    )
+}
+
+/// Releases `running` when the exclusive call ends, also when it unwinds.
+struct Exclusive<'a>(&'a AtomicBool);
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 impl ttpo_job {
+    /// A query: the state if no stage holds it right now.
     fn with<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
-        let mut g = self.state.try_lock().map_err(|_| Failure::new(TTPO_STATUS_INVALID_STATE, "the job is busy: another call on it is running (only ttpo_job_cancel may be called meanwhile)"))?;
+        let mut g = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::WouldBlock) => return Err(busy()),
+            Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+        };
         f(&mut g)
+    }
+
+    /// A call that runs or changes the job: refused while another such call is running;
+    /// it starts uncancelled (a cancel requested before it began was for an earlier call).
+    fn exclusive<T>(&self, f: impl FnOnce(&Self) -> FfiResult<T>) -> FfiResult<T> {
+        if self
+            .running
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(busy());
+        }
+        let _release = Exclusive(&self.running);
+        self.cancel.reset();
+        self.locked(|s| {
+            s.job.cancel_token().reset();
+            Ok(())
+        })?;
+        f(self)
+    }
+
+    /// The state for a call that holds `running`: waits for a query to finish.
+    fn locked<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
+        let mut g = self.state.lock().map_err(|_| poisoned())?;
+        f(&mut g)
+    }
+
+    /// A cancel requested while the call ran wins, even when it came after the last model
+    /// call: checked once more before the call commits its result.
+    fn not_cancelled(&self) -> FfiResult {
+        if self.cancel.is_cancelled() {
+            return Err(Failure::new(TTPO_STATUS_CANCELLED, "cancelled"));
+        }
+        Ok(())
     }
 }
 
@@ -156,6 +229,8 @@ pub unsafe extern "C" fn ttpo_job_new(
             .map(|o| o.inner.clone())
             .unwrap_or_default();
         let shape = validate(input, opts.max_pixels)?;
+        // Before the pixels are copied in: a size the machine cannot hold is a status.
+        opts.check_host_memory(shape.width, shape.height)?;
         let (img, alpha) = read(input, &shape)?;
         let job = ttpo::Job::new(engine.engine.clone(), img, opts)?;
         let state = State {
@@ -167,6 +242,7 @@ pub unsafe extern "C" fn ttpo_job_new(
         *out = Box::into_raw(Box::new(ttpo_job {
             cancel: CancelToken::new(),
             last_error: LastError::default(),
+            running: AtomicBool::new(false),
             state: Mutex::new(state),
         }));
         Ok(())
@@ -184,7 +260,9 @@ pub unsafe extern "C" fn ttpo_job_free(job: *mut ttpo_job) {
     }
 }
 
-/// The last error message of calls on this job ("" if none; NULL for a NULL handle).
+/// The latest error message of calls on this job ("" if none; NULL for a NULL handle). The
+/// string is this thread's copy: valid until this thread reads this job's error again or
+/// frees the job; other threads' failing calls never invalidate it.
 ///
 /// # Safety
 /// `job` must be NULL or valid.
@@ -197,8 +275,10 @@ pub unsafe extern "C" fn ttpo_job_last_error(job: *const ttpo_job) -> *const c_c
 }
 
 /// Asks the running call on this job to stop; it returns `TTPO_STATUS_CANCELLED` within
-/// one model call. Callable from any thread, also from callbacks. The next call on the
-/// job starts uncancelled.
+/// one model call, also when the cancel comes after its last model call but before it
+/// returned, and writes no output. Callable from any thread, also from callbacks; a call
+/// refused as busy meanwhile does not clear it. The next call on the job starts
+/// uncancelled.
 ///
 /// # Safety
 /// `job` must be NULL or valid.
@@ -221,9 +301,11 @@ pub unsafe extern "C" fn ttpo_job_set_progress_callback(
     user_data: *mut c_void,
 ) -> u32 {
     on_job(job, |j| {
-        j.with(|s| {
-            s.callbacks.progress = callback.map(|f| (f, UserData(user_data)));
-            Ok(())
+        j.exclusive(|j| {
+            j.locked(|s| {
+                s.callbacks.progress = callback.map(|f| (f, UserData(user_data)));
+                Ok(())
+            })
         })
     })
 }
@@ -239,9 +321,11 @@ pub unsafe extern "C" fn ttpo_job_set_cancel_callback(
     user_data: *mut c_void,
 ) -> u32 {
     on_job(job, |j| {
-        j.with(|s| {
-            s.callbacks.cancel = callback.map(|f| (f, UserData(user_data)));
-            Ok(())
+        j.exclusive(|j| {
+            j.locked(|s| {
+                s.callbacks.cancel = callback.map(|f| (f, UserData(user_data)));
+                Ok(())
+            })
         })
     })
 }
@@ -257,18 +341,21 @@ pub unsafe extern "C" fn ttpo_job_set_choice_callback(
     user_data: *mut c_void,
 ) -> u32 {
     on_job(job, |j| {
-        j.with(|s| {
-            s.callbacks.choice = callback.map(|f| (f, UserData(user_data)));
-            Ok(())
+        j.exclusive(|j| {
+            j.locked(|s| {
+                s.callbacks.choice = callback.map(|f| (f, UserData(user_data)));
+                Ok(())
+            })
         })
     })
 }
 
+/// Stage I + II on a job whose `running` the caller holds.
 fn generate(j: &ttpo_job) -> FfiResult {
-    j.with(|s| {
+    j.locked(|s| {
         test_hook("generate_candidates");
         let mut progress = progress_closure(s.callbacks, j.cancel.clone(), s.job.cancel_token());
-        not_cancelled(j)?;
+        j.not_cancelled()?;
         s.job.generate_candidates(&mut progress)?;
         s.metric_names = s
             .job
@@ -280,12 +367,15 @@ fn generate(j: &ttpo_job) -> FfiResult {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(())
+        // The candidates are kept (a later call reuses them); the call still reports the
+        // cancel that arrived while it ran.
+        j.not_cancelled()
     })
 }
 
+/// Stage III into `out`, on a job whose `running` the caller holds.
 fn refine_into(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
-    j.with(|s| {
+    j.locked(|s| {
         let (w, h) = (s.job.input().width(), s.job.input().height());
         let shape = validate(out, usize::MAX)?;
         if (shape.width, shape.height) != (w, h) {
@@ -295,27 +385,11 @@ fn refine_into(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
             )));
         }
         let mut progress = progress_closure(s.callbacks, j.cancel.clone(), s.job.cancel_token());
-        not_cancelled(j)?;
+        j.not_cancelled()?;
         let result = s.job.refine(&mut progress)?;
+        j.not_cancelled()?;
         // SAFETY: `out` was validated above; the caller guarantees its memory.
         unsafe { write(out, &shape, &result, s.alpha.as_deref()) }
-    })
-}
-
-/// A cancel that arrived between the start of the call and the first model call.
-fn not_cancelled(j: &ttpo_job) -> FfiResult {
-    if j.cancel.is_cancelled() {
-        return Err(Failure::new(TTPO_STATUS_CANCELLED, "cancelled"));
-    }
-    Ok(())
-}
-
-/// Resets both cancel flags at the start of a top-level call.
-fn begin(j: &ttpo_job) -> FfiResult {
-    j.cancel.reset();
-    j.with(|s| {
-        s.job.cancel_token().reset();
-        Ok(())
     })
 }
 
@@ -325,10 +399,7 @@ fn begin(j: &ttpo_job) -> FfiResult {
 /// `job` must be NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn ttpo_job_generate_candidates(job: *mut ttpo_job) -> u32 {
-    on_job(job, |j| {
-        begin(j)?;
-        generate(j)
-    })
+    on_job(job, |j| j.exclusive(generate))
 }
 
 /// Number of candidates (0 before `ttpo_job_generate_candidates`).
@@ -497,12 +568,14 @@ pub unsafe extern "C" fn ttpo_job_choose(
     dispreferred: u32,
 ) -> u32 {
     on_job(job, |j| {
-        j.with(|s| {
-            s.job.choose(Selection::Given {
-                preferred: preferred as usize,
-                dispreferred: dispreferred as usize,
-            })?;
-            Ok(())
+        j.exclusive(|j| {
+            j.locked(|s| {
+                s.job.choose(Selection::Given {
+                    preferred: preferred as usize,
+                    dispreferred: dispreferred as usize,
+                })?;
+                Ok(())
+            })
         })
     })
 }
@@ -514,9 +587,11 @@ pub unsafe extern "C" fn ttpo_job_choose(
 #[no_mangle]
 pub unsafe extern "C" fn ttpo_job_choose_auto(job: *mut ttpo_job) -> u32 {
     on_job(job, |j| {
-        j.with(|s| {
-            s.job.choose(Selection::Auto)?;
-            Ok(())
+        j.exclusive(|j| {
+            j.locked(|s| {
+                s.job.choose(Selection::Auto)?;
+                Ok(())
+            })
         })
     })
 }
@@ -563,8 +638,7 @@ pub unsafe extern "C" fn ttpo_job_get_choice(
 pub unsafe extern "C" fn ttpo_job_refine(job: *mut ttpo_job, out: *const ttpo_image) -> u32 {
     on_job(job, |j| {
         let out = out.as_ref().ok_or_else(|| Failure::null("out"))?;
-        begin(j)?;
-        refine_into(j, out)
+        j.exclusive(|j| refine_into(j, out))
     })
 }
 
@@ -578,34 +652,40 @@ pub unsafe extern "C" fn ttpo_job_run(job: *mut ttpo_job, out: *const ttpo_image
     on_job(job, |j| {
         let out = out.as_ref().ok_or_else(|| Failure::null("out"))?;
         validate(out, usize::MAX)?;
-        begin(j)?;
-        if j.with(|s| Ok(s.job.candidates().is_empty()))? {
-            generate(j)?;
-        }
-        let (mut p, mut d, choice) = j.with(|s| {
-            if s.job.choice().is_none() {
-                s.job.choose(Selection::Auto)?;
-            }
-            let (p, d) = s.job.choice().expect("set");
-            Ok((p as u32, d as u32, s.callbacks.choice))
-        })?;
-        if let Some((f, ud)) = choice {
-            // The job is unlocked here, so the callback may query candidates.
-            if f(ud.0, j as *const ttpo_job, &mut p, &mut d) != 0 {
-                return Err(Failure::new(
-                    TTPO_STATUS_CANCELLED,
-                    "cancelled by the choice callback",
-                ));
-            }
-            j.with(|s| {
-                Ok(s.job.choose(Selection::Given {
-                    preferred: p as usize,
-                    dispreferred: d as usize,
-                })?)
-            })?;
-        }
-        refine_into(j, out)
+        j.exclusive(|j| run(j, out))
     })
+}
+
+/// The whole job on a job whose `running` the caller holds: it stays held while the
+/// choice callback runs, so the callback can query the job but not run or change it.
+fn run(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
+    if j.locked(|s| Ok(s.job.candidates().is_empty()))? {
+        generate(j)?;
+    }
+    let (mut p, mut d, choice) = j.locked(|s| {
+        if s.job.choice().is_none() {
+            s.job.choose(Selection::Auto)?;
+        }
+        let (p, d) = s.job.choice().expect("set");
+        Ok((p as u32, d as u32, s.callbacks.choice))
+    })?;
+    if let Some((f, ud)) = choice {
+        // `state` is unlocked here, so the callback may query candidates.
+        if unsafe { f(ud.0, j as *const ttpo_job, &mut p, &mut d) } != 0 {
+            return Err(Failure::new(
+                TTPO_STATUS_CANCELLED,
+                "cancelled by the choice callback",
+            ));
+        }
+        j.not_cancelled()?;
+        j.locked(|s| {
+            Ok(s.job.choose(Selection::Given {
+                preferred: p as usize,
+                dispreferred: d as usize,
+            })?)
+        })?;
+    }
+    refine_into(j, out)
 }
 
 /// Size of the job's input (and of every output buffer).
@@ -619,10 +699,13 @@ pub unsafe extern "C" fn ttpo_job_size(
     height: *mut u32,
 ) -> u32 {
     on_job(job, |j| {
+        // Both pointers are checked before either is written: outputs only on success.
+        let width = width.as_mut().ok_or_else(|| Failure::null("width"))?;
+        let height = height.as_mut().ok_or_else(|| Failure::null("height"))?;
         let (w, h) =
             j.with(|s| Ok((s.job.input().width() as u32, s.job.input().height() as u32)))?;
-        *width.as_mut().ok_or_else(|| Failure::null("width"))? = w;
-        *height.as_mut().ok_or_else(|| Failure::null("height"))? = h;
+        *width = w;
+        *height = h;
         Ok(())
     })
 }

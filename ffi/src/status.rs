@@ -127,24 +127,48 @@ pub extern "C" fn ttpo_last_error() -> *const c_char {
     THREAD_LAST.with(|l| l.borrow().as_ptr())
 }
 
-/// A per-handle last-error string.
+/// A per-handle last-error string, safe to read from several threads at once.
+///
+/// Handles are shared across threads, so the string a reader holds must not be the one
+/// another thread's failing call replaces (that was a use-after-free). Failing calls only
+/// replace `latest`; each reading thread gets its own copy, which only that thread replaces
+/// (on its next read of the same handle) and which lives until the handle is freed. Memory:
+/// one message per thread that ever read the handle's error.
 #[derive(Default)]
-pub struct LastError(Mutex<CString>);
+pub struct LastError(Mutex<Messages>);
+
+#[derive(Default)]
+struct Messages {
+    latest: String,
+    /// The copy handed to each reading thread.
+    readers: Vec<(std::thread::ThreadId, CString)>,
+}
 
 impl LastError {
     pub fn set(&self, message: &str) {
-        if let Ok(mut g) = self.0.lock() {
-            *g = c_string(message);
-        }
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.latest.clear();
+        g.latest.push_str(message);
     }
-    pub fn clear(&self) {
-        self.set("");
-    }
-    /// The pointer stays valid until the next call that fails on the same handle.
+    /// The latest message, as a pointer valid until this thread reads this handle's error
+    /// again or the handle is freed (whatever other threads do meanwhile).
     pub fn ptr(&self) -> *const c_char {
-        match self.0.lock() {
-            Ok(g) => g.as_ptr(),
-            Err(_) => c"".as_ptr(),
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let me = std::thread::current().id();
+        let latest = c_string(&g.latest);
+        let slot = match g.readers.iter().position(|(id, _)| *id == me) {
+            Some(i) => &mut g.readers[i].1,
+            None => {
+                g.readers.push((me, CString::default()));
+                &mut g.readers.last_mut().expect("pushed").1
+            }
+        };
+        // Replacing only when it changed keeps an earlier pointer of this thread valid
+        // across repeated reads of the same message.
+        if *slot != latest {
+            *slot = latest;
         }
+        // The CString's heap buffer does not move when `readers` grows.
+        slot.as_ptr()
     }
 }

@@ -2,35 +2,16 @@
 # GIMP 3 end-to-end test of the TTPO plug-in, headless, inside a Debian 13 root (GIMP 3 is
 # not in Debian 12). The root is made once by trixie-root.sh (debootstrap; cached under
 # .cache/trixie-root, override TTPO_TRIXIE_ROOT) and reused. libttpo and the tiny model
-# are built on the host. Same assertions as test-gimp2.sh. Needs root, debootstrap.
+# are built on the host (gimp3-root.sh). Same assertions as test-gimp2.sh. Needs root, debootstrap.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PHOTO=${TTPO_ASSETS:-$ROOT/.cache/assets}/photos/astronaut.png
-[ "$(id -u)" = 0 ] || { echo "test-gimp3.sh needs root (debootstrap, chroot)" >&2; exit 1; }
 START=$(date +%s)
-R=$(plugins/gimp/trixie-root.sh)
-echo "trixie root ready after $(( $(date +%s) - START )) s: $R"
-cargo build --release -p ttpo-ffi >&2
-cargo build --release -p ttpo --example make_tiny_model >&2
-# Everything the chroot needs goes under $R/ttpo-test (recreated each run).
-W=$R/ttpo-test
-rm -rf "$W"
+. plugins/gimp/gimp3-root.sh
+GIMP3_ENV="TTPO_MAX_PIXELS=1000000"
+gimp3_setup /ttpo-test
 trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
-mkdir -p "$W/src/plugins/gimp" "$W/src/include" "$W/profile/gradients"
-cp plugins/gimp/*.c plugins/gimp/*.h plugins/gimp/install.sh "$W/src/plugins/gimp/"
-cp include/ttpo.h "$W/src/include/"
-cp target/release/libttpo.so "$W/libttpo.so"
-target/release/examples/make_tiny_model "$W/tiny" >/dev/null
-cp "$PHOTO" "$W/photo.png"
-# A private mount namespace with /proc (glibc finds $ORIGIN of the plug-in through
-# /proc/self/exe); it disappears with the command, nothing to unmount.
-inroot() {
-  unshare --mount --fork chroot "$R" /bin/sh -c 'mount -t proc proc /proc && exec "$@"' sh /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/ttpo-test LANG=C.UTF-8 \
-    GIMP3_DIRECTORY=/ttpo-test/profile TTPO_LIB=/ttpo-test/libttpo.so TTPO_MAX_PIXELS=1000000 "$@"
-}
-inroot /ttpo-test/src/plugins/gimp/install.sh 3 >/dev/null
-test -x "$W/profile/plug-ins/ttpo/ttpo" && test -f "$W/profile/plug-ins/ttpo/libttpo.so.0"
 
 cat > "$W/run.py" <<'PY'
 import hashlib

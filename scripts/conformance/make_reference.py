@@ -14,6 +14,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from diffusers import (AutoencoderKL, DDIMInverseScheduler, DDIMScheduler,
                        StableDiffusionPipeline, UNet2DConditionModel)
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPTokenizerFast
 
 SEED = 20240611
@@ -232,6 +233,24 @@ def save_pipeline(out, unet, vae, text, tok, sched):
     pipe.save_pretrained(out, safe_serialization=True)
 
 
+def write_transformers5_layout(out):
+    """OUT_tf5/: the same pipeline with the text encoder as transformers 5.x saves a
+    CLIPTextModel: the tensors without the `text_model.` prefix (`embeddings.*`,
+    `encoder.layers.N.*`, `final_layer_norm.*`). The other entries are links to OUT's."""
+    dst = out + "_tf5"
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(os.path.join(dst, "text_encoder"))
+    for entry in sorted(os.listdir(out)):
+        if entry != "text_encoder":
+            os.symlink(os.path.join("..", os.path.basename(out), entry), os.path.join(dst, entry))
+    src = os.path.join(out, "text_encoder")
+    shutil.copy(os.path.join(src, "config.json"), os.path.join(dst, "text_encoder"))
+    tensors = load_file(os.path.join(src, "model.safetensors"))
+    assert all(k.startswith("text_model.") for k in tensors), "4.x layout expected"
+    save_file({k[len("text_model."):]: v for k, v in tensors.items()},
+              os.path.join(dst, "text_encoder", "model.safetensors"), metadata={"format": "pt"})
+
+
 # ----------------------------------------------------------------------------
 # references
 # ----------------------------------------------------------------------------
@@ -415,6 +434,7 @@ def make_tiny(root, v2):
         tok = clip_refs(os.path.join(out, "tokenizer"), text, ref, meta, check_fast=v2)
         img2img_ref(unet, vae, text, tok, sched.config, gen, ref, meta)
     write_refs(out, ref, meta)
+    write_transformers5_layout(out)
     return out
 
 

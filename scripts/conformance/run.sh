@@ -62,7 +62,8 @@ bash "$HERE/setup.sh"
 part "setup.sh (venv)" "$t"
 
 t=$(now)
-generate "$TTPO_REFERENCE" tiny sd1_eps/reference.safetensors sd2_v/reference.safetensors --
+generate "$TTPO_REFERENCE" tiny sd1_eps/reference.safetensors sd2_v/reference.safetensors \
+  sd1_eps_tf5/text_encoder/model.safetensors sd2_v_tf5/text_encoder/model.safetensors --
 part "tiny references" "$t"
 
 t=$(now)

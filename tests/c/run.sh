@@ -35,6 +35,8 @@ LIBS="-L$LIB -lttpo -lpng -lpthread -lm -Wl,-rpath,$LIB"
 echo "== C tests"
 cc $CFLAGS tests/c/test_api.c -o "$OUT/test_api" $LIBS
 "$OUT/test_api" "$OUT/tiny" "$PHOTO" "$VERSION"
+cc $CFLAGS -std=gnu11 tests/c/test_hostile.c -o "$OUT/test_hostile" $LIBS
+"$OUT/test_hostile" "$OUT/tiny" "$PHOTO"
 
 echo "== C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cc $CFLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
@@ -44,13 +46,23 @@ ldd "$OUT/test_api_asan" | grep libasan >/dev/null
 ldd "$OUT/test_api_asan" | grep libubsan >/dev/null
 nm "$OUT/test_api_asan" | grep __asan_init || nm -D "$OUT/test_api_asan" | grep -q __asan_init >/dev/null
 # Leak checking is valgrind's job below (Rust's thread pools hold memory until exit).
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  "$OUT/test_api_asan" "$OUT/tiny" "$PHOTO" "$VERSION" | tee "$OUT/asan.log"
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+"$OUT/test_api_asan" "$OUT/tiny" "$PHOTO" "$VERSION" | tee "$OUT/asan.log"
 grep -q "address sanitizer compiled in" "$OUT/asan.log"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+cc $CFLAGS -std=gnu11 $SAN tests/c/test_hostile.c -o "$OUT/test_hostile_asan" $LIBS
+"$OUT/test_hostile_asan" "$OUT/tiny" "$PHOTO"
+
+echo "== thread stress under ASan+UBSan: ${TTPO_STRESS_THREADS:=8} threads, one engine, ${TTPO_STRESS_SECONDS:=60} s"
+cc $CFLAGS -std=gnu11 $SAN tests/c/stress.c -o "$OUT/stress_asan" $LIBS
+"$OUT/stress_asan" "$OUT/tiny" "$PHOTO" "$TTPO_STRESS_SECONDS" "$TTPO_STRESS_THREADS"
+unset ASAN_OPTIONS UBSAN_OPTIONS
 
 echo "== C tests under valgrind (release libttpo)"
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --quiet "$OUT/test_api" "$OUT/tiny" "$PHOTO" "$VERSION"
+valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+  --show-leak-kinds=definite --quiet "$OUT/test_hostile" "$OUT/tiny" "$PHOTO"
 
 echo "== examples/c/refine.c and examples/cpp/refine.cpp"
 cc $CFLAGS examples/c/refine.c -o "$OUT/refine_c" $LIBS

@@ -39,6 +39,43 @@ pub struct ClipTextConfig {
     pub layer_norm_eps: f64,
 }
 
+impl ClipTextConfig {
+    /// Bounds every size read from the config (see [`super::config`]).
+    pub fn check_sizes(&self, path: &std::path::Path) -> crate::Result<()> {
+        use super::config::{
+            check_divides, check_finite, check_size, MAX_COUNT, MAX_LENGTH, MAX_WIDTH,
+        };
+        check_size(path, "vocab_size", self.vocab_size, MAX_LENGTH)?;
+        check_size(path, "hidden_size", self.hidden_size, MAX_WIDTH)?;
+        check_size(
+            path,
+            "intermediate_size",
+            self.intermediate_size,
+            4 * MAX_WIDTH,
+        )?;
+        check_size(path, "num_hidden_layers", self.num_hidden_layers, MAX_COUNT)?;
+        check_size(
+            path,
+            "num_attention_heads",
+            self.num_attention_heads,
+            MAX_COUNT,
+        )?;
+        check_divides(
+            path,
+            "num_attention_heads",
+            self.num_attention_heads,
+            self.hidden_size,
+        )?;
+        check_size(
+            path,
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            MAX_WIDTH,
+        )?;
+        check_finite(path, "layer_norm_eps", self.layer_norm_eps)
+    }
+}
+
 /// The MLP activation of a CLIP tower.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Activation {
@@ -132,6 +169,10 @@ impl EncoderLayer {
     }
 }
 
+/// A tensor present in every transformers 4.x `CLIPTextModel` checkpoint; its absence means
+/// the 5.x layout without the `text_model.` prefix.
+const TEXT_MODEL_PROBE: &str = "text_model.embeddings.token_embedding.weight";
+
 /// The text transformer.
 #[derive(Debug)]
 pub struct ClipTextModel {
@@ -143,10 +184,17 @@ pub struct ClipTextModel {
 }
 
 impl ClipTextModel {
-    /// Builds the encoder; `vb` is rooted at the file (tensors under `text_model.`).
+    /// Builds the encoder; `vb` is rooted at the file. Both layouts of `CLIPTextModel`
+    /// checkpoints load: transformers 4.x writes the tensors under `text_model.`,
+    /// transformers 5.x without that prefix (`embeddings.…`, `encoder.layers.N.…`,
+    /// `final_layer_norm.…`).
     pub fn new(vb: VarBuilder, config: ClipTextConfig) -> Result<Self> {
         let act = Activation::from_name(&config.hidden_act)?;
-        let vb = vb.pp("text_model");
+        let vb = if vb.contains_tensor(TEXT_MODEL_PROBE) {
+            vb.pp("text_model")
+        } else {
+            vb
+        };
         let (h, e) = (config.hidden_size, config.layer_norm_eps);
         let emb = vb.pp("embeddings");
         let layers = (0..config.num_hidden_layers)

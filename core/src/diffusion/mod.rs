@@ -2,6 +2,7 @@
 //! its Stable Diffusion 1.x / 2.x implementation with its parts.
 
 pub mod clip_text;
+pub mod config;
 pub mod layers;
 pub mod scheduler;
 pub mod sd;

@@ -102,11 +102,7 @@ pub struct Ddim {
 impl Ddim {
     /// Reads `scheduler_config.json`.
     pub fn from_config_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let raw: RawConfig = serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+        let raw: RawConfig = super::config::read_json(path)?;
         let unsupported = |reason: String| Error::Unsupported {
             path: path.into(),
             reason,
@@ -118,8 +114,27 @@ impl Ddim {
             return Err(unsupported("dynamic thresholding".into()));
         }
         let n = raw.num_train_timesteps;
+        // The schedule is allocated from this number: bound it before anything is sized.
+        super::config::check_size(path, "num_train_timesteps", n, super::config::MAX_LENGTH)?;
         if n < 2 {
             return Err(unsupported(format!("num_train_timesteps {n}")));
+        }
+        super::config::check_finite(path, "beta_start", raw.beta_start)?;
+        super::config::check_finite(path, "beta_end", raw.beta_end)?;
+        super::config::check_finite(path, "clip_sample_range", raw.clip_sample_range)?;
+        if let Some(b) = &raw.trained_betas {
+            super::config::check_size(
+                path,
+                "len(trained_betas)",
+                b.len(),
+                super::config::MAX_LENGTH,
+            )?;
+            if b.len() < 2 || b.iter().any(|v| !(0.0..1.0).contains(v)) {
+                return Err(Error::InvalidFile {
+                    path: path.into(),
+                    reason: "trained_betas must hold at least 2 values in [0, 1)".into(),
+                });
+            }
         }
         let betas: Vec<f64> = match (&raw.trained_betas, raw.beta_schedule.as_str()) {
             (Some(b), _) => b.clone(),

@@ -55,11 +55,7 @@ fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
             hint: "every component folder of a diffusers model has a config.json".into(),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
-        path: path.into(),
-        reason: e.to_string(),
-    })
+    super::config::read_json(path)
 }
 
 /// The weight files of one component (`base` = `diffusion_pytorch_model` or `model`).
@@ -165,6 +161,7 @@ impl StableDiffusion {
             }
         }
         let unet_cfg: UNetConfig = read_config(&root.join("unet/config.json"))?;
+        unet_cfg.check_sizes(&root.join("unet/config.json"))?;
         if let Some(reason) = unet_cfg.unsupported() {
             return Err(Error::Unsupported {
                 path: root.join("unet/config.json"),
@@ -172,7 +169,9 @@ impl StableDiffusion {
             });
         }
         let vae_cfg: VaeConfig = read_config(&root.join("vae/config.json"))?;
+        vae_cfg.check_sizes(&root.join("vae/config.json"))?;
         let text_cfg: ClipTextConfig = read_config(&root.join("text_encoder/config.json"))?;
+        text_cfg.check_sizes(&root.join("text_encoder/config.json"))?;
         if text_cfg.hidden_size != unet_cfg.cross_attention_dim {
             return Err(Error::Unsupported {
                 path: root.join("text_encoder/config.json"),

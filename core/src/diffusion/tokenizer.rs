@@ -58,8 +58,7 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| invalid(path, e.to_string()))
+    super::config::read_json(path)
 }
 
 /// A special-token entry is either a string or `{"content": ...}`.
@@ -80,8 +79,7 @@ impl ClipTokenizer {
             if vocab_json.exists() && merges_txt.exists() {
                 let v = read_json(&vocab_json)?;
                 let vocab = parse_vocab(&v, &vocab_json)?;
-                let text =
-                    std::fs::read_to_string(&merges_txt).map_err(|e| Error::io(&merges_txt, e))?;
+                let text = super::config::read_text(&merges_txt)?;
                 let merges = text
                     .lines()
                     .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())

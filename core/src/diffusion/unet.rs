@@ -171,6 +171,60 @@ impl UNetConfig {
         None
     }
 
+    /// Bounds every size read from the config (see [`super::config`]); run before
+    /// [`UNetConfig::unsupported`], whose checks divide by these numbers.
+    pub fn check_sizes(&self, path: &std::path::Path) -> crate::Result<()> {
+        use super::config::{check_divides, check_finite, check_size, MAX_COUNT, MAX_WIDTH};
+        check_size(path, "in_channels", self.in_channels, MAX_WIDTH)?;
+        check_size(path, "out_channels", self.out_channels, MAX_WIDTH)?;
+        check_size(
+            path,
+            "len(block_out_channels)",
+            self.block_out_channels.len(),
+            8,
+        )?;
+        check_size(path, "layers_per_block", self.layers_per_block, MAX_COUNT)?;
+        check_size(
+            path,
+            "cross_attention_dim",
+            self.cross_attention_dim,
+            MAX_WIDTH,
+        )?;
+        check_size(path, "norm_num_groups", self.norm_num_groups, MAX_COUNT)?;
+        check_finite(path, "norm_eps", self.norm_eps)?;
+        check_finite(path, "freq_shift", self.freq_shift)?;
+        if let Some(s) = self.sample_size {
+            // The native size pads every job's canvas: 1024 latent rows is 8192 px for SD.
+            check_size(path, "sample_size", s, 1024)?;
+        }
+        let lists = [
+            ("attention_head_dim", Some(&self.attention_head_dim)),
+            ("num_attention_heads", self.num_attention_heads.as_ref()),
+            (
+                "transformer_layers_per_block",
+                Some(&self.transformer_layers_per_block),
+            ),
+        ];
+        for (name, list) in lists {
+            let values: &[usize] = match list {
+                Some(PerBlock::One(v)) => std::slice::from_ref(v),
+                Some(PerBlock::Each(v)) if v.is_empty() => {
+                    return check_size(path, &format!("len({name})"), 0, MAX_COUNT)
+                }
+                Some(PerBlock::Each(v)) => v,
+                None => &[],
+            };
+            for &v in values {
+                check_size(path, name, v, MAX_COUNT)?;
+            }
+        }
+        for &c in &self.block_out_channels {
+            check_size(path, "block_out_channels", c, MAX_WIDTH)?;
+            check_divides(path, "norm_num_groups", self.norm_num_groups, c)?;
+        }
+        Ok(())
+    }
+
     fn heads(&self, block: usize) -> usize {
         self.num_attention_heads
             .as_ref()

@@ -144,8 +144,18 @@ fn load_engine(g: &Global, job: &JobArgs) -> CliResult<(Arc<Engine>, PathBuf, Mo
     Ok((Arc::new(engine), dir, spec, t0.elapsed().as_secs_f64()))
 }
 
-fn open_input(path: &Path) -> CliResult<Image> {
-    Image::open(path).map_err(CliError::from_input)
+/// Reads an input with its alpha plane; `max_pixels` is checked against the file's header
+/// before any pixel is decoded.
+fn open_input(path: &Path, max_pixels: Option<usize>) -> CliResult<ttpo::Decoded> {
+    Image::open_with_alpha(path, max_pixels.unwrap_or(ttpo::DEFAULT_MAX_PIXELS))
+        .map_err(CliError::from_input)
+}
+
+/// Refuses an output name whose format cannot be written, before any work is done.
+fn check_output_name(path: &Path) -> CliResult<()> {
+    ttpo::image::output_format(path)
+        .map(|_| ())
+        .map_err(|e| CliError::usage(error::one_line(&e.to_string())))
 }
 
 /// SHA-256 over the decoded pixels (size + f32 samples), independent of file format.
@@ -427,7 +437,11 @@ fn load_saved(dir: &Path, input: &Image) -> CliResult<Saved> {
 
 fn refine(g: &Global, a: RefineArgs) -> CliResult<()> {
     let t_all = Instant::now();
-    let input = open_input(&a.input)?;
+    check_output_name(&a.output)?;
+    let ttpo::Decoded {
+        image: input,
+        alpha,
+    } = open_input(&a.input, a.job.max_pixels)?;
     let saved = match &a.from {
         Some(dir) => Some(load_saved(dir, &input)?),
         None => None,
@@ -481,7 +495,7 @@ fn refine(g: &Global, a: RefineArgs) -> CliResult<()> {
     }
     let (w, l) = job.choice().expect("chosen above");
     let out = with_job(g, &mut job, "", |j, p| j.refine(p))?;
-    ui::save_image(&out, &a.output)?;
+    ui::save_image_with_alpha(&out, alpha.as_deref(), &a.output)?;
     let t = job.timings();
     if a.json {
         let report = json!({
@@ -543,7 +557,7 @@ fn fmt_score(v: f64) -> String {
 
 fn candidates(g: &Global, a: CandidatesArgs) -> CliResult<()> {
     let t_all = Instant::now();
-    let input = open_input(&a.input)?;
+    let input = open_input(&a.input, a.job.max_pixels)?.image;
     let options = a.job.apply(Options::default())?;
     let (engine, model_dir, spec, load_s) = load_engine(g, &a.job)?;
     ui::check_interrupt()?;
@@ -764,6 +778,7 @@ fn batch(g: &Global, a: BatchArgs) -> CliResult<()> {
         }
     }
     let ext = a.ext.trim_start_matches('.').to_string();
+    check_output_name(Path::new(&format!("output.{ext}")))?;
     let mut engine: Option<Arc<Engine>> = None;
     let (mut processed, mut skipped) = (0usize, 0usize);
     let mut failed: Vec<Value> = Vec::new();
@@ -781,7 +796,10 @@ fn batch(g: &Global, a: BatchArgs) -> CliResult<()> {
         }
         let t0 = Instant::now();
         let result = (|| -> CliResult<()> {
-            let input = open_input(inp)?;
+            let ttpo::Decoded {
+                image: input,
+                alpha,
+            } = open_input(inp, Some(options.max_pixels))?;
             if engine.is_none() {
                 engine = Some(load_engine(g, &a.job)?.0);
             }
@@ -789,7 +807,7 @@ fn batch(g: &Global, a: BatchArgs) -> CliResult<()> {
             let mut job = Job::new(e, input, options.clone())?;
             let prefix = format!("[{}/{n}] {stem} ", k + 1);
             let img = with_job(g, &mut job, &prefix, |j, p| j.run(p))?;
-            ui::save_image(&img, &out)
+            ui::save_image_with_alpha(&img, alpha.as_deref(), &out)
         })();
         match result {
             Ok(()) => {

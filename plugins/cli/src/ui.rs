@@ -228,7 +228,22 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> CliResult<()>) -> 
 
 /// Saves an image atomically (16-bit PNG for `.png`; the extension picks the format).
 pub fn save_image(img: &ttpo::Image, path: &Path) -> CliResult<()> {
-    write_atomic(path, |tmp| img.save(tmp).map_err(CliError::from))
+    save_image_with_alpha(img, None, path)
+}
+
+/// Saves an image with the input's alpha plane (kept where the format holds alpha),
+/// atomically. The temporary file has a hidden name, so the format is taken from `path`.
+pub fn save_image_with_alpha(
+    img: &ttpo::Image,
+    alpha: Option<&[f32]>,
+    path: &Path,
+) -> CliResult<()> {
+    let format = ttpo::image::output_format(path)
+        .map_err(|e| CliError::usage(crate::error::one_line(&e.to_string())))?;
+    write_atomic(path, |tmp| {
+        img.save_with_alpha_as(tmp, alpha, format)
+            .map_err(CliError::from)
+    })
 }
 
 /// Writes text atomically.

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Drives the GIMP 3 dialogs under Xvfb, the way test-gimp2-ui.sh does for 2.10. GIMP 3 runs
+# in the Debian 13 root (gimp3-root.sh) on the host's Xvfb display (its socket folder is
+# bound into the root); xdotool on the host drives the windows; a Python-Fu batch script
+# calls the procedure with RUN_INTERACTIVE and writes what it sees to ui-result.txt.
+#   pick:   settings dialog (selection "Let me pick", OK), progress dialog, candidate picker
+#           (Refine): a new layer "TTPO (seed 0)" on top with changed pixels, original unchanged.
+#   cancel: a long job (steps typed as 1000) stopped with the progress dialog's Cancel: the
+#           call returns "cancel" within seconds, the plug-in process is gone, the image has
+#           its one layer and its pixels are identical.
+# Needs root, debootstrap, xvfb xauth xdotool imagemagick (installed with apt when missing).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PHOTO=${TTPO_ASSETS:-$ROOT/.cache/assets}/photos/coffee.png
+if [ -z "${TTPO_IN_XVFB:-}" ]; then
+  for tool in xvfb-run xdotool import; do
+    command -v $tool >/dev/null || {
+      [ "$(id -u)" = 0 ] || { echo "need: apt-get install xvfb xauth xdotool imagemagick" >&2; exit 1; }
+      apt-get update >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends xvfb xauth xdotool imagemagick >/dev/null
+      break
+    }
+  done
+  exec env TTPO_IN_XVFB=1 xvfb-run -a -s "-screen 0 1280x900x24" "$0" "$@"
+fi
+START=$(date +%s)
+. plugins/gimp/gimp3-root.sh
+gimp3_setup /ttpo-ui-test
+GIMP_PID=
+# GIMP_PID is unshare, which ignores SIGTERM; its child is the timeout around GIMP.
+cleanup() { rc=$?; [ -z "$GIMP_PID" ] || kill $(pgrep -P "$GIMP_PID") 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; exit $rc; }
+trap cleanup EXIT
+cp "$XAUTHORITY" "$W/Xauthority"   # xvfb-run's cookie, for the clients inside the root
+printf '(show-welcome-dialog no)\n' >"$W/profile/gimprc"
+RES=$W/ui-result.txt
+
+cat > "$W/ui.py" <<'PY'
+import os
+import time
+import gi
+gi.require_version('Gimp', '3.0')
+gi.require_version('Gegl', '0.4')
+from gi.repository import Gimp, Gio, Gegl
+
+def log(line):
+    with open('/ttpo-ui-test/ui-result.txt', 'a') as f:
+        f.write(line + '\n')
+
+def load(w, h):
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path('/ttpo-ui-test/photo.png'))
+    image.scale(w, h)
+    Gimp.Display.new(image)
+    return image, image.get_layers()[0]
+
+def pixels(layer):
+    buf = layer.get_buffer()
+    return bytes(buf.get(buf.get_extent(), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+
+def refine_interactive(image, layer):
+    proc = Gimp.get_pdb().lookup_procedure('plug-in-ttpo-refine')
+    cfg = proc.create_config()
+    cfg.set_property('run-mode', Gimp.RunMode.INTERACTIVE)
+    cfg.set_property('image', image)
+    cfg.set_core_object_array('drawables', [layer])
+    return proc.run(cfg).index(0)
+
+for phase in ('pick', 'cancel'):
+    image, layer = load(96, 64)
+    before = pixels(layer)
+    log('%s-start' % phase)
+    st = refine_interactive(image, layer)
+    layers = image.get_layers()
+    log('%s-end %.3f' % (phase, time.time()))
+    log('%s status=%s layers=%d top=%s original-unchanged=%s new-changed=%s' % (
+        phase, st.value_nick, len(layers), layers[0].get_name(), pixels(layer) == before,
+        pixels(layers[0]) != before))
+
+# kill: the harness starts the filter from the image window (as from the menu) and stops it
+# with the Cancel button of GIMP's status bar; this script waits, then looks at the image.
+image, layer = load(96, 64)
+before = pixels(layer)
+log('kill-ready')
+for _ in range(600):
+    if os.path.exists('/ttpo-ui-test/kill-done'):
+        break
+    time.sleep(0.2)
+layers = image.get_layers()
+log('kill layers=%d original-unchanged=%s' % (len(layers), pixels(layer) == before))
+log('done')
+PY
+
+GIMP3_ENV="DISPLAY=$DISPLAY XAUTHORITY=/ttpo-ui-test/Xauthority TTPO_MODEL_DIR=/ttpo-ui-test/tiny"
+inroot timeout 300 gimp-3.0 -n -d -f -s --quit --batch-interpreter python-fu-eval \
+  -b "exec(open('/ttpo-ui-test/ui.py').read())" >"$W/log" 2>&1 &
+GIMP_PID=$!
+
+fail() {
+  echo "FAIL: $*" >&2
+  import -window root "$W/fail.png" 2>/dev/null && cp "$W/fail.png" /tmp/ttpo-gimp3-ui-fail.png && echo "screen: /tmp/ttpo-gimp3-ui-fail.png" >&2
+  echo "---- result" >&2; cat "$RES" >&2 || true
+  echo "---- gimp log" >&2; cat "$W/log" >&2
+  KEEP=1; exit 1
+}
+wait_line() { for _ in $(seq 1 $(( $2 * 10 ))); do grep -q "$1" "$RES" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_window() { # name regex, seconds
+  for _ in $(seq 1 $(( $2 * 4 ))); do
+    W1=$(xdotool search --onlyvisible --name "$1" 2>/dev/null | head -1) && [ -n "$W1" ] && { echo "$W1"; return 0; }
+    sleep 0.25
+  done
+  return 1
+}
+focus() { xdotool windowactivate --sync "$1" 2>/dev/null || xdotool windowfocus --sync "$1"; }
+plugin_pids() { pgrep -f "^/ttpo-ui-test/profile/plug-ins/ttpo/ttpo " || true; }
+
+# ---- pick
+T0=$(date +%s)
+wait_line "^pick-start" 120 || fail "GIMP 3 did not start the batch script"
+echo "GIMP 3 up after $(( $(date +%s) - START )) s"
+D=$(wait_window "test-time preference optimization" 60) || fail "pick: settings dialog did not appear"
+sleep 1
+focus "$D"
+# Same keys as for 2.10: five Tabs reach "Selection", Down picks "Let me pick", Alt+O is OK.
+xdotool key Tab Tab Tab Tab Tab
+sleep 0.3
+xdotool key Down
+sleep 0.5
+xdotool key --clearmodifiers alt+o
+P=$(wait_window "pick the best and the worst" 90) || fail "pick: candidate picker did not appear"
+sleep 1
+focus "$P"
+xdotool key --clearmodifiers alt+r
+wait_line "^pick status" 120 || fail "pick: the call did not return"
+grep -q "^pick status=success layers=2 top=TTPO (seed 0) original-unchanged=True new-changed=True$" "$RES" \
+  || fail "pick: no new layer with changed pixels on top of an unchanged original"
+echo "pick: settings, progress and picker dialogs driven, new layer on top ($(( $(date +%s) - T0 )) s)"
+
+# ---- cancel
+T0=$(date +%s)
+wait_line "^cancel-start" 30 || fail "cancel: the batch script did not go on"
+D=$(wait_window "test-time preference optimization" 60) || fail "cancel: settings dialog did not appear"
+sleep 0.5
+focus "$D"
+xdotool key Tab Tab Tab Tab   # Steps; Tab selects its text
+sleep 0.2
+xdotool type 1000
+xdotool key Return
+PD=$(wait_window "^TTPO$" 30) || fail "cancel: progress dialog did not appear"
+sleep 2
+[ -n "$(plugin_pids)" ] || fail "cancel: the plug-in is no longer running 2 s into a 1000-step job"
+grep -q "^cancel-end" "$RES" && fail "cancel: the call returned before Cancel was pressed"
+focus "$PD"
+CLICK=$(date +%s.%N)
+xdotool key --clearmodifiers alt+c   # the _Cancel button
+wait_line "^cancel-end" 20 || fail "cancel: the call did not return within 20 s of Cancel"
+LATENCY=$(python3 -c "print('%.1f' % ($(sed -n 's/^cancel-end //p' "$RES") - $CLICK))")
+for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
+[ -z "$(plugin_pids)" ] || fail "cancel: the plug-in process is still there"
+wait_line "^cancel status" 10 || fail "cancel: no result line"
+grep -q "^cancel status=cancel layers=1 top=.* original-unchanged=True new-changed=False$" "$RES" \
+  || fail "cancel: not cancelled with the one original, unchanged layer"
+python3 -c "import sys; sys.exit(0 if $LATENCY < 5 else 1)" || fail "cancel: the call took $LATENCY s to return after Cancel"
+echo "cancel: returned $LATENCY s after Cancel, plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+
+# ---- kill: GIMP's own progress (the image window's status bar) cancels the plug-in
+T0=$(date +%s)
+wait_line "^kill-ready" 30 || fail "kill: the batch script did not go on"
+IW=$(wait_window " GIMP$" 10) || fail "kill: no image window"
+xdotool mousemove 1279 899   # off the window: the status bar shows no pointer position
+sleep 1
+import -window root -depth 8 "ppm:$W/idle.ppm"
+focus "$IW"
+xdotool key slash   # Search and Run a Command
+S=$(wait_window "^Search Actions$" 10) || fail "kill: the action search did not open"
+xdotool windowfocus --sync "$S"
+xdotool type --delay 50 TTPO
+sleep 1
+xdotool key Return
+D=$(wait_window "test-time preference optimization" 60) || fail "kill: settings dialog did not appear"
+sleep 0.5
+focus "$D"
+xdotool key Tab Tab Tab Tab
+sleep 0.2
+xdotool type 1000
+xdotool key Return
+wait_window "^TTPO$" 30 >/dev/null || fail "kill: progress dialog did not appear"
+sleep 2
+PIDS=$(plugin_pids)
+[ -n "$PIDS" ] || fail "kill: the plug-in is no longer running 2 s into a 1000-step job"
+xdotool mousemove 1279 899
+sleep 0.5
+import -window root -depth 8 "ppm:$W/busy.ppm"
+eval "$(xdotool getwindowgeometry --shell "$IW")"
+XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$W/idle.ppm" "$W/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
+  || fail "kill: no progress in the image window's status bar"
+CLICK=$(date +%s.%N)
+xdotool mousemove $XY click 1   # the status bar's Cancel button
+for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
+GONE=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $CLICK))")
+[ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
+kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
+touch "$W/kill-done"
+wait_line "^kill layers" 20 || fail "kill: GIMP did not answer the batch script after the kill"
+grep -q "^kill layers=1 original-unchanged=True$" "$RES" || fail "kill: not the one original, unchanged layer"
+echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS) in $GONE s, GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+wait_line "^done" 10 || fail "the batch script did not finish"
+for _ in $(seq 1 60); do kill -0 $GIMP_PID 2>/dev/null || break; sleep 0.5; done
+echo "GIMP 3 dialog tests passed ($(( $(date +%s) - START )) s in all)"
