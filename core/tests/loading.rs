@@ -154,7 +154,10 @@ fn fuzz_found_config_values_are_errors() {
         std::fs::write(&p, cfg.to_string()).unwrap();
         let err = load(&d).unwrap_err();
         assert!(
-            matches!(err, Error::Unsupported { .. } | Error::Weights { .. }),
+            matches!(
+                err,
+                Error::InvalidFile { .. } | Error::Unsupported { .. } | Error::Weights { .. }
+            ),
             "{file} {key}={value}: {err}"
         );
     }

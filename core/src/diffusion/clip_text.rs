@@ -119,8 +119,8 @@ impl EncoderLayer {
         eps: f64,
         act: Activation,
     ) -> Result<Self> {
-        if heads == 0 || hidden % heads != 0 {
-            candle_core::bail!("num_attention_heads is 0 or does not divide hidden_size");
+        if hidden % heads != 0 {
+            candle_core::bail!("hidden_size not divisible by num_attention_heads");
         }
         Ok(Self {
             ln1: candle_nn::layer_norm(hidden, eps, l.pp("layer_norm1"))?,

@@ -153,12 +153,6 @@ impl Ddim {
                 .collect(),
             (None, other) => return Err(unsupported(format!("beta_schedule {other:?}"))),
         };
-        if betas.len() < 2 {
-            return Err(unsupported(format!(
-                "trained_betas with {} values",
-                betas.len()
-            )));
-        }
         let prediction = match raw.prediction_type.as_str() {
             "epsilon" => Prediction::Epsilon,
             "v_prediction" => Prediction::V,

@@ -161,7 +161,7 @@ impl UNetConfig {
             }
         }
         for (i, &c) in self.block_out_channels.iter().enumerate() {
-            if self.heads(i) == 0 || c % self.heads(i) != 0 {
+            if c % self.heads(i) != 0 {
                 return Some(format!(
                     "block {i}: {c} channels not divisible by {} heads",
                     self.heads(i)
