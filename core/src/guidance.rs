@@ -26,6 +26,24 @@ pub enum RefineStart {
     Strength(f64),
 }
 
+impl std::str::FromStr for RefineStart {
+    type Err = Error;
+
+    /// `noise` (any case) or a number, as the CLI's `--refine-start` takes it. The number's
+    /// range is checked by [`RefineParams::validate`], not here.
+    fn from_str(s: &str) -> Result<Self> {
+        if s.eq_ignore_ascii_case("noise") {
+            return Ok(RefineStart::Noise);
+        }
+        s.parse::<f64>().map(RefineStart::Strength).map_err(|_| {
+            Error::option(
+                "refine_start",
+                format!("expected `noise` or a strength, got {s:?}"),
+            )
+        })
+    }
+}
+
 /// Stage III parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RefineParams {
@@ -349,6 +367,25 @@ pub(crate) fn guided_denoise(
 mod tests {
     use super::*;
     use rustfft::{num_complex::Complex64, FftPlanner};
+
+    #[test]
+    fn refine_start_parses_noise_or_a_number() {
+        assert_eq!("noise".parse::<RefineStart>().unwrap(), RefineStart::Noise);
+        assert_eq!("NoIsE".parse::<RefineStart>().unwrap(), RefineStart::Noise);
+        assert_eq!(
+            "0.25".parse::<RefineStart>().unwrap(),
+            RefineStart::Strength(0.25)
+        );
+        // The range is validation's business: parsing keeps the number.
+        assert_eq!(
+            "-3".parse::<RefineStart>().unwrap(),
+            RefineStart::Strength(-3.0)
+        );
+        for bad in ["", " noise", "0.5x", "nois"] {
+            let e = bad.parse::<RefineStart>().unwrap_err();
+            assert!(matches!(e, Error::InvalidOption { .. }), "{bad:?}: {e}");
+        }
+    }
 
     fn rand_tensor(seed: u64, shape: &[usize]) -> Tensor {
         NoiseStream::new(seed, 0)

@@ -130,6 +130,39 @@ fn invalid_configs_are_reported() {
     assert!(matches!(load(&d).unwrap_err(), Error::Unsupported { .. }));
 }
 
+/// Config values found by the `model_folder` fuzz target that used to panic in the loader
+/// (docs/FUZZING.md): each must be a typed error instead.
+#[test]
+fn fuzz_found_config_values_are_errors() {
+    let cases: [(&str, &str, serde_json::Value); 3] = [
+        // Division by zero heads (UNet attention, text encoder).
+        ("unet/config.json", "attention_head_dim", 0.into()),
+        ("text_encoder/config.json", "num_attention_heads", 0.into()),
+        // An empty noise schedule (indexing alphas_cumprod[0]).
+        (
+            "scheduler/scheduler_config.json",
+            "trained_betas",
+            serde_json::json!([]),
+        ),
+    ];
+    for (file, key, value) in cases {
+        let d = broken_copy("fuzz-config");
+        let p = d.join(file);
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        cfg[key] = value.clone();
+        std::fs::write(&p, cfg.to_string()).unwrap();
+        let err = load(&d).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidFile { .. } | Error::Unsupported { .. } | Error::Weights { .. }
+            ),
+            "{file} {key}={value}: {err}"
+        );
+    }
+}
+
 #[test]
 fn fp16_variants_and_tokenizer_json_load() {
     // Convert the tiny UNet to an `.fp16` variant only: the loader must find it.

@@ -342,11 +342,9 @@ impl JobArgs {
     }
 }
 
+/// `--refine-start`: the parser is the engine's (`RefineStart::from_str`, fuzzed there).
 pub fn parse_refine_start(s: &str) -> CliResult<RefineStart> {
-    if s.eq_ignore_ascii_case("noise") {
-        return Ok(RefineStart::Noise);
-    }
-    s.parse::<f64>().map(RefineStart::Strength).map_err(|_| {
+    s.parse::<RefineStart>().map_err(|_| {
         CliError::usage(format!(
             "--refine-start: expected `noise` or a strength, got {s:?}"
         ))
