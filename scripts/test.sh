@@ -4,6 +4,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# What the tests fetch, generate or build (assets, the Python venv, the Debian roots for GIMP 3
+# and melt, reference tensors, cargo's target dir) lives in a per-user cache outside the
+# checkout, so that a fresh clone on a machine that ran the tests before (CI runs on the
+# developer's machine) reuses it instead of spending half an hour rebuilding it. Every step
+# still verifies or rebuilds what it finds (checksums, stamps, cargo's fingerprints), so a
+# cold cache only costs time. TTPO_CACHE= (empty) keeps everything inside the checkout.
+CACHE=${TTPO_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/ttpo}
+if [ -n "$CACHE" ]; then
+  mkdir -p "$CACHE/target"
+  [ -e target ] || ln -s "$CACHE/target" target
+  export TTPO_ASSETS=${TTPO_ASSETS:-$CACHE/assets}
+  export TTPO_VENV=${TTPO_VENV:-$CACHE/venv}
+  export TTPO_TRIXIE_ROOT=${TTPO_TRIXIE_ROOT:-$CACHE/trixie-root}
+  export TTPO_SID_ROOT=${TTPO_SID_ROOT:-$CACHE/sid-root}
+  export TTPO_REFERENCE=${TTPO_REFERENCE:-$CACHE/reference}
+  export TTPO_REFERENCE_FULL=${TTPO_REFERENCE_FULL:-$CACHE/reference-full}
+fi
 export TTPO_ASSETS=${TTPO_ASSETS:-$ROOT/.cache/assets}
 export CARGO_TERM_COLOR=never
 step() { printf '\n==> %s\n' "$*"; }
@@ -20,6 +37,9 @@ cargo test --workspace
 
 step "C ABI: header drift (in cargo test), C tests plain / ASan+UBSan / valgrind, C and C++ examples, install"
 bash tests/c/run.sh
+
+step "fuzzing smoke run: every target for ${TTPO_FUZZ_SECONDS:=20} s (scripts/fuzz.sh, docs/FUZZING.md)"
+bash scripts/fuzz.sh "$TTPO_FUZZ_SECONDS"
 
 step "GIMP 2.10 and GIMP 3 (Debian 13 root): headless, and the dialogs under Xvfb (pick, Cancel, GIMP's own cancel)"
 bash plugins/gimp/test-gimp2.sh

@@ -61,7 +61,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 echo "== C tests under valgrind (release libttpo)"
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --quiet "$OUT/test_api" "$OUT/tiny" "$PHOTO" "$VERSION"
-valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+TTPO_HOSTILE_ROUNDS=100 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --quiet "$OUT/test_hostile" "$OUT/tiny" "$PHOTO"
 
 echo "== examples/c/refine.c and examples/cpp/refine.cpp"

@@ -61,12 +61,19 @@ static ttpo_job *new_job(ttpo_engine *engine) {
 /* ---- last-error strings read while other threads fail on the same handle ---- */
 struct err_ctx { ttpo_engine *engine; uint32_t format; int bad; };
 
+/* Rounds per thread: TTPO_HOSTILE_ROUNDS (default 3000; run.sh lowers it under valgrind,
+ * which runs threads one at a time). */
+static int rounds(void) {
+    const char *r = getenv("TTPO_HOSTILE_ROUNDS");
+    return r && atoi(r) > 0 ? atoi(r) : 3000;
+}
+
 static void *fail_and_read(void *arg) {
     struct err_ctx *c = arg;
     char want[64];
     snprintf(want, sizeof want, "unknown pixel format %u", c->format);
     uint8_t px[12] = {0};
-    for (int i = 0; i < 3000; i++) {
+    for (int i = 0, n = rounds(); i < n; i++) {
         ttpo_image v = {px, 2, 2, 6, c->format, TTPO_LAYOUT_RGB};
         ttpo_job *job = NULL;
         if (ttpo_job_new(c->engine, NULL, &v, &job) != TTPO_STATUS_INVALID_ARGUMENT) c->bad++;
