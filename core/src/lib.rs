@@ -25,6 +25,7 @@ pub mod guidance;
 pub mod image;
 pub mod lpips;
 pub mod noise;
+pub mod ops;
 pub mod pipeline;
 pub mod preference;
 pub mod progress;

@@ -13,6 +13,9 @@ Times (median of K runs after W warm-up runs, seconds):
 (strengths 0.10..0.30 x 3 seeds, 50 DDIM steps, CFG 7.5 batched as
 [uncond x3, cond x3] = UNet batch 6), one explicit diffusers-component loop
 per strength (encode once, decode all 15 candidates).
+--img2img-small PX additionally times one small img2img run, once: a PX x PX image
+encoded, strength 0.3 of 50 DDIM steps (15 UNet calls, CFG 7.5 as one batch-2 call each),
+decoded (the same loop as TTPO's `core/examples/bench.rs --img2img PX`).
 """
 import argparse
 import json
@@ -57,6 +60,7 @@ def main():
                     "the VAE's factor); 64 = 512x512 for SD")
     ap.add_argument("--img2img", action="store_true")
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--img2img-small", type=int, default=None, metavar="PX")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -81,6 +85,9 @@ def main():
         res["vae_decode"], res["vae_decode_all"] = timeit(lambda: vae.decode(x).sample, dev, a.repeat, a.warmup)
         if a.img2img:
             res["img2img"] = stage1(unet, vae, a.model_dir, dev, dt, img, ctx_dim, a.steps)
+        if a.img2img_small:
+            res["img2img_small"] = small_img2img(unet, vae, a.model_dir, dev, dt, ctx_dim,
+                                                 a.img2img_small)
     print(json.dumps(res, indent=1))
 
 
@@ -120,6 +127,34 @@ def stage1(unet, vae, model_dir, dev, dt, img, ctx_dim, steps,
     return dict(candidates=len(imgs), steps=steps, strengths=list(strengths), seeds=list(seeds),
                 guidance_scale=gs, unet_calls=calls, unet_batch=2 * n, total_s=total,
                 unet_calls_per_s=calls / total, unet_samples_per_s=calls * 2 * n / total)
+
+
+def small_img2img(unet, vae, model_dir, dev, dt, ctx_dim, side, steps=50, strength=0.3, gs=7.5):
+    sched = DDIMScheduler.from_pretrained(os.path.join(model_dir, "scheduler"))
+    if not isinstance(sched, DDIMScheduler):
+        sched = DDIMScheduler.from_config(sched.config)
+    gen = torch.Generator().manual_seed(99)
+    img = (torch.rand(1, 3, side, side, generator=gen) * 2 - 1).to(dev, dt)
+    # text states: stand-ins of the right shape (our side encodes its prompts before timing)
+    ctx = torch.randn(2, 77, ctx_dim, generator=gen).to(dev, dt)
+    sched.set_timesteps(steps)
+    t_start = steps - min(int(steps * strength), steps)
+    ts = sched.timesteps[t_start * sched.order:]
+    sync(dev)
+    t0 = time.perf_counter()
+    sf = vae.config.scaling_factor
+    z0 = vae.encode(img).latent_dist.mean * sf
+    lat = sched.add_noise(z0, torch.randn(z0.shape, generator=gen).to(dev, dt), ts[:1])
+    for tt in ts:
+        eps = unet(torch.cat([lat, lat]), tt, encoder_hidden_states=ctx).sample
+        eu, ec = eps.chunk(2)
+        lat = sched.step(eu + gs * (ec - eu), tt, lat, eta=0.0).prev_sample
+    out = vae.decode(lat / sf).sample
+    sync(dev)
+    total = time.perf_counter() - t0
+    assert out.shape[-1] == side
+    return dict(side=side, unet_calls=len(ts), unet_batch=2, steps=steps, strength=strength,
+                guidance_scale=gs, total_s=total, s_per_step=total / len(ts))
 
 
 if __name__ == "__main__":

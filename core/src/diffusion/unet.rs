@@ -4,8 +4,9 @@
 //! Tensor names follow diffusers exactly, so Hub checkpoints load unchanged.
 
 use super::layers::{chunk2_last, conv, group_norm, CrossAttention, ResnetBlock};
+use crate::ops::{Conv, GroupNorm};
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 /// An int or a per-block list in a diffusers config.
@@ -276,7 +277,7 @@ impl TransformerBlock {
 /// Input/output projection of a `Transformer2DModel`: 1x1 conv (SD 1.x) or linear (SD 2.x).
 #[derive(Debug)]
 enum Proj {
-    Conv(Conv2d),
+    Conv(Conv),
     Linear(Linear),
 }
 
@@ -347,14 +348,14 @@ impl SpatialTransformer {
 struct Level {
     resnets: Vec<ResnetBlock>,
     attentions: Vec<SpatialTransformer>,
-    resample: Option<Conv2d>,
+    resample: Option<Conv>,
 }
 
 /// The UNet.
 #[derive(Debug)]
 pub struct UNet {
     config: UNetConfig,
-    conv_in: Conv2d,
+    conv_in: Conv,
     time_1: Linear,
     time_2: Linear,
     down: Vec<Level>,
@@ -362,7 +363,7 @@ pub struct UNet {
     mid_attn: SpatialTransformer,
     up: Vec<Level>,
     norm_out: GroupNorm,
-    conv_out: Conv2d,
+    conv_out: Conv,
 }
 
 impl UNet {
@@ -563,10 +564,9 @@ impl UNet {
                 }
             }
             if let Some(us) = &level.resample {
-                let (_, _, hh, ww) = h.dims4()?;
-                h = us.forward(&h.upsample_nearest2d(hh * 2, ww * 2)?)?;
+                h = us.forward_upsample2(&h)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&h)?)
     }
 }

@@ -3,8 +3,9 @@
 //! from the folder rather than assumed.
 
 use super::layers::{attention, conv, group_norm, ResnetBlock};
+use crate::ops::{Conv, GroupNorm};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 
 fn three() -> usize {
@@ -168,25 +169,25 @@ impl Mid {
 #[derive(Debug)]
 struct Level {
     resnets: Vec<ResnetBlock>,
-    resample: Option<Conv2d>,
+    resample: Option<Conv>,
 }
 
 /// Encoder + decoder.
 #[derive(Debug)]
 pub struct Vae {
     config: VaeConfig,
-    enc_in: Conv2d,
+    enc_in: Conv,
     enc_levels: Vec<Level>,
     enc_mid: Mid,
     enc_norm: GroupNorm,
-    enc_out: Conv2d,
-    quant: Option<Conv2d>,
-    post_quant: Option<Conv2d>,
-    dec_in: Conv2d,
+    enc_out: Conv,
+    quant: Option<Conv>,
+    post_quant: Option<Conv>,
+    dec_in: Conv,
     dec_mid: Mid,
     dec_levels: Vec<Level>,
     dec_norm: GroupNorm,
-    dec_out: Conv2d,
+    dec_out: Conv,
 }
 
 impl Vae {
@@ -289,7 +290,7 @@ impl Vae {
             }
         }
         h = self.enc_mid.forward(&h)?;
-        h = self.enc_out.forward(&self.enc_norm.forward(&h)?.silu()?)?;
+        h = self.enc_out.forward(&self.enc_norm.forward_silu(&h)?)?;
         if let Some(q) = &self.quant {
             h = q.forward(&h)?;
         }
@@ -310,10 +311,9 @@ impl Vae {
                 h = r.forward(&h, None)?;
             }
             if let Some(us) = &level.resample {
-                let (_, _, hh, ww) = h.dims4()?;
-                h = us.forward(&h.upsample_nearest2d(hh * 2, ww * 2)?)?;
+                h = us.forward_upsample2(&h)?;
             }
         }
-        self.dec_out.forward(&self.dec_norm.forward(&h)?.silu()?)
+        self.dec_out.forward(&self.dec_norm.forward_silu(&h)?)
     }
 }
