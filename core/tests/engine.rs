@@ -351,10 +351,21 @@ fn image_and_option_errors() {
         },
     ] {
         assert!(matches!(
-            Job::new(e.clone(), synthetic(8, 8), bad),
+            Job::new(e.clone(), synthetic(16, 16), bad),
             Err(Error::InvalidOption { .. })
         ));
     }
+    // Below 16 px a side no metric can judge a candidate: refused before any work.
+    for (w, h) in [(1, 1), (15, 40), (40, 15)] {
+        let err = Job::new(e.clone(), synthetic(w, h), fast_options())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, Error::InvalidImage(ref m) if m.contains(&format!("{w}x{h}"))),
+            "{err}"
+        );
+    }
+    assert!(Job::new(e.clone(), synthetic(16, 16), fast_options()).is_ok());
 }
 
 #[test]
