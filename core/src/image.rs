@@ -339,24 +339,23 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(
     let has_alpha = decoder.color_type().has_alpha();
     let img = image::DynamicImage::from_decoder(decoder).map_err(image_error)?;
     let (w, h) = (w as usize, h as usize);
-    let mut rgb = Vec::new();
-    rgb.try_reserve_exact(w * h * 3)
-        .map_err(|_| Error::InvalidImage(format!("out of memory for a {w}x{h} image")))?;
-    let mut alpha = Vec::new();
-    if has_alpha {
-        alpha
-            .try_reserve_exact(w * h)
-            .map_err(|_| Error::InvalidImage(format!("out of memory for a {w}x{h} image")))?;
-        for px in img.to_rgba32f().pixels() {
-            rgb.extend_from_slice(&px.0[..3]);
-            alpha.push(px.0[3]);
-        }
-    } else {
-        rgb.extend(img.to_rgb32f().into_raw());
+    if !has_alpha {
+        return Ok(Decoded {
+            image: Image::from_rgb(w, h, img.to_rgb32f().into_raw())?,
+            alpha: None,
+        });
+    }
+    let oom = |_| Error::InvalidImage(format!("out of memory for a {w}x{h} image"));
+    let (mut rgb, mut alpha) = (Vec::new(), Vec::new());
+    rgb.try_reserve_exact(w * h * 3).map_err(oom)?;
+    alpha.try_reserve_exact(w * h).map_err(oom)?;
+    for px in img.to_rgba32f().pixels() {
+        rgb.extend_from_slice(&px.0[..3]);
+        alpha.push(px.0[3]);
     }
     Ok(Decoded {
         image: Image::from_rgb(w, h, rgb)?,
-        alpha: has_alpha.then_some(alpha),
+        alpha: Some(alpha),
     })
 }
 

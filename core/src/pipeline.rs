@@ -190,28 +190,24 @@ impl Options {
     /// pixels). Without this a large input with a raised `max_pixels` ends in an allocation
     /// failure, which aborts the process.
     pub fn check_host_memory(&self, w: usize, h: usize) -> Result<()> {
-        check_host_memory(w, h, self)
-    }
-}
-
-fn check_host_memory(w: usize, h: usize, options: &Options) -> Result<()> {
-    let candidates = options
-        .strengths
-        .len()
-        .saturating_mul(options.seeds_per_strength)
-        .saturating_add(1);
-    let need = (w as u64)
-        .saturating_mul(h as u64)
-        .saturating_mul(12)
-        .saturating_mul(4 + candidates as u64)
-        .saturating_add(200 << 20);
-    match crate::device::available_host_memory() {
-        Some(free) if need > free => Err(Error::InvalidImage(format!(
-            "{w}x{h} with {candidates} images kept needs about {:.1} GiB of memory, {:.1} GiB are free; downscale the image or use fewer strengths/seeds",
-            need as f64 / (1u64 << 30) as f64,
-            free as f64 / (1u64 << 30) as f64
-        ))),
-        _ => Ok(()),
+        let candidates = self
+            .strengths
+            .len()
+            .saturating_mul(self.seeds_per_strength)
+            .saturating_add(1);
+        let need = (w as u64)
+            .saturating_mul(h as u64)
+            .saturating_mul(12)
+            .saturating_mul(4 + candidates as u64)
+            .saturating_add(200 << 20);
+        match crate::device::available_host_memory() {
+            Some(free) if need > free => Err(Error::InvalidImage(format!(
+                "{w}x{h} with {candidates} images kept needs about {:.1} GiB of memory, {:.1} GiB are free; downscale the image or use fewer strengths/seeds",
+                need as f64 / (1u64 << 30) as f64,
+                free as f64 / (1u64 << 30) as f64
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -142,13 +142,7 @@ pub fn validate(img: &ttpo_image, max_pixels: usize) -> FfiResult<Shape> {
 
 /// A zeroed buffer of `n` values, or an error instead of an abort when memory is short.
 fn try_zeroed<T: Clone + Default>(n: usize, what: &str) -> FfiResult<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Failure::new(
-            TTPO_STATUS_INVALID_IMAGE,
-            format!("out of memory for {what} ({n} values)"),
-        )
-    })?;
+    let mut v = try_with_capacity(n, what)?;
     v.resize(n, T::default());
     Ok(v)
 }

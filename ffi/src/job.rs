@@ -144,6 +144,12 @@ impl ttpo_job {
         f(self)
     }
 
+    /// A quick change of the job's data (a setter, a choice): [`ttpo_job::exclusive`] with
+    /// the state held throughout.
+    fn change<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
+        self.exclusive(|j| j.locked(f))
+    }
+
     /// The state for a call that holds `running`: waits for a query to finish.
     fn locked<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
         let mut g = self.state.lock().map_err(|_| poisoned())?;
@@ -301,11 +307,9 @@ pub unsafe extern "C" fn ttpo_job_set_progress_callback(
     user_data: *mut c_void,
 ) -> u32 {
     on_job(job, |j| {
-        j.exclusive(|j| {
-            j.locked(|s| {
-                s.callbacks.progress = callback.map(|f| (f, UserData(user_data)));
-                Ok(())
-            })
+        j.change(|s| {
+            s.callbacks.progress = callback.map(|f| (f, UserData(user_data)));
+            Ok(())
         })
     })
 }
@@ -321,11 +325,9 @@ pub unsafe extern "C" fn ttpo_job_set_cancel_callback(
     user_data: *mut c_void,
 ) -> u32 {
     on_job(job, |j| {
-        j.exclusive(|j| {
-            j.locked(|s| {
-                s.callbacks.cancel = callback.map(|f| (f, UserData(user_data)));
-                Ok(())
-            })
+        j.change(|s| {
+            s.callbacks.cancel = callback.map(|f| (f, UserData(user_data)));
+            Ok(())
         })
     })
 }
@@ -341,11 +343,9 @@ pub unsafe extern "C" fn ttpo_job_set_choice_callback(
     user_data: *mut c_void,
 ) -> u32 {
     on_job(job, |j| {
-        j.exclusive(|j| {
-            j.locked(|s| {
-                s.callbacks.choice = callback.map(|f| (f, UserData(user_data)));
-                Ok(())
-            })
+        j.change(|s| {
+            s.callbacks.choice = callback.map(|f| (f, UserData(user_data)));
+            Ok(())
         })
     })
 }
@@ -568,14 +568,12 @@ pub unsafe extern "C" fn ttpo_job_choose(
     dispreferred: u32,
 ) -> u32 {
     on_job(job, |j| {
-        j.exclusive(|j| {
-            j.locked(|s| {
-                s.job.choose(Selection::Given {
-                    preferred: preferred as usize,
-                    dispreferred: dispreferred as usize,
-                })?;
-                Ok(())
-            })
+        j.change(|s| {
+            s.job.choose(Selection::Given {
+                preferred: preferred as usize,
+                dispreferred: dispreferred as usize,
+            })?;
+            Ok(())
         })
     })
 }
@@ -587,11 +585,9 @@ pub unsafe extern "C" fn ttpo_job_choose(
 #[no_mangle]
 pub unsafe extern "C" fn ttpo_job_choose_auto(job: *mut ttpo_job) -> u32 {
     on_job(job, |j| {
-        j.exclusive(|j| {
-            j.locked(|s| {
-                s.job.choose(Selection::Auto)?;
-                Ok(())
-            })
+        j.change(|s| {
+            s.job.choose(Selection::Auto)?;
+            Ok(())
         })
     })
 }

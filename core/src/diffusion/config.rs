@@ -74,6 +74,18 @@ pub fn check_finite(path: &Path, name: &str, value: f64) -> Result<()> {
     Ok(())
 }
 
+/// Checks the resolution levels of a UNet or VAE: 1 to 8 levels (the latent factor is
+/// `2^(levels - 1)`), each width bounded and divisible by the bounded GroupNorm group count.
+pub fn check_levels(path: &Path, block_out_channels: &[usize], groups: usize) -> Result<()> {
+    check_size(path, "len(block_out_channels)", block_out_channels.len(), 8)?;
+    check_size(path, "norm_num_groups", groups, MAX_COUNT)?;
+    for &c in block_out_channels {
+        check_size(path, "block_out_channels", c, MAX_WIDTH)?;
+        check_divides(path, "norm_num_groups", groups, c)?;
+    }
+    Ok(())
+}
+
 /// Checks that `groups` divides `channels` (GroupNorm) — both already bounded.
 pub fn check_divides(path: &Path, what: &str, groups: usize, channels: usize) -> Result<()> {
     if channels % groups != 0 {

@@ -175,15 +175,10 @@ impl UNetConfig {
     /// Bounds every size read from the config (see [`super::config`]); run before
     /// [`UNetConfig::unsupported`], whose checks divide by these numbers.
     pub fn check_sizes(&self, path: &std::path::Path) -> crate::Result<()> {
-        use super::config::{check_divides, check_finite, check_size, MAX_COUNT, MAX_WIDTH};
+        use super::config::{check_finite, check_levels, check_size, MAX_COUNT, MAX_WIDTH};
         check_size(path, "in_channels", self.in_channels, MAX_WIDTH)?;
         check_size(path, "out_channels", self.out_channels, MAX_WIDTH)?;
-        check_size(
-            path,
-            "len(block_out_channels)",
-            self.block_out_channels.len(),
-            8,
-        )?;
+        check_levels(path, &self.block_out_channels, self.norm_num_groups)?;
         check_size(path, "layers_per_block", self.layers_per_block, MAX_COUNT)?;
         check_size(
             path,
@@ -191,7 +186,6 @@ impl UNetConfig {
             self.cross_attention_dim,
             MAX_WIDTH,
         )?;
-        check_size(path, "norm_num_groups", self.norm_num_groups, MAX_COUNT)?;
         check_finite(path, "norm_eps", self.norm_eps)?;
         check_finite(path, "freq_shift", self.freq_shift)?;
         if let Some(s) = self.sample_size {
@@ -218,10 +212,6 @@ impl UNetConfig {
             for &v in values {
                 check_size(path, name, v, MAX_COUNT)?;
             }
-        }
-        for &c in &self.block_out_channels {
-            check_size(path, "block_out_channels", c, MAX_WIDTH)?;
-            check_divides(path, "norm_num_groups", self.norm_num_groups, c)?;
         }
         Ok(())
     }

@@ -62,28 +62,17 @@ pub struct VaeConfig {
 impl VaeConfig {
     /// Bounds every size read from the config (see [`super::config`]).
     pub fn check_sizes(&self, path: &std::path::Path) -> crate::Result<()> {
-        use super::config::{check_divides, check_finite, check_size, MAX_COUNT, MAX_WIDTH};
+        use super::config::{check_finite, check_levels, check_size, MAX_COUNT, MAX_WIDTH};
         check_size(path, "in_channels", self.in_channels, MAX_WIDTH)?;
         check_size(path, "out_channels", self.out_channels, MAX_WIDTH)?;
-        // The latent factor is 2^(levels - 1): 8 levels already mean 128 px per latent.
-        check_size(
-            path,
-            "len(block_out_channels)",
-            self.block_out_channels.len(),
-            8,
-        )?;
+        check_levels(path, &self.block_out_channels, self.norm_num_groups)?;
         check_size(path, "layers_per_block", self.layers_per_block, MAX_COUNT)?;
         check_size(path, "latent_channels", self.latent_channels, MAX_WIDTH)?;
-        check_size(path, "norm_num_groups", self.norm_num_groups, MAX_COUNT)?;
         check_finite(path, "scaling_factor", self.scaling_factor)?;
         check_finite(path, "shift_factor", self.shift_factor.unwrap_or(0.0))?;
         if let Some(s) = self.sample_size {
             // In pixels here (512/768 for SD, 1024 for FLUX); it can pad job canvases.
             check_size(path, "sample_size", s, 8192)?;
-        }
-        for &c in &self.block_out_channels {
-            check_size(path, "block_out_channels", c, MAX_WIDTH)?;
-            check_divides(path, "norm_num_groups", self.norm_num_groups, c)?;
         }
         Ok(())
     }
