@@ -1,7 +1,7 @@
 //! Times the engine's components on a model folder: one UNet call, VAE encode and decode.
 //! Prints one JSON object with medians (seconds).
 //!
-//! `cargo run --release -p ttpo --example bench -- <model-dir> [--size PX] [--batch B] [--repeat K] [--precision f32|f16|bf16] [--device cpu|cuda] [--img2img PX]`
+//! `cargo run --release -p ttpo --example bench -- <model-dir> [--size PX] [--batch B] [--repeat K] [--precision f32|f16|bf16] [--device cpu|cuda] [--img2img PX] [--malloc keep|system]`
 //!
 //! `--img2img PX` also times one small img2img run, once, after the rest: a PX x PX image
 //! encoded, strength 0.3 of a 50-step DDIM schedule (15 UNet calls, CFG 7.5 as one batch-2
@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut device = ttpo::DeviceChoice::Cpu;
     let mut only = String::from("unet,encode,decode");
     let mut img2img = None;
+    let mut keep_freed = true;
     while let Some(a) = args.next() {
         let v = args.next().ok_or("missing value")?;
         match a.as_str() {
@@ -46,6 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--repeat" => repeat = v.parse()?,
             "--only" => only = v,
             "--img2img" => img2img = Some(v.parse::<usize>()?),
+            // `keep` (default, what the `ttpo` CLI does) or `system` (glibc's defaults, what a
+            // host process that loads libttpo has).
+            "--malloc" => keep_freed = v == "keep",
             "--precision" => {
                 precision = Some(match v.as_str() {
                     "f32" => ttpo::Precision::F32,
@@ -63,6 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             _ => return Err(format!("unknown option {a}").into()),
         }
+    }
+    if keep_freed {
+        ttpo::device::keep_freed_memory();
     }
     let dev = ttpo::device::open(device)?;
     let dtype = ttpo::device::resolve_precision(&dev, precision)?;

@@ -70,6 +70,7 @@ fn main() {
         for &(cin, cout, side, k, s, p) in &[
             (320, 320, 64, 3, 1, 1),
             (640, 640, 32, 3, 1, 1),
+            (1280, 1280, 16, 3, 1, 1),
             (1280, 1280, 8, 3, 1, 1),
             (320, 320, 64, 3, 2, 1),
             (960, 320, 64, 1, 1, 0),
@@ -93,6 +94,14 @@ fn main() {
                     &format!("conv {cin}->{cout} {side}x{side} k{k} im2col only"),
                     repeat,
                     &|| direct.forward(&x).unwrap(),
+                    &|| conv.candle().forward(&x).unwrap(),
+                );
+                // And with it at every size, to place the threshold.
+                let forced = conv.clone().with_winograd_from(0);
+                report(
+                    &format!("conv {cin}->{cout} {side}x{side} k{k} Winograd always"),
+                    repeat,
+                    &|| forced.forward(&x).unwrap(),
                     &|| conv.candle().forward(&x).unwrap(),
                 );
             }

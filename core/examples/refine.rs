@@ -15,6 +15,8 @@ fn fail(msg: &str) -> ! {
 }
 
 fn main() {
+    // A process of our own: let malloc keep freed memory (see the function's docs).
+    ttpo::device::keep_freed_memory();
     let usage = "usage: refine <model-dir|-> <input> <output> [--seed N] [--json] [--steps N] [--refine-steps N] [--strengths a,b] [--seeds-per-strength N]";
     let mut pos = Vec::new();
     let mut json = false;

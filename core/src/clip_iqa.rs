@@ -399,10 +399,9 @@ impl ClipIqa {
             .and_then(|v| v.as_u64())
             .unwrap_or(512) as usize;
         let tokenizer = ClipTokenizer::from_folder(dir, text_cfg.max_position_embeddings)?;
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(std::slice::from_ref(&weights), DType::F32, device)
-        }
-        .map_err(|e| load_error(&weights, e))?;
+        let vb = crate::diffusion::weights::WeightFiles::open(std::slice::from_ref(&weights))
+            .map_err(|e| load_error(&weights, e))?
+            .var_builder(DType::F32, device);
         let (th, vh) = (text_cfg.hidden_size, vision_cfg.hidden_size);
         let text_model =
             ClipTextModel::new(vb.clone(), text_cfg).map_err(|e| load_error(&weights, e))?;

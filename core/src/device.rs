@@ -143,3 +143,21 @@ pub fn available_host_memory() -> Option<u64> {
     }
     Some(free)
 }
+
+/// Lets glibc's `malloc` keep freed memory for reuse instead of handing it back to the kernel
+/// after every tensor: blocks below 32 MiB come from the heap (not a fresh `mmap` that is
+/// zero-filled page by page on first touch and unmapped on drop), and up to 256 MiB of free
+/// heap is kept. Measured in docs/BENCHMARKS.md (issue #13); a no-op off glibc.
+///
+/// Only for processes the project owns (the `ttpo` CLI, the examples): it changes the
+/// allocator of the whole process, so a library loaded into someone else's process (GIMP,
+/// an OpenFX host) must never call it.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any thread of ours runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}

@@ -404,3 +404,163 @@ fn text_encoder_in_transformers5_layout_loads() {
     let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
     assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
 }
+
+/// The tensor-by-tensor reader gives exactly what candle's loader gives, for every tensor of
+/// f32 and f16 files.
+#[test]
+fn weight_reader_matches_candles_loader() {
+    use ttpo::diffusion::weights::WeightFiles;
+    let dev = candle_core::Device::Cpu;
+    let d = broken_copy("reader");
+    let f32_file = d.join("unet/diffusion_pytorch_model.safetensors");
+    let f16_file = d.join("unet/diffusion_pytorch_model.fp16.safetensors");
+    let tensors = candle_core::safetensors::load(&f32_file, &dev).unwrap();
+    let half: std::collections::HashMap<_, _> = tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_dtype(candle_core::DType::F16).unwrap()))
+        .collect();
+    candle_core::safetensors::save(&half, &f16_file).unwrap();
+    for (file, want) in [(&f32_file, &tensors), (&f16_file, &half)] {
+        let files = WeightFiles::open(std::slice::from_ref(file)).unwrap();
+        let mut names: Vec<String> = files.names().map(String::from).collect();
+        names.sort();
+        assert_eq!(names.len(), want.len());
+        let vb = files.var_builder(candle_core::DType::F32, &dev);
+        for name in names {
+            let got = vb.get_unchecked(&name).unwrap();
+            let expect = want[&name].to_dtype(candle_core::DType::F32).unwrap();
+            assert_eq!(got.dims(), expect.dims(), "{name}");
+            let diff = (got - expect).unwrap().abs().unwrap();
+            let diff = diff.flatten_all().unwrap().max(0).unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+        }
+    }
+}
+
+/// Headers are untrusted: every lie about lengths, offsets, shapes or dtypes is an invalid
+/// file that names what is wrong, before anything is allocated from it.
+#[test]
+fn weight_reader_refuses_lying_headers() {
+    use ttpo::diffusion::weights::WeightFiles;
+    let d = temp_dir("lying-headers");
+    let file = |header: &str, data: usize| {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + data, 0);
+        bytes
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("short", vec![1, 2, 3], "8-byte header length"),
+        (
+            "huge header length",
+            u64::MAX.to_le_bytes().to_vec(),
+            "header length",
+        ),
+        ("not json", file("{nope", 0), "header"),
+        (
+            "offsets past the end",
+            file(
+                r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+                8,
+            ),
+            "data_offsets",
+        ),
+        (
+            "shape disagrees with offsets",
+            file(
+                r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#,
+                16,
+            ),
+            "data_offsets",
+        ),
+        (
+            "overflowing shape",
+            file(
+                r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,16]}}"#,
+                16,
+            ),
+            "overflows",
+        ),
+        (
+            "unknown dtype",
+            file(
+                r#"{"w":{"dtype":"F8_E9","shape":[4],"data_offsets":[0,4]}}"#,
+                4,
+            ),
+            "dtype",
+        ),
+        (
+            "negative size",
+            file(
+                r#"{"w":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}}"#,
+                16,
+            ),
+            "shape",
+        ),
+    ];
+    for (what, bytes, needle) in cases {
+        let p = d.join("w.safetensors");
+        std::fs::write(&p, bytes).unwrap();
+        let err = WeightFiles::open(&[p]).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::InvalidFile { .. }), "{what}: {msg}");
+        assert!(msg.contains(needle), "{what}: {msg}");
+    }
+    // A well-formed file next to them reads.
+    let p = d.join("ok.safetensors");
+    let mut data = Vec::new();
+    for v in [1.0f32, 2.0, 3.0, 4.0] {
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut bytes = file(
+        r#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#,
+        0,
+    );
+    bytes.extend_from_slice(&data);
+    std::fs::write(&p, bytes).unwrap();
+    let vb = WeightFiles::open(&[p])
+        .unwrap()
+        .var_builder(candle_core::DType::F32, &candle_core::Device::Cpu);
+    let w = vb.get((2, 2), "w").unwrap();
+    assert_eq!(w.to_vec2::<f32>().unwrap(), [[1.0, 2.0], [3.0, 4.0]]);
+    assert!(vb.get((4,), "w").is_err(), "a wrong shape is refused");
+}
+
+/// The text encoder is checked at load but read only to encode prompts it has not seen; a
+/// prompt's states are kept. Proof: after the weights file is gone, a seen prompt still
+/// encodes (identically) and a new one fails naming the file.
+#[test]
+fn text_encoder_is_read_on_demand_and_prompts_are_cached() {
+    use ttpo::diffusion::Backbone;
+    let d = broken_copy("lazy-text");
+    let dev = candle_core::Device::Cpu;
+    let sd = StableDiffusion::load(&d, &dev, candle_core::DType::F32, Variant::Auto).unwrap();
+    let a = sd.encode_prompt("a photo of a cat").unwrap();
+    let both = sd.encode_prompts(&["a photo of a cat", "blurry"]).unwrap();
+    let ids = sd.tokenizer().encode("blurry");
+    let ids = candle_core::Tensor::new(ids.as_slice(), &dev)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let direct = sd.load_text_encoder().unwrap().forward(&ids).unwrap();
+    let same = |x: &candle_core::Tensor, y: &candle_core::Tensor| {
+        let diff = (x - y).unwrap().abs().unwrap().flatten_all().unwrap();
+        diff.max(0).unwrap().to_scalar::<f32>().unwrap() == 0.0
+    };
+    assert!(same(&a, &both[0]) && same(&direct, &both[1]));
+    std::fs::remove_file(d.join("text_encoder/model.safetensors")).unwrap();
+    assert!(same(&a, &sd.encode_prompt("a photo of a cat").unwrap()));
+    let err = sd.encode_prompt("a new prompt").unwrap_err().to_string();
+    assert!(err.contains("text_encoder/model"), "{err}");
+
+    // A text encoder whose tensors do not match its config fails `load`, not the first job.
+    let d = broken_copy("lazy-text-shape");
+    edit_json(&d.join("text_encoder/config.json"), |v| {
+        v["intermediate_size"] = (v["intermediate_size"].as_u64().unwrap() + 8).into()
+    });
+    let err = StableDiffusion::load(&d, &dev, candle_core::DType::F32, Variant::Auto).unwrap_err();
+    assert!(
+        matches!(err, Error::Weights { ref component, .. } if component == "text_encoder"),
+        "{err}"
+    );
+}

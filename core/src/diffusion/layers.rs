@@ -1,9 +1,9 @@
 //! Building blocks shared by the UNet and the VAE, written on candle-nn primitives under
 //! diffusers' tensor names (`norm1`, `conv1`, `time_emb_proj`, `to_q`, ...).
 
-use crate::ops::{Conv, GroupNorm};
-use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use crate::ops::{Conv, GroupNorm, Linear};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
 
 /// A 2-D convolution with bias and "same"-style padding for odd kernels.
 pub fn conv(
@@ -47,7 +47,7 @@ impl ResnetBlock {
             norm1: group_norm(vb.pp("norm1"), groups, cin, eps)?,
             conv1: conv(vb.pp("conv1"), cin, cout, 3, 1, 1)?,
             time_emb_proj: temb
-                .map(|t| candle_nn::linear(t, cout, vb.pp("time_emb_proj")))
+                .map(|t| Linear::load(vb.pp("time_emb_proj"), t, cout, true))
                 .transpose()?,
             norm2: group_norm(vb.pp("norm2"), groups, cout, eps)?,
             conv2: conv(vb.pp("conv2"), cout, cout, 3, 1, 1)?,
@@ -104,34 +104,29 @@ impl CrossAttention {
         inner: usize,
         qkv_bias: bool,
     ) -> Result<Self> {
-        let lin = |i, o, name: &str| {
-            if qkv_bias {
-                candle_nn::linear(i, o, vb.pp(name))
-            } else {
-                candle_nn::linear_no_bias(i, o, vb.pp(name))
-            }
-        };
+        let lin = |i, o, name: &str| Linear::load(vb.pp(name), i, o, qkv_bias);
         Ok(Self {
             to_q: lin(dim, inner, "to_q")?,
             to_k: lin(context_dim, inner, "to_k")?,
             to_v: lin(context_dim, inner, "to_v")?,
-            to_out: candle_nn::linear(inner, dim, vb.pp("to_out").pp("0"))?,
+            to_out: Linear::load(vb.pp("to_out").pp("0"), inner, dim, true)?,
             heads,
         })
     }
 
-    /// `x`: (B, N, dim); `context`: (B, M, context_dim).
-    pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+    /// `residual + attention(x)`, the residual added inside the output projection.
+    /// `x`: (B, N, dim); `context`: (B, M, context_dim); `residual`: (B, N, dim).
+    pub fn forward_add(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
         let ctx = context.unwrap_or(x);
         let q = self.to_q.forward(x)?;
         let k = self.to_k.forward(ctx)?;
         let v = self.to_v.forward(ctx)?;
-        self.to_out.forward(&attention(&q, &k, &v, self.heads)?)
+        self.to_out
+            .forward_add(&attention(&q, &k, &v, self.heads)?, residual)
     }
-}
-
-/// Splits the last dimension in two halves.
-pub fn chunk2_last(x: &Tensor) -> Result<(Tensor, Tensor)> {
-    let n = x.dim(D::Minus1)? / 2;
-    Ok((x.narrow(D::Minus1, 0, n)?, x.narrow(D::Minus1, n, n)?))
 }

@@ -10,6 +10,7 @@ pub mod tiny;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+pub mod weights;
 
 use crate::error::Result;
 use candle_core::{Device, Tensor};
@@ -36,6 +37,11 @@ pub trait Backbone: Send + Sync {
     fn scheduler(&self) -> &Ddim;
     /// Text states (1, L, D) for a prompt (an empty prompt is valid).
     fn encode_prompt(&self, prompt: &str) -> Result<Tensor>;
+    /// Text states for several prompts, in order. A backbone whose text encoder is costly to
+    /// bring in (see `sd::StableDiffusion`) reads it once for the whole list.
+    fn encode_prompts(&self, prompts: &[&str]) -> Result<Vec<Tensor>> {
+        prompts.iter().map(|p| self.encode_prompt(p)).collect()
+    }
     /// Scaled posterior-mean latents (B, C, h, w), f32, of images (B, 3, H, W) in [-1, 1].
     fn encode(&self, image: &Tensor) -> Result<Tensor>;
     /// Images in [-1, 1] (f32) from scaled latents.
@@ -57,10 +63,15 @@ pub struct Prompts {
 impl Prompts {
     /// Encodes both prompts with the backbone's own tokenizer and text encoder.
     pub fn encode(backbone: &dyn Backbone, prompt: &str, negative: &str) -> Result<Self> {
-        Ok(Self {
-            cond: backbone.encode_prompt(prompt)?,
-            uncond: backbone.encode_prompt(negative)?,
-        })
+        let mut states = backbone.encode_prompts(&[prompt, negative])?.into_iter();
+        match (states.next(), states.next()) {
+            (Some(cond), Some(uncond)) => Ok(Self { cond, uncond }),
+            _ => Err(candle_core::Error::Msg(format!(
+                "{}: encode_prompts answered fewer than 2 states",
+                backbone.name()
+            ))
+            .into()),
+        }
     }
 }
 

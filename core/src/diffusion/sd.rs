@@ -7,12 +7,14 @@ use super::scheduler::Ddim;
 use super::tokenizer::ClipTokenizer;
 use super::unet::{UNet, UNetConfig};
 use super::vae::{Vae, VaeConfig};
+use super::weights::WeightFiles;
 use super::Backbone;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Which weight files to prefer when a folder has both f32 and `.fp16` files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -32,7 +34,7 @@ pub struct StableDiffusion {
     root: PathBuf,
     unet: UNet,
     vae: Vae,
-    text: ClipTextModel,
+    text: TextEncoder,
     tokenizer: ClipTokenizer,
     scheduler: Ddim,
     device: Device,
@@ -113,6 +115,14 @@ pub fn weight_files(
     })
 }
 
+/// How a component's weights are read: their data, or only their names and shapes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Data,
+    ShapesOnly,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn load_component<T>(
     dir: &Path,
     component: &str,
@@ -120,6 +130,7 @@ fn load_component<T>(
     variant: Variant,
     device: &Device,
     dtype: DType,
+    read: Read,
     build: impl FnOnce(VarBuilder) -> candle_core::Result<T>,
 ) -> Result<T> {
     let files = weight_files(dir, base, variant, dtype)?;
@@ -132,12 +143,34 @@ fn load_component<T>(
         },
         reason,
     };
-    // SAFETY: the files are memory-mapped read-only; we never write to them and the
-    // mapping lives only while the VarBuilder copies tensors out of it.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-        .map_err(|e| err(e.to_string()))?;
+    let weights = WeightFiles::open(&files).map_err(|e| match e {
+        Error::InvalidFile { reason, .. } => err(reason),
+        other => other,
+    })?;
+    let vb = match read {
+        Read::Data => weights.var_builder(dtype, device),
+        Read::ShapesOnly => weights.shapes_only(dtype),
+    };
     build(vb).map_err(|e| err(e.to_string()))
 }
+
+/// Where the text encoder is read from, and the prompts it has encoded.
+///
+/// The text encoder (1.4 GB in f32 for SD 2.x) is needed for a few calls per job, the UNet
+/// for hundreds: keeping it resident made our peak memory exceed PyTorch's (issue #13). It
+/// is read from disk when a prompt is not cached yet and dropped after that call; its states
+/// (77 x 1024 floats per prompt) are kept, so repeated jobs with the same prompts (the
+/// GIMP/OpenFX case) never read it again. Its names and shapes are checked at load, so a
+/// broken text encoder still fails `load`, not the first job.
+struct TextEncoder {
+    dir: PathBuf,
+    config: ClipTextConfig,
+    variant: Variant,
+    cache: Mutex<Vec<(String, Tensor)>>,
+}
+
+/// Prompts whose states are kept (oldest dropped first).
+const PROMPT_CACHE: usize = 16;
 
 impl StableDiffusion {
     /// Loads every component from `root` onto `device`, computing in `dtype`.
@@ -205,6 +238,7 @@ impl StableDiffusion {
             variant,
             device,
             dtype,
+            Read::Data,
             |vb| UNet::new(vb, unet_cfg),
         )?;
         // The VAE runs in f32 unless bf16 was asked for: SD's VAE overflows in f16
@@ -221,17 +255,16 @@ impl StableDiffusion {
             variant,
             device,
             vae_dtype,
+            Read::Data,
             |vb| Vae::new(vb, vae_cfg),
         )?;
-        let text = load_component(
-            &root.join("text_encoder"),
-            "text_encoder",
-            "model",
+        let text = TextEncoder {
+            dir: root.join("text_encoder"),
+            config: text_cfg,
             variant,
-            device,
-            dtype,
-            |vb| ClipTextModel::new(vb, text_cfg),
-        )?;
+            cache: Mutex::new(Vec::new()),
+        };
+        text.build(device, dtype, Read::ShapesOnly)?;
         let name = root
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -261,9 +294,9 @@ impl StableDiffusion {
     pub fn tokenizer(&self) -> &ClipTokenizer {
         &self.tokenizer
     }
-    /// The text encoder.
-    pub fn text_encoder(&self) -> &ClipTextModel {
-        &self.text
+    /// Reads the text encoder from disk (it is not kept resident; see [`TextEncoder`]).
+    pub fn load_text_encoder(&self) -> Result<ClipTextModel> {
+        self.text.build(&self.device, self.dtype, Read::Data)
     }
     /// The folder the model was loaded from.
     pub fn root(&self) -> &Path {
@@ -325,9 +358,36 @@ impl Backbone for StableDiffusion {
     }
 
     fn encode_prompt(&self, prompt: &str) -> Result<Tensor> {
-        let ids = self.tokenizer.encode(prompt);
-        let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        Ok(self.text.forward(&ids)?.to_dtype(self.dtype)?)
+        Ok(self.encode_prompts(&[prompt])?.remove(0))
+    }
+
+    fn encode_prompts(&self, prompts: &[&str]) -> Result<Vec<Tensor>> {
+        // A panic while the lock was held leaves at worst a missing entry: the cache stays
+        // usable.
+        let mut cache = self.text.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = |cache: &[(String, Tensor)], p: &str| {
+            cache.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
+        };
+        let mut out: Vec<Option<Tensor>> = prompts.iter().map(|p| cached(&cache, p)).collect();
+        if out.iter().any(Option::is_none) {
+            let text = self.load_text_encoder()?;
+            for (p, slot) in prompts.iter().zip(out.iter_mut()) {
+                // A prompt repeated in the list is encoded once.
+                *slot = slot.take().or_else(|| cached(&cache, p));
+                if slot.is_some() {
+                    continue;
+                }
+                let ids = self.tokenizer.encode(p);
+                let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
+                let states = text.forward(&ids)?.to_dtype(self.dtype)?;
+                if cache.len() == PROMPT_CACHE {
+                    cache.remove(0);
+                }
+                cache.push((p.to_string(), states.clone()));
+                *slot = Some(states);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     fn encode(&self, image: &Tensor) -> Result<Tensor> {
@@ -356,6 +416,22 @@ impl Backbone for StableDiffusion {
             .unet
             .forward(&x.to_dtype(self.dtype)?, t as f64, context)?;
         Ok(out.to_dtype(DType::F32)?)
+    }
+}
+
+impl TextEncoder {
+    fn build(&self, device: &Device, dtype: DType, read: Read) -> Result<ClipTextModel> {
+        let config = self.config.clone();
+        load_component(
+            &self.dir,
+            "text_encoder",
+            "model",
+            self.variant,
+            device,
+            dtype,
+            read,
+            |vb| ClipTextModel::new(vb, config),
+        )
     }
 }
 

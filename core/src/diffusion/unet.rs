@@ -3,10 +3,11 @@
 //! `norm_num_groups` in plain down/up blocks and uses tanh-GELU in the feed-forward).
 //! Tensor names follow diffusers exactly, so Hub checkpoints load unchanged.
 
-use super::layers::{chunk2_last, conv, group_norm, CrossAttention, ResnetBlock};
+use super::layers::{conv, group_norm, CrossAttention, ResnetBlock};
+use crate::ops::Linear;
 use crate::ops::{Conv, GroupNorm};
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 /// An int or a per-block list in a diffusers config.
@@ -246,21 +247,19 @@ impl TransformerBlock {
             norm2: ln("norm2")?,
             attn2: CrossAttention::new(vb.pp("attn2"), dim, context_dim, heads, dim, false)?,
             norm3: ln("norm3")?,
-            ff_proj: candle_nn::linear(dim, 2 * ff_inner, vb.pp("ff.net.0.proj"))?,
-            ff_out: candle_nn::linear(ff_inner, dim, vb.pp("ff.net.2"))?,
+            ff_proj: Linear::load(vb.pp("ff.net.0.proj"), dim, 2 * ff_inner, true)?,
+            ff_out: Linear::load(vb.pp("ff.net.2"), ff_inner, dim, true)?,
         })
     }
 
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let x = (self.attn1.forward(&self.norm1.forward(x)?, None)? + x)?;
-        let x = (self
+        let x = self.attn1.forward_add(&self.norm1.forward(x)?, None, x)?;
+        let x = self
             .attn2
-            .forward(&self.norm2.forward(&x)?, Some(context))?
-            + x)?;
+            .forward_add(&self.norm2.forward(&x)?, Some(context), &x)?;
         // GEGLU with diffusers' exact (erf) GELU.
-        let (h, gate) = chunk2_last(&self.ff_proj.forward(&self.norm3.forward(&x)?)?)?;
-        let ff = self.ff_out.forward(&(h * gate.gelu_erf()?)?)?;
-        ff + x
+        let h = self.ff_proj.forward_geglu(&self.norm3.forward(&x)?)?;
+        self.ff_out.forward_add(&h, &x)
     }
 }
 
@@ -291,7 +290,7 @@ impl SpatialTransformer {
     ) -> Result<Self> {
         let proj = |name: &str| -> Result<Proj> {
             Ok(if cfg.use_linear_projection {
-                Proj::Linear(candle_nn::linear(ch, ch, vb.pp(name))?)
+                Proj::Linear(Linear::load(vb.pp(name), ch, ch, true)?)
             } else {
                 Proj::Conv(conv(vb.pp(name), ch, ch, 1, 1, 0)?)
             })
@@ -368,8 +367,8 @@ impl UNet {
         let temb = chans[0] * 4;
         let (groups, eps) = (cfg.norm_num_groups, cfg.norm_eps);
         let conv_in = conv(vb.pp("conv_in"), cfg.in_channels, chans[0], 3, 1, 1)?;
-        let time_1 = candle_nn::linear(chans[0], temb, vb.pp("time_embedding.linear_1"))?;
-        let time_2 = candle_nn::linear(temb, temb, vb.pp("time_embedding.linear_2"))?;
+        let time_1 = Linear::load(vb.pp("time_embedding.linear_1"), chans[0], temb, true)?;
+        let time_2 = Linear::load(vb.pp("time_embedding.linear_2"), temb, temb, true)?;
 
         let mut down = Vec::with_capacity(n);
         let mut cin = chans[0];

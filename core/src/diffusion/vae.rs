@@ -3,9 +3,9 @@
 //! from the folder rather than assumed.
 
 use super::layers::{attention, conv, group_norm, ResnetBlock};
-use crate::ops::{Conv, GroupNorm};
+use crate::ops::{Conv, GroupNorm, Linear};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 fn three() -> usize {
@@ -97,10 +97,10 @@ impl PixelAttention {
     fn new(vb: VarBuilder, ch: usize, groups: usize) -> Result<Self> {
         Ok(Self {
             norm: group_norm(vb.pp("group_norm"), groups, ch, 1e-6)?,
-            q: candle_nn::linear(ch, ch, vb.pp("to_q"))?,
-            k: candle_nn::linear(ch, ch, vb.pp("to_k"))?,
-            v: candle_nn::linear(ch, ch, vb.pp("to_v"))?,
-            out: candle_nn::linear(ch, ch, vb.pp("to_out.0"))?,
+            q: Linear::load(vb.pp("to_q"), ch, ch, true)?,
+            k: Linear::load(vb.pp("to_k"), ch, ch, true)?,
+            v: Linear::load(vb.pp("to_v"), ch, ch, true)?,
+            out: Linear::load(vb.pp("to_out.0"), ch, ch, true)?,
         })
     }
 

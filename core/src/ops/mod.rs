@@ -9,11 +9,13 @@
 pub mod attention;
 pub mod conv2d;
 pub mod group_norm;
+pub mod linear;
 mod winograd;
 
 pub use attention::attention;
 pub use conv2d::Conv;
 pub use group_norm::GroupNorm;
+pub use linear::Linear;
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
 

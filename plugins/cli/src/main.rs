@@ -21,6 +21,9 @@ use ttpo::{Candidate, Engine, EngineConfig, Image, Job, Options, RefineStart, Sc
 use ui::{ActiveJob, ProgressMode, StageProgress};
 
 fn main() {
+    // The CLI is a process of our own: let malloc keep freed memory between tensors
+    // (docs/BENCHMARKS.md; never done inside libttpo, which lives in other processes).
+    ttpo::device::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
