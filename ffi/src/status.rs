@@ -59,56 +59,21 @@ impl From<&ttpo::Error> for ttpo_status {
 /// Every status with its name and its description: the one table the strings come from.
 /// Row `i` is the status with value `i` (values are dense from 0; a test checks this and that
 /// the rows match the enum in the generated header).
+#[rustfmt::skip]
 pub const STATUSES: [(ttpo_status, &str, &CStr); 13] = [
     (TTPO_STATUS_OK, "TTPO_STATUS_OK", c"ok"),
-    (
-        TTPO_STATUS_NULL_POINTER,
-        "TTPO_STATUS_NULL_POINTER",
-        c"null pointer argument",
-    ),
-    (
-        TTPO_STATUS_INVALID_ARGUMENT,
-        "TTPO_STATUS_INVALID_ARGUMENT",
-        c"invalid argument",
-    ),
-    (
-        TTPO_STATUS_INVALID_IMAGE,
-        "TTPO_STATUS_INVALID_IMAGE",
-        c"invalid image",
-    ),
-    (
-        TTPO_STATUS_MODEL_NOT_FOUND,
-        "TTPO_STATUS_MODEL_NOT_FOUND",
-        c"model not found",
-    ),
-    (
-        TTPO_STATUS_MODEL_INVALID,
-        "TTPO_STATUS_MODEL_INVALID",
-        c"invalid model files",
-    ),
-    (
-        TTPO_STATUS_UNSUPPORTED,
-        "TTPO_STATUS_UNSUPPORTED",
-        c"unsupported",
-    ),
-    (
-        TTPO_STATUS_INVALID_STATE,
-        "TTPO_STATUS_INVALID_STATE",
-        c"invalid state",
-    ),
+    (TTPO_STATUS_NULL_POINTER, "TTPO_STATUS_NULL_POINTER", c"null pointer argument"),
+    (TTPO_STATUS_INVALID_ARGUMENT, "TTPO_STATUS_INVALID_ARGUMENT", c"invalid argument"),
+    (TTPO_STATUS_INVALID_IMAGE, "TTPO_STATUS_INVALID_IMAGE", c"invalid image"),
+    (TTPO_STATUS_MODEL_NOT_FOUND, "TTPO_STATUS_MODEL_NOT_FOUND", c"model not found"),
+    (TTPO_STATUS_MODEL_INVALID, "TTPO_STATUS_MODEL_INVALID", c"invalid model files"),
+    (TTPO_STATUS_UNSUPPORTED, "TTPO_STATUS_UNSUPPORTED", c"unsupported"),
+    (TTPO_STATUS_INVALID_STATE, "TTPO_STATUS_INVALID_STATE", c"invalid state"),
     (TTPO_STATUS_CANCELLED, "TTPO_STATUS_CANCELLED", c"cancelled"),
-    (
-        TTPO_STATUS_BACKEND,
-        "TTPO_STATUS_BACKEND",
-        c"tensor backend error",
-    ),
+    (TTPO_STATUS_BACKEND, "TTPO_STATUS_BACKEND", c"tensor backend error"),
     (TTPO_STATUS_IO, "TTPO_STATUS_IO", c"input/output error"),
     (TTPO_STATUS_METRIC, "TTPO_STATUS_METRIC", c"metric error"),
-    (
-        TTPO_STATUS_PANIC,
-        "TTPO_STATUS_PANIC",
-        c"internal error (panic)",
-    ),
+    (TTPO_STATUS_PANIC, "TTPO_STATUS_PANIC", c"internal error (panic)"),
 ];
 
 /// A static, NUL-terminated description of a status value (any integer is accepted).
