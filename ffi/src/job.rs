@@ -12,18 +12,26 @@
 //! meanwhile is refused before it touches anything — in particular before it could reset a
 //! pending cancel; `state` guards the data and is taken briefly by queries (`try_lock`: a
 //! query made while a stage runs is refused as busy, never blocks).
+//!
+//! A panic while the state is held (a bug in the engine or here) fails the job for good:
+//! the call returns `TTPO_STATUS_PANIC` with the panic's message, and every later call on
+//! the job returns `TTPO_STATUS_PANIC` saying that an earlier call failed so. The panic may
+//! have left the `ttpo::Job` half-updated (candidates without scores, a choice without
+//! candidates); answering from it could hand out wrong pixels with `TTPO_STATUS_OK`. The
+//! locks do not poison (parking_lot), so the job can still be cancelled, read for its last
+//! error and freed, and the engine — immutable, shared by `Arc` — keeps serving new jobs.
 
 use crate::engine::ttpo_engine;
 use crate::image::{read, ttpo_image, validate, write};
 use crate::options::ttpo_options;
-use crate::panic::{guard, test_hook};
+use crate::panic::{catch, guard, test_hook};
 use crate::status::{
     Failure, FfiResult, LastError, TTPO_STATUS_CANCELLED, TTPO_STATUS_INVALID_STATE,
     TTPO_STATUS_PANIC,
 };
+use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, TryLockError};
 use ttpo::{CancelToken, Selection};
 
 /// Progress: `stage` is a `ttpo_stage` value, `step` of `total` units done, `fraction` =
@@ -81,6 +89,8 @@ struct State {
     alpha: Option<Vec<f32>>,
     callbacks: Callbacks,
     metric_names: Vec<CString>,
+    /// The message of the panic that failed the job (see the module doc).
+    panicked: Option<String>,
 }
 
 /// A job (opaque).
@@ -99,10 +109,12 @@ fn busy() -> Failure {
     )
 }
 
-fn poisoned() -> Failure {
+fn failed_by_panic(message: &str) -> Failure {
     Failure::new(
         TTPO_STATUS_PANIC,
-        "an earlier call on this job failed with an internal error; free the job and make a new one",
+        format!(
+            "this job failed in an earlier call ({message}); its state cannot be trusted: free it and create a new job (the engine is unaffected)"
+        ),
     )
 }
 
@@ -117,12 +129,8 @@ impl Drop for Exclusive<'_> {
 impl ttpo_job {
     /// A query: the state if no stage holds it right now.
     fn with<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
-        let mut g = match self.state.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::WouldBlock) => return Err(busy()),
-            Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
-        };
-        f(&mut g)
+        let mut g = self.state.try_lock().ok_or_else(busy)?;
+        held(&mut g, f)
     }
 
     /// A call that runs or changes the job: refused while another such call is running;
@@ -152,8 +160,7 @@ impl ttpo_job {
 
     /// The state for a call that holds `running`: waits for a query to finish.
     fn locked<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
-        let mut g = self.state.lock().map_err(|_| poisoned())?;
-        f(&mut g)
+        held(&mut self.state.lock(), f)
     }
 
     /// A cancel requested while the call ran wins, even when it came after the last model
@@ -164,6 +171,19 @@ impl ttpo_job {
         }
         Ok(())
     }
+}
+
+/// Runs `f` on the held state of a job that no panic failed; a panic in `f` fails the job
+/// (the mark is set before the lock is released, so no other call sees the state first).
+fn held<T>(s: &mut State, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
+    if let Some(message) = &s.panicked {
+        return Err(failed_by_panic(message));
+    }
+    catch(|| f(s)).inspect_err(|e| {
+        if e.panicked {
+            s.panicked = Some(e.message.clone());
+        }
+    })
 }
 
 unsafe fn job_ref<'a>(job: *const ttpo_job) -> FfiResult<&'a ttpo_job> {
@@ -244,6 +264,7 @@ pub unsafe extern "C" fn ttpo_job_new(
             alpha,
             callbacks: Callbacks::default(),
             metric_names: Vec::new(),
+            panicked: None,
         };
         *out = Box::into_raw(Box::new(ttpo_job {
             cancel: CancelToken::new(),
@@ -704,4 +725,113 @@ pub unsafe extern "C" fn ttpo_job_size(
         *height = h;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{ttpo_engine_free, ttpo_engine_new};
+    use crate::options::*;
+    use crate::status::{TTPO_STATUS_OK, TTPO_STATUS_PANIC};
+    use std::ffi::CStr;
+
+    unsafe fn job_error(job: *const ttpo_job) -> String {
+        CStr::from_ptr(ttpo_job_last_error(job))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// A 16x16 RGBA gradient and a tiny model: the smallest job the engine accepts.
+    unsafe fn tiny_job(engine: *const ttpo_engine, pixels: &mut [u8]) -> *mut ttpo_job {
+        for (i, p) in pixels.iter_mut().enumerate() {
+            *p = (i * 7 % 251) as u8;
+        }
+        let o = ttpo_options_new();
+        assert_eq!(ttpo_options_set_steps(o, 2), TTPO_STATUS_OK as u32);
+        assert_eq!(ttpo_options_set_refine_steps(o, 2), TTPO_STATUS_OK as u32);
+        assert_eq!(
+            ttpo_options_set_strengths(o, [0.4].as_ptr(), 1),
+            TTPO_STATUS_OK as u32
+        );
+        assert_eq!(
+            ttpo_options_set_metrics(o, c"sharpness".as_ptr()),
+            TTPO_STATUS_OK as u32
+        );
+        let mut job = std::ptr::null_mut();
+        let st = ttpo_job_new(engine, o, &image(pixels), &mut job);
+        ttpo_options_free(o);
+        assert_eq!(st, TTPO_STATUS_OK as u32);
+        job
+    }
+
+    fn image(pixels: &mut [u8]) -> ttpo_image {
+        ttpo_image {
+            data: pixels.as_mut_ptr().cast(),
+            width: 16,
+            height: 16,
+            stride: 64,
+            format: 0,
+            layout: 2,
+        }
+    }
+
+    /// A panic inside a job call (forced by the debug-build hook) returns PANIC with its
+    /// message; every later call on that job says it failed by a panic, without blocking or
+    /// claiming to be busy; the engine keeps serving new jobs.
+    #[test]
+    fn a_panic_fails_its_job_and_leaves_the_engine_usable() {
+        let dir = std::env::temp_dir().join(format!("ttpo-ffi-panic-{}", std::process::id()));
+        ttpo::diffusion::tiny::write_tiny_model(&dir, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
+            .unwrap();
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        unsafe {
+            let mut engine = std::ptr::null_mut();
+            assert_eq!(
+                ttpo_engine_new(path.as_ptr(), 1, 0, 0, &mut engine),
+                TTPO_STATUS_OK as u32
+            );
+            let mut pixels = vec![0u8; 16 * 16 * 4];
+            let job = tiny_job(engine, &mut pixels);
+
+            std::env::set_var("TTPO_TEST_FORCE_PANIC", "generate_candidates");
+            let st = ttpo_job_generate_candidates(job);
+            std::env::remove_var("TTPO_TEST_FORCE_PANIC");
+            assert_eq!(st, TTPO_STATUS_PANIC as u32);
+            let first = job_error(job);
+            assert!(
+                first.contains("forced panic at generate_candidates"),
+                "{first}"
+            );
+
+            // Later calls: queries, changes and runs all report the earlier panic.
+            let mut n = 77u32;
+            assert_eq!(
+                ttpo_job_candidate_count(job, &mut n),
+                TTPO_STATUS_PANIC as u32
+            );
+            assert_eq!(n, 77, "no output on failure");
+            let again = job_error(job);
+            assert!(
+                again.contains("failed in an earlier call") && again.contains("forced panic"),
+                "{again}"
+            );
+            assert_eq!(ttpo_job_choose_auto(job), TTPO_STATUS_PANIC as u32);
+            assert_eq!(ttpo_job_generate_candidates(job), TTPO_STATUS_PANIC as u32);
+            assert!(ttpo_job_metric_name(job, 0).is_null());
+            // Cancel and free still work on the failed job.
+            assert_eq!(ttpo_job_cancel(job), TTPO_STATUS_OK as u32);
+            ttpo_job_free(job);
+
+            // The engine is unaffected: a new job runs to the end.
+            let job = tiny_job(engine, &mut pixels);
+            let mut out = vec![0u8; 16 * 16 * 4];
+            assert_eq!(ttpo_job_run(job, &image(&mut out)), TTPO_STATUS_OK as u32);
+            assert_eq!(ttpo_job_candidate_count(job, &mut n), TTPO_STATUS_OK as u32);
+            assert_eq!(n, 2, "the input and one candidate");
+            assert!(out.iter().any(|&v| v != 0), "the output was written");
+            ttpo_job_free(job);
+            ttpo_engine_free(engine);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

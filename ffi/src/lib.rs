@@ -7,6 +7,7 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+pub mod abi;
 pub mod engine;
 pub mod image;
 pub mod job;

@@ -1,9 +1,7 @@
 //! The panic boundary every export goes through: a Rust panic becomes
 //! `TTPO_STATUS_PANIC` plus a message, never an unwind into C.
 
-use crate::status::{
-    set_thread_error, ttpo_status, FfiResult, LastError, TTPO_STATUS_OK, TTPO_STATUS_PANIC,
-};
+use crate::status::{set_thread_error, Failure, FfiResult, LastError, TTPO_STATUS_OK};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -15,24 +13,23 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     format!("internal error: {what}")
 }
 
+/// Runs `f`, turning a panic into a [`Failure::panic`]. Used by [`guard`] and by the job,
+/// which must mark its state before its lock is released (see `job.rs`).
+pub fn catch<T>(f: impl FnOnce() -> FfiResult<T>) -> FfiResult<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Failure::panic(panic_message(p))))
+}
+
 /// Runs `f`; maps its result (or a panic) to a status, recording failures in the thread's
 /// last error and, when given, the handle's.
 pub fn guard(handle_error: Option<&LastError>, f: impl FnOnce() -> FfiResult) -> u32 {
-    let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        Err(crate::status::Failure::new(
-            TTPO_STATUS_PANIC,
-            panic_message(p),
-        ))
-    });
-    match outcome {
+    match catch(f) {
         Ok(()) => TTPO_STATUS_OK as u32,
         Err(failure) => {
             set_thread_error(&failure.message);
             if let Some(h) = handle_error {
                 h.set(&failure.message);
             }
-            let status: ttpo_status = failure.status;
-            status as u32
+            failure.status as u32
         }
     }
 }
@@ -45,10 +42,17 @@ pub fn guard_value<T>(default: T, f: impl FnOnce() -> T) -> T {
     })
 }
 
-/// Test hook: when the environment variable `TTPO_TEST_FORCE_PANIC` equals `site`, panic
-/// here. Lets the C tests prove that a panic is caught at the boundary.
+/// Test hook, compiled into debug builds only (`cargo test`; release libraries never read
+/// the variable): when the environment variable `TTPO_TEST_FORCE_PANIC` equals `site`,
+/// panic here. Lets the tests prove what a panic at the boundary leaves behind.
+#[cfg(debug_assertions)]
 pub fn test_hook(site: &str) {
     if std::env::var("TTPO_TEST_FORCE_PANIC").is_ok_and(|v| v == site) {
         panic!("forced panic at {site} (TTPO_TEST_FORCE_PANIC)");
     }
 }
+
+/// Release builds: no hook.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn test_hook(_site: &str) {}

@@ -1,8 +1,8 @@
 //! The status enum, its strings, and last-error bookkeeping.
 
+use parking_lot::Mutex;
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
-use std::sync::Mutex;
+use std::ffi::{c_char, CStr, CString};
 
 /// Result of every fallible call. Values are fixed forever; new ones are only appended.
 #[repr(u32)]
@@ -56,32 +56,41 @@ impl From<&ttpo::Error> for ttpo_status {
     }
 }
 
+/// Every status with its name and its description: the one table the strings come from.
+/// Row `i` is the status with value `i` (values are dense from 0; a test checks this and that
+/// the rows match the enum in the generated header).
+#[rustfmt::skip]
+pub const STATUSES: [(ttpo_status, &str, &CStr); 13] = [
+    (TTPO_STATUS_OK, "TTPO_STATUS_OK", c"ok"),
+    (TTPO_STATUS_NULL_POINTER, "TTPO_STATUS_NULL_POINTER", c"null pointer argument"),
+    (TTPO_STATUS_INVALID_ARGUMENT, "TTPO_STATUS_INVALID_ARGUMENT", c"invalid argument"),
+    (TTPO_STATUS_INVALID_IMAGE, "TTPO_STATUS_INVALID_IMAGE", c"invalid image"),
+    (TTPO_STATUS_MODEL_NOT_FOUND, "TTPO_STATUS_MODEL_NOT_FOUND", c"model not found"),
+    (TTPO_STATUS_MODEL_INVALID, "TTPO_STATUS_MODEL_INVALID", c"invalid model files"),
+    (TTPO_STATUS_UNSUPPORTED, "TTPO_STATUS_UNSUPPORTED", c"unsupported"),
+    (TTPO_STATUS_INVALID_STATE, "TTPO_STATUS_INVALID_STATE", c"invalid state"),
+    (TTPO_STATUS_CANCELLED, "TTPO_STATUS_CANCELLED", c"cancelled"),
+    (TTPO_STATUS_BACKEND, "TTPO_STATUS_BACKEND", c"tensor backend error"),
+    (TTPO_STATUS_IO, "TTPO_STATUS_IO", c"input/output error"),
+    (TTPO_STATUS_METRIC, "TTPO_STATUS_METRIC", c"metric error"),
+    (TTPO_STATUS_PANIC, "TTPO_STATUS_PANIC", c"internal error (panic)"),
+];
+
 /// A static, NUL-terminated description of a status value (any integer is accepted).
 #[no_mangle]
 pub extern "C" fn ttpo_status_str(status: u32) -> *const c_char {
-    let s: &'static std::ffi::CStr = match status {
-        0 => c"ok",
-        1 => c"null pointer argument",
-        2 => c"invalid argument",
-        3 => c"invalid image",
-        4 => c"model not found",
-        5 => c"invalid model files",
-        6 => c"unsupported",
-        7 => c"invalid state",
-        8 => c"cancelled",
-        9 => c"tensor backend error",
-        10 => c"input/output error",
-        11 => c"metric error",
-        12 => c"internal error (panic)",
-        _ => c"unknown status",
-    };
-    s.as_ptr()
+    STATUSES
+        .get(status as usize)
+        .map_or(c"unknown status", |row| row.2)
+        .as_ptr()
 }
 
 /// A failure: the status plus the message for the last-error strings.
 pub struct Failure {
     pub status: ttpo_status,
     pub message: String,
+    /// A caught panic, not an error the code returned (see `panic::catch`).
+    pub panicked: bool,
 }
 
 impl Failure {
@@ -89,6 +98,13 @@ impl Failure {
         Self {
             status,
             message: message.into(),
+            panicked: false,
+        }
+    }
+    pub fn panic(message: String) -> Self {
+        Self {
+            panicked: true,
+            ..Self::new(TTPO_STATUS_PANIC, message)
         }
     }
     pub fn null(what: &str) -> Self {
@@ -146,14 +162,14 @@ struct Messages {
 
 impl LastError {
     pub fn set(&self, message: &str) {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.0.lock();
         g.latest.clear();
         g.latest.push_str(message);
     }
     /// The latest message, as a pointer valid until this thread reads this handle's error
     /// again or the handle is freed (whatever other threads do meanwhile).
     pub fn ptr(&self) -> *const c_char {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.0.lock();
         let me = std::thread::current().id();
         let latest = c_string(&g.latest);
         let slot = match g.readers.iter().position(|(id, _)| *id == me) {
@@ -170,5 +186,54 @@ impl LastError {
         }
         // The CString's heap buffer does not move when `readers` grows.
         slot.as_ptr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    /// `TTPO_STATUS_<NAME> = <value>` entries of the generated header (which the header test
+    /// keeps equal to the enum above).
+    fn header_statuses() -> Vec<(String, u32)> {
+        let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../include/ttpo.h"))
+            .expect("include/ttpo.h");
+        h.lines()
+            .filter_map(|l| {
+                let (name, value) = l.trim().trim_end_matches(',').split_once(" = ")?;
+                name.starts_with("TTPO_STATUS_")
+                    .then(|| (name.to_string(), value.parse().expect("a number")))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_status_has_one_row_with_its_name_and_a_message() {
+        let header = header_statuses();
+        assert_eq!(header.len(), STATUSES.len(), "header: {header:?}");
+        let mut messages = std::collections::HashSet::new();
+        for (i, (status, name, message)) in STATUSES.iter().enumerate() {
+            assert_eq!(*status as usize, i, "row {i} is {name}");
+            assert_eq!(format!("{status:?}"), *name);
+            assert!(
+                header.contains(&(name.to_string(), i as u32)),
+                "{name} = {i} not in the header"
+            );
+            assert!(
+                !message.is_empty() && messages.insert(*message),
+                "{name}: {message:?}"
+            );
+            let s = unsafe { CStr::from_ptr(ttpo_status_str(i as u32)) };
+            assert_eq!(s, *message);
+        }
+    }
+
+    #[test]
+    fn unknown_values_have_a_string() {
+        for v in [STATUSES.len() as u32, 1000, u32::MAX] {
+            let s = unsafe { CStr::from_ptr(ttpo_status_str(v)) };
+            assert_eq!(s, c"unknown status");
+        }
     }
 }

@@ -2,14 +2,13 @@
 
 use std::ffi::c_char;
 
-/// Major version; the shared library's soname is `libttpo.so.<major>`.
+/// Major version of the library (the soname follows `TTPO_ABI_VERSION`, not this).
 pub const TTPO_VERSION_MAJOR: u32 = 0;
 /// Minor version.
 pub const TTPO_VERSION_MINOR: u32 = 1;
 /// Patch version.
 pub const TTPO_VERSION_PATCH: u32 = 0;
-/// The ABI level: bumped with every incompatible change of the C ABI.
-pub const TTPO_ABI_VERSION: u32 = 1;
+pub use crate::abi::TTPO_ABI_VERSION;
 
 /// Backend bit: the CPU (always present).
 pub const TTPO_BACKEND_CPU: u32 = 1;

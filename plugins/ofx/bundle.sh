@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the OpenFX plug-in (release) and lays out the bundle:
 #   target/release/TTPO.ofx.bundle/Contents/Linux-x86-64/TTPO.ofx      (the plug-in)
-#   target/release/TTPO.ofx.bundle/Contents/Linux-x86-64/libttpo.so.0  (+ libttpo.so link)
+#   target/release/TTPO.ofx.bundle/Contents/Linux-x86-64/libttpo.so.<ABI>  (its soname; + libttpo.so link)
 #   target/release/TTPO.ofx.bundle/Contents/Resources/org.ttpo.TTPO.png
 # TTPO_OFX_ZIGBUILD=x86_64-unknown-linux-gnu.2.28 builds with cargo-zigbuild for that glibc
 # baseline instead (bundle at target/x86_64-unknown-linux-gnu/release/TTPO.ofx.bundle).
@@ -21,8 +21,11 @@ B=$OUT/TTPO.ofx.bundle
 rm -rf "$B.tmp"
 mkdir -p "$B.tmp/Contents/Linux-x86-64" "$B.tmp/Contents/Resources"
 cp "$OUT/libttpo_ofx.so" "$B.tmp/Contents/Linux-x86-64/TTPO.ofx"
-cp "$OUT/libttpo.so" "$B.tmp/Contents/Linux-x86-64/libttpo.so.0"
-ln -s libttpo.so.0 "$B.tmp/Contents/Linux-x86-64/libttpo.so"
+# The library goes in under its soname, libttpo.so.<TTPO_ABI_VERSION>, the name the plug-in
+# looks for (ttpo_sys::TTPO_ABI_VERSION, checked against the header).
+ABI=$(sed -n 's/^#define TTPO_ABI_VERSION \([0-9][0-9]*\)$/\1/p' include/ttpo.h)
+cp "$OUT/libttpo.so" "$B.tmp/Contents/Linux-x86-64/libttpo.so.$ABI"
+ln -s "libttpo.so.$ABI" "$B.tmp/Contents/Linux-x86-64/libttpo.so"
 cargo run --quiet --release -p ttpo-ofx --example make_icon -- "$B.tmp/Contents/Resources/org.ttpo.TTPO.png"
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 cat > "$B.tmp/Contents/Info.plist" <<PLIST

@@ -14,12 +14,15 @@ trap 'rm -rf "$OUT"' EXIT
 cargo build --release -p ttpo-ffi
 cargo build --release -p ttpo --example make_tiny_model
 "$ROOT/target/release/examples/make_tiny_model" "$OUT/tiny" >/dev/null
-# The library's soname is libttpo.so.<major>: give the loader that name.
+# The library's soname is libttpo.so.<ABI level>, the header's TTPO_ABI_VERSION (checked
+# below): give the loader that name.
+ABI=$(sed -n 's/^#define TTPO_ABI_VERSION \([0-9][0-9]*\)$/\1/p' include/ttpo.h)
 LIB=$OUT/lib
-MAJOR=${VERSION%%.*}
 mkdir -p "$LIB"
 ln -s "$ROOT/target/release/libttpo.so" "$LIB/libttpo.so"
-ln -s "$ROOT/target/release/libttpo.so" "$LIB/libttpo.so.$MAJOR"
+ln -s "$ROOT/target/release/libttpo.so" "$LIB/libttpo.so.$ABI"
+echo "== soname: libttpo.so.$ABI (TTPO_ABI_VERSION in include/ttpo.h)"
+readelf -d target/release/libttpo.so | grep -F "Library soname: [libttpo.so.$ABI]" >/dev/null
 
 echo "== header: C99 strict and C++17, included twice"
 printf '#include "ttpo.h"\n#include "ttpo.h"\nint main(void){return TTPO_STATUS_OK;}\n' > "$OUT/h.c"
@@ -80,5 +83,5 @@ bash scripts/install.sh "$OUT/prefix" >/dev/null
 PKG_CONFIG_PATH="$OUT/prefix/lib/pkgconfig" cc -std=c99 tests/c/pkgconfig_probe.c -o "$OUT/probe" \
   $(PKG_CONFIG_PATH="$OUT/prefix/lib/pkgconfig" pkg-config --cflags --libs ttpo) -Wl,-rpath,"$OUT/prefix/lib"
 "$OUT/probe" "$VERSION"
-readelf -d "$OUT/prefix/lib/libttpo.so.$MAJOR" | grep "SONAME.*libttpo.so.$MAJOR" >/dev/null
+readelf -d "$OUT/prefix/lib/libttpo.so.$ABI" | grep -F "Library soname: [libttpo.so.$ABI]" >/dev/null
 echo "C ABI checks passed"

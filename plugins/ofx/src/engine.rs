@@ -6,60 +6,49 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub const FORMAT_U8: u32 = 0;
-pub const FORMAT_U16: u32 = 1;
-pub const FORMAT_F32: u32 = 2;
-pub const LAYOUT_RGB: u32 = 1;
-pub const LAYOUT_RGBA: u32 = 2;
-const STATUS_OK: u32 = 0;
-const STATUS_CANCELLED: u32 = 8;
-const ABI_VERSION: u32 = 1;
-
-#[repr(C)]
-pub struct TtpoImage {
-    pub data: *mut c_void,
-    pub width: u32,
-    pub height: u32,
-    pub stride: isize,
-    pub format: u32,
-    pub layout: u32,
-}
-
-type Engine = c_void;
-type Job = c_void;
-type Options = c_void;
-pub type ProgressFn = unsafe extern "C" fn(*mut c_void, u32, u32, u32, f64);
-pub type CancelFn = unsafe extern "C" fn(*mut c_void) -> i32;
+// The C ABI comes from ttpo-sys (checked against include/ttpo.h), never copied here.
+use ttpo_sys::{
+    pfn, ttpo_engine as Engine, ttpo_job as Job, TTPO_ABI_VERSION, TTPO_STATUS_CANCELLED,
+    TTPO_STATUS_OK as STATUS_OK,
+};
+pub use ttpo_sys::{
+    ttpo_image as TtpoImage, TTPO_FORMAT_F32 as FORMAT_F32, TTPO_FORMAT_U16 as FORMAT_U16,
+    TTPO_FORMAT_U8 as FORMAT_U8, TTPO_LAYOUT_RGB as LAYOUT_RGB, TTPO_LAYOUT_RGBA as LAYOUT_RGBA,
+};
 
 /// The libttpo functions the plug-in calls.
 pub struct Api {
     _lib: libloading::Library,
     #[allow(dead_code)]
     pub path: PathBuf,
-    engine_new: unsafe extern "C" fn(*const c_char, u32, u32, u32, *mut *mut Engine) -> u32,
-    engine_free: unsafe extern "C" fn(*mut Engine),
-    job_new:
-        unsafe extern "C" fn(*const Engine, *const Options, *const TtpoImage, *mut *mut Job) -> u32,
-    job_free: unsafe extern "C" fn(*mut Job),
-    job_last_error: unsafe extern "C" fn(*const Job) -> *const c_char,
-    job_set_progress: unsafe extern "C" fn(*mut Job, Option<ProgressFn>, *mut c_void) -> u32,
-    job_set_cancel: unsafe extern "C" fn(*mut Job, Option<CancelFn>, *mut c_void) -> u32,
-    job_generate: unsafe extern "C" fn(*mut Job) -> u32,
-    job_candidate_count: unsafe extern "C" fn(*const Job, *mut u32) -> u32,
-    job_candidate_image: unsafe extern "C" fn(*const Job, u32, *const TtpoImage) -> u32,
-    job_choose: unsafe extern "C" fn(*mut Job, u32, u32) -> u32,
-    job_choose_auto: unsafe extern "C" fn(*mut Job) -> u32,
-    job_refine: unsafe extern "C" fn(*mut Job, *const TtpoImage) -> u32,
-    options_new: unsafe extern "C" fn() -> *mut Options,
-    options_free: unsafe extern "C" fn(*mut Options),
-    options_set_seed: unsafe extern "C" fn(*mut Options, u64) -> u32,
-    options_set_steps: unsafe extern "C" fn(*mut Options, u32) -> u32,
-    options_set_refine_steps: unsafe extern "C" fn(*mut Options, u32) -> u32,
-    options_set_strengths: unsafe extern "C" fn(*mut Options, *const f64, usize) -> u32,
-    options_set_metrics: unsafe extern "C" fn(*mut Options, *const c_char) -> u32,
-    status_str: unsafe extern "C" fn(u32) -> *const c_char,
-    last_error: unsafe extern "C" fn() -> *const c_char,
-    version_api: unsafe extern "C" fn() -> u32,
+    engine_new: pfn::ttpo_engine_new,
+    engine_free: pfn::ttpo_engine_free,
+    job_new: pfn::ttpo_job_new,
+    job_free: pfn::ttpo_job_free,
+    job_last_error: pfn::ttpo_job_last_error,
+    job_set_progress: pfn::ttpo_job_set_progress_callback,
+    job_set_cancel: pfn::ttpo_job_set_cancel_callback,
+    job_generate: pfn::ttpo_job_generate_candidates,
+    job_candidate_count: pfn::ttpo_job_candidate_count,
+    job_candidate_image: pfn::ttpo_job_candidate_image,
+    job_choose: pfn::ttpo_job_choose,
+    job_choose_auto: pfn::ttpo_job_choose_auto,
+    job_refine: pfn::ttpo_job_refine,
+    options_new: pfn::ttpo_options_new,
+    options_free: pfn::ttpo_options_free,
+    options_set_seed: pfn::ttpo_options_set_seed,
+    options_set_steps: pfn::ttpo_options_set_steps,
+    options_set_refine_steps: pfn::ttpo_options_set_refine_steps,
+    options_set_strengths: pfn::ttpo_options_set_strengths,
+    options_set_metrics: pfn::ttpo_options_set_metrics,
+    status_str: pfn::ttpo_status_str,
+    last_error: pfn::ttpo_last_error,
+    version_api: pfn::ttpo_version_api,
+}
+
+/// The file name the loader knows libttpo by: its soname, `libttpo.so.<ABI level>`.
+pub fn soname() -> String {
+    format!("libttpo.so.{TTPO_ABI_VERSION}")
 }
 
 unsafe fn cstr(p: *const c_char) -> String {
@@ -107,9 +96,9 @@ impl Api {
             _lib: lib,
         };
         let abi = (api.version_api)();
-        if abi != ABI_VERSION {
+        if abi != TTPO_ABI_VERSION {
             return Err(format!(
-                "{}: ABI level {abi}, this plug-in needs {ABI_VERSION}",
+                "{}: ABI level {abi}, this plug-in needs {TTPO_ABI_VERSION}",
                 path.display()
             ));
         }
@@ -130,7 +119,7 @@ impl Api {
             }
         };
         EngineError {
-            cancelled: status == STATUS_CANCELLED,
+            cancelled: status == TTPO_STATUS_CANCELLED,
             message: format!("{what}: {detail}"),
         }
     }
@@ -166,8 +155,8 @@ fn own_dir() -> Option<PathBuf> {
 
 static API: Mutex<Option<&'static Api>> = Mutex::new(None);
 
-/// Loads libttpo once per process: `$TTPO_LIBRARY`, else `libttpo.so.0` / `libttpo.so` next
-/// to the plug-in binary. A failure is not remembered (the next render tries again).
+/// Loads libttpo once per process: `$TTPO_LIBRARY`, else [`soname`] / `libttpo.so` next to
+/// the plug-in binary. A failure is not remembered (the next render tries again).
 pub fn api() -> Result<&'static Api, String> {
     let mut g = API.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(a) = *g {
@@ -178,7 +167,7 @@ pub fn api() -> Result<&'static Api, String> {
     {
         Some(p) => vec![PathBuf::from(p)],
         None => match own_dir() {
-            Some(d) => vec![d.join("libttpo.so.0"), d.join("libttpo.so")],
+            Some(d) => vec![d.join(soname()), d.join("libttpo.so")],
             None => vec![],
         },
     };
@@ -202,11 +191,11 @@ pub fn api() -> Result<&'static Api, String> {
     ))
 }
 
-struct Ptr(*mut c_void);
-unsafe impl Send for Ptr {}
+struct Ptr<T>(*mut T);
+unsafe impl<T> Send for Ptr<T> {}
 
 /// The engine (one per process, for the last model folder asked for).
-static ENGINE: Mutex<Option<(String, Ptr)>> = Mutex::new(None);
+static ENGINE: Mutex<Option<(String, Ptr<Engine>)>> = Mutex::new(None);
 
 fn engine(api: &Api, model_dir: &str) -> Result<*mut Engine, EngineError> {
     let mut g = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
@@ -281,7 +270,7 @@ unsafe extern "C" fn progress_cb(user: *mut c_void, stage: u32, _s: u32, _t: u32
 
 /// A job with its candidates (RGBA f32, top row first) and its refined results by choice.
 pub struct Entry {
-    job: Ptr,
+    job: Ptr<Job>,
     pub candidates: Vec<Arc<Vec<f32>>>,
     refined: HashMap<Option<(u32, u32)>, Arc<Vec<f32>>>,
 }

@@ -1,8 +1,9 @@
 //! TTPO as an OpenFX image-effect plug-in (`TTPO.ofx.bundle`).
 //!
 //! Describe actions never touch the engine: libttpo is loaded with libloading at the first
-//! render, from the bundle (`Contents/Linux-x86-64/libttpo.so.0`) or `$TTPO_LIBRARY`. One engine
-//! per process is shared by all instances; results are cached by (input hash, parameters).
+//! render, from the bundle (`Contents/Linux-x86-64/libttpo.so.<ABI level>`) or
+//! `$TTPO_LIBRARY`. One engine per process is shared by all instances; results are cached
+//! by (input hash, parameters).
 //! Every entry point runs behind `catch_unwind`: a panic never unwinds into the host.
 
 mod engine;
