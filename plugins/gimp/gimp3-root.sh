@@ -25,7 +25,7 @@ gimp3_setup() {
   target/release/examples/make_tiny_model "$W/tiny" >/dev/null
   cp "${PHOTO:?}" "$W/photo.png"
   inroot "$GIMP3_DIR/src/plugins/gimp/install.sh" 3 >/dev/null
-  test -x "$W/profile/plug-ins/ttpo/ttpo" && test -f "$W/profile/plug-ins/ttpo/libttpo.so.0"
+  test -x "$W/profile/plug-ins/ttpo/ttpo" && test -f "$W/profile/plug-ins/ttpo/libttpo.so.1"
 }
 
 inroot() {

@@ -2,7 +2,7 @@
 # Builds and installs the TTPO GIMP plug-in.
 #   plugins/gimp/install.sh 2.10   -> ${GIMP2_DIRECTORY:-~/.config/GIMP/2.10}/plug-ins/ttpo/
 #   plugins/gimp/install.sh 3      -> ${GIMP3_DIRECTORY:-~/.config/GIMP/3.0}/plug-ins/ttpo/
-# The folder gets the plug-in (named ttpo, as GIMP requires) and libttpo.so.0 next to it
+# The folder gets the plug-in (named ttpo, as GIMP requires) and libttpo.so.<ABI> next to it
 # (found through rpath $ORIGIN). Needs a C compiler, pkg-config and libgimp2.0-dev (2.10)
 # or libgimp-3.0-dev (3). TTPO_LIB=/path/libttpo.so uses a prebuilt library instead of
 # running `cargo build --release -p ttpo-ffi` (e.g. inside a chroot without Rust);
@@ -23,13 +23,15 @@ fi
 pkg-config --exists "$PKG" || { echo "error: pkg-config cannot find $PKG (install the GIMP plug-in SDK)" >&2; exit 1; }
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
-# Link against the library under its soname so the plug-in asks for libttpo.so.0.
-cp "$TTPO_LIB" "$BUILD/libttpo.so.0"
-ln -s libttpo.so.0 "$BUILD/libttpo.so"
+# The library's soname is libttpo.so.<TTPO_ABI_VERSION> (include/ttpo.h); the plug-in asks
+# for that name, so it is installed under it.
+ABI=$(sed -n 's/^#define TTPO_ABI_VERSION \([0-9][0-9]*\)$/\1/p' "$ROOT/include/ttpo.h")
+cp "$TTPO_LIB" "$BUILD/libttpo.so.$ABI"
+ln -s "libttpo.so.$ABI" "$BUILD/libttpo.so"
 ${CC:-cc} -O2 -Wall -Wextra -Wno-deprecated-declarations -Wno-ignored-qualifiers -I"$ROOT/include" -I"$HERE" \
   "$HERE/$SRC" "$HERE/ttpo-common.c" "$HERE/ttpo-ui.c" -o "$BUILD/ttpo" \
   $(pkg-config --cflags --libs "$PKG") -L"$BUILD" -lttpo -lm -Wl,-rpath,'$ORIGIN'
 mkdir -p "$DEST"
 install -m 755 "$BUILD/ttpo" "$DEST/ttpo"
-install -m 644 "$BUILD/libttpo.so.0" "$DEST/libttpo.so.0"
+install -m 644 "$BUILD/libttpo.so.$ABI" "$DEST/libttpo.so.$ABI"
 echo "$DEST"

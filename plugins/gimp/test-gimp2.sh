@@ -19,7 +19,7 @@ export GIMP2_DIRECTORY=$T/profile
 mkdir -p "$GIMP2_DIRECTORY/gradients"
 plugins/gimp/install.sh 2.10 >/dev/null
 test -x "$GIMP2_DIRECTORY/plug-ins/ttpo/ttpo"
-test -f "$GIMP2_DIRECTORY/plug-ins/ttpo/libttpo.so.0"
+test -f "$GIMP2_DIRECTORY/plug-ins/ttpo/libttpo.so.1"
 cargo build --release -p ttpo --example make_tiny_model >&2
 target/release/examples/make_tiny_model "$T/tiny" >/dev/null
 cp "$PHOTO" "$T/photo.png"
