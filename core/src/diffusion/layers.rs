@@ -59,20 +59,20 @@ impl ResnetBlock {
 
     /// `x`: (B, C, H, W); `temb`: (B, T) when the block has a time projection.
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
+        let n1 = self.norm1.forward_silu(x)?;
+        // The time embedding and the skip are added inside the convolutions.
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => {
                 let t = proj.forward(&t.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
-                h.broadcast_add(&t)?
+                self.conv1.forward_add(&n1, &t)?
             }
-            _ => h,
+            _ => self.conv1.forward(&n1)?,
         };
-        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
             None => x.clone(),
         };
-        skip + h
+        self.conv2.forward_add(&self.norm2.forward_silu(&h)?, &skip)
     }
 }
 

@@ -106,15 +106,27 @@ impl Conv {
     /// UNet's upsamplers); on the CPU the upsampled input is never materialised.
     pub fn forward_upsample2(&self, x: &Tensor) -> Result<Tensor> {
         if cpu_f32(x) && cpu_f32(self.inner.weight()) {
-            self.forward_cpu(x, 2)
+            self.forward_cpu(x, 2, None)
         } else {
             let (_, _, h, w) = x.dims4()?;
             self.inner.forward(&x.upsample_nearest2d(2 * h, 2 * w)?)
         }
     }
 
-    /// `up`: nearest-neighbour upsampling factor applied to `x` first (1 or 2).
-    fn forward_cpu(&self, x: &Tensor, up: usize) -> Result<Tensor> {
+    /// The convolution plus `add`, which is either shaped like the output (a residual) or
+    /// (B, Cout, 1, 1) (a per-image channel offset: the UNet's time embedding). On the CPU
+    /// the gemm accumulates on top of bias + `add`, so the sum costs no pass of its own.
+    pub fn forward_add(&self, x: &Tensor, add: &Tensor) -> Result<Tensor> {
+        if cpu_f32(x) && cpu_f32(self.inner.weight()) && cpu_f32(add) {
+            self.forward_cpu(x, 1, Some(add))
+        } else {
+            self.inner.forward(x)?.broadcast_add(add)
+        }
+    }
+
+    /// `up`: nearest-neighbour upsampling factor applied to `x` first (1 or 2); `add`: see
+    /// [`Conv::forward_add`].
+    fn forward_cpu(&self, x: &Tensor, up: usize, add: Option<&Tensor>) -> Result<Tensor> {
         let (b, cin, hs, ws) = x.dims4()?;
         let (h, w) = (hs * up, ws * up);
         if cin != self.cin {
@@ -131,13 +143,40 @@ impl Conv {
             Some(t) => Some(t.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?),
             None => None,
         };
-        // The bias first; the gemm accumulates on top of it.
-        if let Some(bias) = &bias {
-            out.par_chunks_mut(plane)
-                .enumerate()
-                .for_each(|(i, row)| row.fill(bias[i % cout]));
+        // The bias (and `add`) first; the gemm accumulates on top of it.
+        let bias_of = |i: usize| bias.as_ref().map_or(0.0, |b| b[i % cout]);
+        match add {
+            None => {
+                if bias.is_some() {
+                    out.par_chunks_mut(plane)
+                        .enumerate()
+                        .for_each(|(i, row)| row.fill(bias_of(i)));
+                }
+            }
+            Some(a) if a.dims() == [b, cout, 1, 1] => {
+                let a = a.flatten_all()?.to_vec1::<f32>()?;
+                out.par_chunks_mut(plane)
+                    .enumerate()
+                    .for_each(|(i, row)| row.fill(bias_of(i) + a[i]));
+            }
+            Some(a) if a.dims() == [b, cout, ho, wo] => {
+                with_f32(a, |a| {
+                    out.par_chunks_mut(plane)
+                        .zip(a.par_chunks(plane))
+                        .enumerate()
+                        .for_each(|(i, (row, a))| {
+                            let c = bias_of(i);
+                            row.iter_mut().zip(a).for_each(|(o, a)| *o = a + c);
+                        })
+                })?;
+            }
+            Some(a) => candle_core::bail!(
+                "conv: cannot add {:?} to an output of {:?}",
+                a.dims(),
+                [b, cout, ho, wo]
+            ),
         }
-        let read_dst = bias.is_some();
+        let read_dst = bias.is_some() || add.is_some();
         let kk = cin * k * k;
         let par = gemm::Parallelism::Rayon(threads());
         let winograd = k == 3
@@ -314,7 +353,7 @@ pub(crate) unsafe fn gemm_f32(
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if cpu_f32(x) && cpu_f32(self.inner.weight()) {
-            self.forward_cpu(x, 1)
+            self.forward_cpu(x, 1, None)
         } else {
             self.inner.forward(x)
         }
@@ -389,6 +428,32 @@ mod tests {
             let want = conv.candle().forward(&up).unwrap();
             let (d, m) = max_diff(&conv.forward_upsample2(&x).unwrap(), &want);
             assert!(d <= 2e-6 * m.max(1.0), "case {i}: differs by {d}");
+        }
+    }
+
+    #[test]
+    fn residual_and_channel_offsets_are_added() {
+        // im2col, 1x1 and Winograd paths; a residual and a (B, C, 1, 1) offset; no bias.
+        for (i, &(cin, cout, k, p, winograd, bias)) in [
+            (5, 7, 3, 1, false, true),
+            (6, 4, 1, 0, false, false),
+            (9, 11, 3, 1, true, true),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut conv = layer(90 + i as u64, cin, cout, k, 1, p, bias);
+            if winograd {
+                conv = conv.with_winograd_from(0);
+            }
+            let x = rand(95 + i as u64, &[2, cin, 10, 9]);
+            let y = conv.candle().forward(&x).unwrap();
+            for add in [rand(97, y.dims()), rand(98, &[2, cout, 1, 1])] {
+                let want = y.broadcast_add(&add).unwrap();
+                let (d, m) = max_diff(&conv.forward_add(&x, &add).unwrap(), &want);
+                assert!(d <= 2e-6 * m.max(1.0), "{i}: {d} of {m}");
+            }
+            assert!(conv.forward_add(&x, &rand(99, &[2, cout, 1, 9])).is_err());
         }
     }
 

@@ -217,10 +217,7 @@ mod tests {
             let x = rand(20 + i as u64, dims);
             let (d, m) = max_diff(&l.forward(&x).unwrap(), &l.candle().forward(&x).unwrap());
             assert!(d <= 2e-6 * m.max(1.0), "{dims:?}: {d} of {m}");
-            let r = rand(
-                30 + i as u64,
-                l.candle().forward(&x).unwrap().dims(),
-            );
+            let r = rand(30 + i as u64, l.candle().forward(&x).unwrap().dims());
             let want = (l.candle().forward(&x).unwrap() + &r).unwrap();
             let (d, m) = max_diff(&l.forward_add(&x, &r).unwrap(), &want);
             assert!(d <= 2e-6 * m.max(1.0), "residual {dims:?}: {d} of {m}");
