@@ -26,6 +26,7 @@ pub mod image;
 pub mod lpips;
 pub mod noise;
 pub mod ops;
+pub mod options;
 pub mod pipeline;
 pub mod preference;
 pub mod progress;
@@ -36,9 +37,8 @@ pub use device::{DeviceChoice, Precision};
 pub use error::{Error, Result};
 pub use guidance::{RefineParams, RefineStart};
 pub use image::{Decoded, Image, PadMode, DEFAULT_MAX_PIXELS};
-pub use pipeline::{
-    Candidate, Engine, EngineConfig, Job, Options, Selection, Timings, DEFAULT_PROMPT,
-};
+pub use options::{Options, Preset, ScoringOptions, DEFAULT_PROMPT};
+pub use pipeline::{Candidate, Engine, EngineConfig, Job, Selection, Timings};
 pub use preference::{Fusion, Metric, Scores};
 pub use progress::{CancelToken, Progress, Stage};
 pub use tiling::{TilePlan, Tiling};

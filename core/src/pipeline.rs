@@ -9,20 +9,18 @@ use crate::diffusion::scheduler::Ddim;
 use crate::diffusion::sd::{StableDiffusion, Variant};
 use crate::diffusion::{Backbone, Prompts};
 use crate::error::{Error, Result};
-use crate::guidance::{guided_denoise, RefineParams, RefineStart, Targets};
-use crate::image::{Image, PadMode};
+use crate::guidance::{guided_denoise, RefineStart, Targets};
+use crate::image::Image;
 use crate::noise::NoiseStream;
-use crate::preference::{score_all, Fusion, Metric, Scores};
+pub use crate::options::{Options, DEFAULT_PROMPT};
+use crate::preference::{score_all, Metric, Scores};
 use crate::progress::{CancelToken, Progress, Stage, Ticker};
 use crate::quality;
-use crate::tiling::{TilePlan, Tiler, Tiling};
+use crate::tiling::{TilePlan, Tiler};
 use candle_core::{DType, Device, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The default quality prompt of the reproduction.
-pub const DEFAULT_PROMPT: &str = "Cinematic, high-contrast, photo-realistic, 8k, ultra HD, meticulous detailing, hyper sharpness, perfect without deformations.";
 
 /// How to load an engine.
 #[derive(Clone, Debug, Default)]
@@ -108,75 +106,6 @@ impl Engine {
     }
 }
 
-/// Everything a job can be told.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
-    /// Prompt for both the candidates and the refinement.
-    pub prompt: String,
-    /// Negative prompt (the unconditional branch of CFG).
-    pub negative_prompt: String,
-    /// img2img strengths of Stage I, each in [0, 1].
-    pub strengths: Vec<f64>,
-    /// Seeds per strength (candidate seeds are `seed`, `seed + 1`, ...).
-    pub seeds_per_strength: usize,
-    /// The job seed: all randomness derives from it.
-    pub seed: u64,
-    /// Scheduler steps of Stage I.
-    pub steps: usize,
-    /// Classifier-free guidance scale (1 disables CFG).
-    pub cfg_scale: f64,
-    /// DDIM eta for Stage I.
-    pub eta: f64,
-    /// Most latents per model call, CFG halves included.
-    pub max_batch: usize,
-    /// Score fusion.
-    pub fusion: Fusion,
-    /// Metric names; empty = the default set for what is available.
-    pub metrics: Vec<String>,
-    /// BRISQUE model file (the LIVE `allmodel`), enabling `brisque`.
-    pub brisque_model: Option<PathBuf>,
-    /// A Hugging Face-layout CLIP folder (ViT-B/32, ViT-L/14, ...), enabling `clipiqa`
-    /// (and adding it to the default set).
-    pub clip_model: Option<PathBuf>,
-    /// Stage III.
-    pub refine: RefineParams,
-    /// Border extension to the latent multiple.
-    pub pad_mode: PadMode,
-    /// Largest input (width x height) accepted. Memory grows with it (every candidate is
-    /// kept as an f32 RGB image: 12 bytes per pixel each); the networks see tiles.
-    pub max_pixels: usize,
-    /// Tile sizes and the memory budget for images larger than one tile.
-    pub tiling: Tiling,
-    /// Stage II scores candidates larger than this many pixels on a box-filtered
-    /// downscale (the same integer factor for all of them); see docs/TILING.md.
-    pub metric_max_pixels: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            prompt: DEFAULT_PROMPT.into(),
-            negative_prompt: String::new(),
-            strengths: vec![0.10, 0.15, 0.20, 0.25, 0.30],
-            seeds_per_strength: 1,
-            seed: 0,
-            steps: 50,
-            cfg_scale: 7.5,
-            eta: 0.0,
-            max_batch: 8,
-            fusion: Fusion::ZScore,
-            metrics: Vec::new(),
-            brisque_model: None,
-            clip_model: None,
-            refine: RefineParams::default(),
-            pad_mode: PadMode::Reflect,
-            max_pixels: 64 * 1024 * 1024,
-            tiling: Tiling::default(),
-            metric_max_pixels: 1024 * 1024,
-        }
-    }
-}
-
 /// The smallest input side a job accepts. Below it no quality metric can judge a candidate
 /// (PIQE and BRISQUE work on 16-pixel blocks), so such a job would run all of Stage I only
 /// to fail in Stage II; it is refused up front as a bad image instead.
@@ -208,50 +137,6 @@ impl Options {
             ))),
             _ => Ok(()),
         }
-    }
-}
-
-impl Options {
-    /// Checks every field's range.
-    pub fn validate(&self) -> Result<()> {
-        if self.strengths.is_empty() {
-            return Err(Error::option(
-                "strengths",
-                "at least one strength is needed",
-            ));
-        }
-        for &s in &self.strengths {
-            Ddim::img2img_start(self.steps.max(1), s)?;
-        }
-        if self.seeds_per_strength == 0 || self.seeds_per_strength > 64 {
-            return Err(Error::option("seeds_per_strength", "must be in 1..=64"));
-        }
-        if self.steps == 0 || self.steps > 1000 {
-            return Err(Error::option(
-                "steps",
-                format!("must be in 1..=1000, got {}", self.steps),
-            ));
-        }
-        if !self.cfg_scale.is_finite() || self.cfg_scale < 0.0 {
-            return Err(Error::option("cfg_scale", "must be finite and >= 0"));
-        }
-        if !self.eta.is_finite() || !(0.0..=1.0).contains(&self.eta) {
-            return Err(Error::option("eta", "must be in [0, 1]"));
-        }
-        if self.max_batch == 0 {
-            return Err(Error::option("max_batch", "must be at least 1"));
-        }
-        if self.max_pixels == 0 {
-            return Err(Error::option("max_pixels", "must be positive"));
-        }
-        if self.metric_max_pixels < 64 * 64 {
-            return Err(Error::option(
-                "metric_max_pixels",
-                "must be at least 4096 (64 x 64)",
-            ));
-        }
-        self.tiling.validate()?;
-        self.refine.validate()
     }
 }
 
@@ -338,7 +223,7 @@ impl Job {
         // The working canvas (padded to the model's native size) is what is kept per image.
         options.check_host_memory(canvas.0, canvas.1)?;
         tracing::debug!(?canvas, backbone = first.name(), "job canvas");
-        let metrics = quality::build_metrics(&options)?;
+        let metrics = quality::build_metrics(&options.scoring)?;
         let n = engine.backbones.len();
         Ok(Self {
             engine,
@@ -569,7 +454,7 @@ impl Job {
         let factor = metric_downscale_factor(
             first.width(),
             first.height(),
-            self.options.metric_max_pixels,
+            self.options.scoring.metric_max_pixels,
         );
         let small: Option<Vec<Image>> = (factor > 1).then(|| {
             self.candidates
@@ -581,7 +466,12 @@ impl Job {
             Some(small) => small.iter().collect(),
             None => self.candidates.iter().map(|c| &c.image).collect(),
         };
-        let scores = score_all(&self.metrics, &images, self.options.fusion, &mut ticker)?;
+        let scores = score_all(
+            &self.metrics,
+            &images,
+            self.options.scoring.fusion,
+            &mut ticker,
+        )?;
         self.choice = Some((scores.preferred, scores.dispreferred));
         self.scores = Some(scores);
         self.timings.scoring = start.elapsed().as_secs_f64();

@@ -16,7 +16,8 @@ pub trait Metric: Send + Sync {
 }
 
 /// How per-metric scores are combined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Fusion {
     /// Mean over metrics of z-scores across candidates (population std; a metric with zero
     /// spread contributes 0), sign-flipped for lower-is-better metrics.

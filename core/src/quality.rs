@@ -1,19 +1,19 @@
 //! The built-in no-reference metrics for Stage II, resolved from option names.
 //!
-//! Default set (when [`Options::metrics`] is empty): NIQE + PIQE, plus BRISQUE when a model
-//! is configured ([`Options::brisque_model`]) and CLIP-IQA when CLIP weights are
-//! ([`Options::clip_model`]). A metric that cannot score an image (NIQE
+//! Default set (when [`ScoringOptions::metrics`] is empty): NIQE + PIQE, plus BRISQUE when a model
+//! is configured ([`ScoringOptions::brisque_model`]) and CLIP-IQA when CLIP weights are
+//! ([`ScoringOptions::clip_model`]). A metric that cannot score an image (NIQE
 //! needs 96x96 pixels) is dropped from the fusion and reported in [`crate::Scores::dropped`].
 //! `sharpness` (Laplacian energy) is available by name; it is cheap and defined for any size.
 
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::pipeline::Options;
+use crate::options::ScoringOptions;
 use crate::preference::{Metric, Sharpness};
 use std::path::Path;
 use ttpo_metrics::{BrisqueModel, MetricError, RgbView};
 
-/// Names accepted in [`Options::metrics`].
+/// Names accepted in [`ScoringOptions::metrics`].
 pub const METRIC_NAMES: &[&str] = &["niqe", "piqe", "brisque", "clipiqa", "sharpness"];
 
 fn metric_error(metric: &str, e: MetricError) -> Error {
@@ -91,7 +91,7 @@ impl Metric for Brisque {
 }
 
 /// The metric objects for `options` (the default set when none are named).
-pub fn build_metrics(options: &Options) -> Result<Vec<Box<dyn Metric>>> {
+pub fn build_metrics(options: &ScoringOptions) -> Result<Vec<Box<dyn Metric>>> {
     let names: Vec<String> = if options.metrics.is_empty() {
         let mut d = vec!["niqe".to_string(), "piqe".to_string()];
         if options.brisque_model.is_some() {

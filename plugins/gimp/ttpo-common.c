@@ -4,13 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-const TtpoPreset ttpo_presets[] = {
-    {"Fast", 10, "0.1,0.3"},
-    {"Balanced", 25, "0.1,0.2,0.3"},
-    {"Best quality", 50, "0.1,0.2,0.3,0.4"},
-    {"Custom", 0, NULL},
-};
-const int ttpo_n_presets = (int)(sizeof ttpo_presets / sizeof ttpo_presets[0]);
+/* The engine's presets (one list for every surface), then Custom. */
+int ttpo_n_presets(void) {
+    int n = 0;
+    while (ttpo_preset_name((uint32_t)n)) n++;
+    return n + 1;
+}
+
+const char *ttpo_preset_menu_label(int index) {
+    const char *label = index >= 0 ? ttpo_preset_label((uint32_t)index) : NULL;
+    return label ? label : "Custom";
+}
 
 void ttpo_params_defaults(TtpoParams *p) {
     memset(p, 0, sizeof *p);
@@ -23,40 +27,42 @@ void ttpo_params_defaults(TtpoParams *p) {
 }
 
 void ttpo_params_apply_preset(TtpoParams *p, int index) {
-    if (index < 0 || index >= ttpo_n_presets) index = ttpo_n_presets - 1;
+    int n = ttpo_n_presets();
+    if (index < 0 || index >= n) index = n - 1;
     p->preset = index;
-    if (ttpo_presets[index].strengths) {
-        p->steps = ttpo_presets[index].steps;
-        g_strlcpy(p->strengths, ttpo_presets[index].strengths, sizeof p->strengths);
+    if (index == n - 1) return; /* Custom */
+    /* Read the preset's values back from an options object it was applied to. */
+    ttpo_options *o = ttpo_options_new();
+    double s[64];
+    size_t count = 0;
+    uint32_t steps = 0;
+    if (o && ttpo_options_apply_preset(o, ttpo_preset_name((uint32_t)index)) == TTPO_STATUS_OK &&
+        ttpo_options_get_steps(o, &steps) == TTPO_STATUS_OK &&
+        ttpo_options_get_strengths(o, s, G_N_ELEMENTS(s), &count) == TTPO_STATUS_OK) {
+        GString *text = g_string_new(NULL);
+        for (size_t i = 0; i < count; i++) {
+            char num[G_ASCII_DTOSTR_BUF_SIZE];
+            g_string_append_printf(text, "%s%s", i ? "," : "", g_ascii_formatd(num, sizeof num, "%g", s[i]));
+        }
+        p->steps = (gint32)steps;
+        g_strlcpy(p->strengths, text->str, sizeof p->strengths);
+        g_string_free(text, TRUE);
     }
+    ttpo_options_free(o);
 }
 
-int ttpo_parse_strengths(const char *text, double *out, int max, char **error) {
-    int n = 0;
-    gchar **parts = g_strsplit(text ? text : "", ",", -1);
-    for (gchar **s = parts; *s; s++) {
-        gchar *item = g_strstrip(*s);
-        if (!*item) continue;
-        char *end = NULL;
-        double v = g_ascii_strtod(item, &end);
-        if (*end || !isfinite(v) || v < 0.0 || v > 1.0) {
-            *error = g_strdup_printf("invalid strength \"%s\" (expected numbers in 0..1, e.g. \"0.1,0.2,0.3\")", item);
-            g_strfreev(parts);
-            return -1;
-        }
-        if (n == max) {
-            *error = g_strdup_printf("too many strengths (at most %d)", max);
-            g_strfreev(parts);
-            return -1;
-        }
-        out[n++] = v;
+gboolean ttpo_check_strengths(const char *text, char **error) {
+    ttpo_options *o = ttpo_options_new();
+    if (!o) {
+        *error = g_strdup("out of memory");
+        return FALSE;
     }
-    g_strfreev(parts);
-    if (n == 0) {
-        *error = g_strdup("no strengths given (expected e.g. \"0.1,0.2,0.3\")");
-        return -1;
-    }
-    return n;
+    uint32_t st = ttpo_options_set_strengths_str(o, text ? text : "");
+    if (st != TTPO_STATUS_OK)
+        *error = g_strdup_printf("Invalid strengths \"%s\": %s (expected numbers in 0..1, e.g. \"0.1,0.2,0.3\")",
+                                 text ? text : "", ttpo_last_error());
+    ttpo_options_free(o);
+    return st == TTPO_STATUS_OK;
 }
 
 guchar *ttpo_thumbnail(const float *rgba, guint w, guint h, int max_side, int *tw, int *th) {
@@ -180,10 +186,8 @@ static gpointer worker(gpointer data) {
     TtpoTask *t = data;
     uint32_t st;
     if (t->phase != TTPO_PHASE_REFINE && !t->job) {
-        double strengths[TTPO_MAX_STRENGTHS];
         char *err = NULL;
-        int n = ttpo_parse_strengths(t->params.strengths, strengths, TTPO_MAX_STRENGTHS, &err);
-        if (n < 0) {
+        if (!ttpo_check_strengths(t->params.strengths, &err)) {
             finish(t, "reading the options", TTPO_STATUS_INVALID_ARGUMENT, err);
             g_free(err);
             return NULL;
@@ -205,7 +209,7 @@ static gpointer worker(gpointer data) {
         st = ttpo_options_set_seed(o, (uint64_t)(guint32)t->params.seed);
         if (!st) st = ttpo_options_set_steps(o, (uint32_t)t->params.steps);
         if (!st) st = ttpo_options_set_refine_steps(o, (uint32_t)t->params.steps);
-        if (!st) st = ttpo_options_set_strengths(o, strengths, (size_t)n);
+        if (!st) st = ttpo_options_set_strengths_str(o, t->params.strengths);
         /* Optional cap on the accepted image size (pixels), e.g. to keep memory use low on
          * a small machine; the engine's default accepts 64 Mi pixels and works in tiles. */
         const char *max_px = g_getenv("TTPO_MAX_PIXELS");

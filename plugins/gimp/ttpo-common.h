@@ -1,6 +1,6 @@
 /*
  * Host-independent part of the TTPO GIMP plug-ins (GIMP 2.10 and GIMP 3): parameters,
- * presets, strengths parsing, pixel helpers and the engine job running on a worker
+ * presets (the engine's), pixel helpers and the engine job running on a worker
  * thread with progress and cancel. Depends on GLib and libttpo only (no libgimp, no GTK).
  */
 #ifndef TTPO_GIMP_COMMON_H
@@ -10,7 +10,6 @@
 #include "ttpo.h"
 
 #define TTPO_PROC "plug-in-ttpo-refine"
-#define TTPO_MAX_STRENGTHS 16
 
 /* Everything the dialog edits; stored as one blob for "last values" (GIMP 2.10). */
 typedef struct {
@@ -25,22 +24,18 @@ typedef struct {
     gint32 preset;       /* see ttpo_presets */
 } TtpoParams;
 
-typedef struct {
-    const char *name;
-    gint32 steps;
-    const char *strengths;
-} TtpoPreset;
-
-/* Fast, Balanced, Best quality, Custom (last: leaves values alone). */
-extern const TtpoPreset ttpo_presets[];
-extern const int ttpo_n_presets;
+/* The presets are the engine's (ttpo_preset_name / ttpo_preset_label: Fast, Balanced, Best
+   quality), then "Custom", which leaves the values alone. */
+int ttpo_n_presets(void);
+const char *ttpo_preset_menu_label(int index);
 
 void ttpo_params_defaults(TtpoParams *p);
 /* Applies preset `index` to steps/strengths (Custom leaves them). */
 void ttpo_params_apply_preset(TtpoParams *p, int index);
 
-/* Parses "0.1,0.2,0.3". Returns the count, or -1 with a message in *error (g_free it). */
-int ttpo_parse_strengths(const char *text, double *out, int max, char **error);
+/* Checks strengths text ("0.1,0.2,0.3") with the engine's parser and ranges. Returns TRUE,
+   or FALSE with a message in *error (g_free it). */
+gboolean ttpo_check_strengths(const char *text, char **error);
 
 /* Composites RGBA float (0..1) over a grey checkerboard into a w x h RGB8 thumbnail
    fitting max_side (box filter). Returns g_malloc'd pixels; *tw, *th receive its size. */

@@ -59,7 +59,7 @@ static GimpProcedure *ttpo_create_procedure(GimpPlugIn *plug_in, const gchar *na
                                     d.dispreferred, G_PARAM_READWRITE);
     gimp_procedure_add_int_aux_argument(p, "device", "Device", "0 automatic, 1 CPU, 2 CUDA, 3 Metal", 0, 3, 0,
                                         G_PARAM_READWRITE);
-    gimp_procedure_add_int_aux_argument(p, "preset", "Preset", "Quality/speed preset", 0, ttpo_n_presets - 1,
+    gimp_procedure_add_int_aux_argument(p, "preset", "Preset", "Quality/speed preset", 0, ttpo_n_presets() - 1,
                                         d.preset, G_PARAM_READWRITE);
     return p;
 }

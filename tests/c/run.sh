@@ -41,6 +41,10 @@ cc $CFLAGS tests/c/test_api.c -o "$OUT/test_api" $LIBS
 cc $CFLAGS -std=gnu11 tests/c/test_hostile.c -o "$OUT/test_hostile" $LIBS
 "$OUT/test_hostile" "$OUT/tiny" "$PHOTO"
 
+echo "== C++ wrapper: every option method"
+c++ -std=c++17 -Wall -Wextra -Werror -pedantic -g -Iinclude tests/c/test_options.cpp -o "$OUT/test_options" $LIBS
+"$OUT/test_options"
+
 echo "== C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cc $CFLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
   tests/c/test_api.c -o "$OUT/test_api_asan" $LIBS

@@ -39,7 +39,7 @@ pub struct Api {
     options_set_seed: pfn::ttpo_options_set_seed,
     options_set_steps: pfn::ttpo_options_set_steps,
     options_set_refine_steps: pfn::ttpo_options_set_refine_steps,
-    options_set_strengths: pfn::ttpo_options_set_strengths,
+    options_set_strengths_str: pfn::ttpo_options_set_strengths_str,
     options_set_metrics: pfn::ttpo_options_set_metrics,
     status_str: pfn::ttpo_status_str,
     last_error: pfn::ttpo_last_error,
@@ -88,7 +88,7 @@ impl Api {
             options_set_seed: sym!("ttpo_options_set_seed"),
             options_set_steps: sym!("ttpo_options_set_steps"),
             options_set_refine_steps: sym!("ttpo_options_set_refine_steps"),
-            options_set_strengths: sym!("ttpo_options_set_strengths"),
+            options_set_strengths_str: sym!("ttpo_options_set_strengths_str"),
             options_set_metrics: sym!("ttpo_options_set_metrics"),
             status_str: sym!("ttpo_status_str"),
             last_error: sym!("ttpo_last_error"),
@@ -222,6 +222,25 @@ fn engine(api: &Api, model_dir: &str) -> Result<*mut Engine, EngineError> {
     Ok(out)
 }
 
+/// Checks the strengths text with libttpo's parser (the one every surface uses).
+pub fn check_strengths(api: &Api, text: &str) -> Result<(), String> {
+    let c = CString::new(text).map_err(|_| "a NUL in the text".to_string())?;
+    // SAFETY: a fresh options object, freed here; `c` outlives the call.
+    unsafe {
+        let opts = (api.options_new)();
+        if opts.is_null() {
+            return Err("out of memory".into());
+        }
+        let st = (api.options_set_strengths_str)(opts, c.as_ptr());
+        (api.options_free)(opts);
+        if st == STATUS_OK {
+            Ok(())
+        } else {
+            Err(cstr((api.last_error)()))
+        }
+    }
+}
+
 /// What decides the candidates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Stage1Key {
@@ -229,7 +248,7 @@ pub struct Stage1Key {
     pub width: u32,
     pub height: u32,
     pub model_dir: String,
-    pub strengths: Vec<u64>, // f64 bits
+    pub strengths: String, // as typed (trimmed); parsed by libttpo
     pub seed: u64,
     pub steps: u32,
     pub metrics: String,
@@ -337,13 +356,12 @@ impl Cache {
                 if opts.is_null() {
                     return Err("out of memory".to_string().into());
                 }
-                let strengths: Vec<f64> =
-                    key.strengths.iter().map(|b| f64::from_bits(*b)).collect();
+                let strengths = CString::new(key.strengths.as_str()).unwrap_or_default();
                 let mut st = (api.options_set_seed)(opts, key.seed);
                 for s in [
                     (api.options_set_steps)(opts, key.steps),
                     (api.options_set_refine_steps)(opts, key.steps),
-                    (api.options_set_strengths)(opts, strengths.as_ptr(), strengths.len()),
+                    (api.options_set_strengths_str)(opts, strengths.as_ptr()),
                 ] {
                     if st == STATUS_OK {
                         st = s;
