@@ -534,12 +534,7 @@ pub unsafe extern "C" fn ttpo_job_candidate_image(
         j.with(|s| {
             let i = candidate_index(s, index)?;
             let shape = validate(out, usize::MAX)?;
-            write(
-                out,
-                &shape,
-                &s.job.candidates()[i].image,
-                s.alpha.as_deref(),
-            )
+            write(out, &shape, &s.job.candidates()[i].image, s.alpha)
         })
     })
 }

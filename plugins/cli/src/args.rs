@@ -439,6 +439,18 @@ pub fn parse_device(s: &str) -> CliResult<DeviceChoice> {
     }
 }
 
+/// `--help` for `--metrics`: every built-in metric with its description, from the engine's
+/// one table of metrics (`ttpo::scoring::METRICS`).
+fn metrics_long_help() -> String {
+    let mut text = String::from(
+        "Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)]:",
+    );
+    for m in ttpo::scoring::METRICS {
+        text.push_str(&format!("\n  {:<10} {}", m.name, m.description));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,16 +548,4 @@ mod tests {
             .to_string();
         assert!(help.contains("bf16 on GPUs"), "{help}");
     }
-}
-
-/// `--help` for `--metrics`: every built-in metric with its description, from the engine's
-/// one table of metrics (`ttpo::scoring::METRICS`).
-fn metrics_long_help() -> String {
-    let mut text = String::from(
-        "Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)]:",
-    );
-    for m in ttpo::scoring::METRICS {
-        text.push_str(&format!("\n  {:<10} {}", m.name, m.description));
-    }
-    text
 }
