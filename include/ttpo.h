@@ -327,7 +327,8 @@ typedef struct {
 
 /*
  Progress: `stage` is a `ttpo_stage` value, `step` of `total` units done, `fraction` =
- step / total. Called at least once per model call.
+ step / total (within the stage; `ttpo_job_progress_overall` gives the whole job's).
+ Called at least once per model call.
  */
 typedef void (*ttpo_progress_fn)(void *user_data,
                                  uint32_t stage,
@@ -561,6 +562,18 @@ uint32_t ttpo_job_refine(ttpo_job *job, const ttpo_image *out);
  `out` must describe writable memory.
  */
 uint32_t ttpo_job_run(ttpo_job *job, const ttpo_image *out);
+
+/*
+ The job's overall progress in [0, 1] as of its latest progress event: every stage's
+ share of the whole job (Stage I → III) by model calls, the same weighting for every
+ adapter (the progress callback's `fraction` is per stage). Readable at any time, from
+ any thread and from inside the progress callback (where it is the current event's).
+ 0 before the first event; a stage run again goes over its span again.
+
+ # Safety
+ `job` must be NULL or valid; `overall` writable.
+ */
+uint32_t ttpo_job_progress_overall(const ttpo_job *job, double *overall);
 
 /*
  Size of the job's input (and of every output buffer).

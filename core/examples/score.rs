@@ -38,7 +38,7 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     }
-    let metrics = ttpo::quality::build_metrics(&opts.scoring).unwrap_or_else(|e| {
+    let metrics = ttpo::scoring::build_metrics(&opts.scoring).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1)
     });

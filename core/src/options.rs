@@ -20,46 +20,15 @@
 use crate::error::{Error, Result};
 use crate::guidance::{RefineParams, RefineStart};
 use crate::image::PadMode;
-use crate::preference::Fusion;
+pub use crate::scoring::ScoringOptions;
 use crate::tiling::Tiling;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::path::PathBuf;
 
 /// The default quality prompt of the reproduction.
 pub const DEFAULT_PROMPT: &str = "Cinematic, high-contrast, photo-realistic, 8k, ultra HD, meticulous detailing, hyper sharpness, perfect without deformations.";
 
 /// Most strengths one job takes (each makes `seeds_per_strength` candidates, all kept).
 pub const MAX_STRENGTHS: usize = 256;
-
-/// Stage II: how candidates are scored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ScoringOptions {
-    /// Metric names; empty = the default set for what is available.
-    pub metrics: Vec<String>,
-    /// Score fusion.
-    pub fusion: Fusion,
-    /// BRISQUE model folder (the LIVE `allmodel`), enabling `brisque`.
-    pub brisque_model: Option<PathBuf>,
-    /// A Hugging Face-layout CLIP folder (ViT-B/32, ViT-L/14, ...), enabling `clipiqa`
-    /// (and adding it to the default set).
-    pub clip_model: Option<PathBuf>,
-    /// Candidates larger than this many pixels are scored on a box-filtered downscale (the
-    /// same integer factor for all of them); see docs/TILING.md.
-    pub metric_max_pixels: usize,
-}
-
-impl Default for ScoringOptions {
-    fn default() -> Self {
-        Self {
-            metrics: Vec::new(),
-            fusion: Fusion::ZScore,
-            brisque_model: None,
-            clip_model: None,
-            metric_max_pixels: 1024 * 1024,
-        }
-    }
-}
 
 /// Everything a job can be told. Serialized flat, one key per [`OPTIONS`] name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -361,21 +330,7 @@ pub const OPTIONS: &[OptionInfo] = &[
         range: "names from niqe, piqe, brisque, clipiqa, sharpness",
         doc: "Quality metrics of Stage II, comma-separated; empty = niqe,piqe (+brisque, +clipiqa with their models).",
         aliases: &[],
-        check: |o| match o
-            .scoring
-            .metrics
-            .iter()
-            .find(|n| !crate::quality::METRIC_NAMES.contains(&n.as_str()))
-        {
-            Some(bad) => Err(Error::option(
-                "metrics",
-                format!(
-                    "unknown metric {bad:?} (known: {})",
-                    crate::quality::METRIC_NAMES.join(", ")
-                ),
-            )),
-            None => Ok(()),
-        },
+        check: |o| crate::scoring::check_names(&o.scoring.metrics),
     },
     OptionInfo {
         name: "fusion",
@@ -676,7 +631,23 @@ impl std::str::FromStr for Preset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoring::{Fusion, METRICS};
     use std::collections::HashSet;
+
+    #[test]
+    fn the_metrics_option_lists_the_registry() {
+        // The table's `range` is a constant string; it must name exactly the registry's metrics.
+        let names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        let range = option("metrics").unwrap().range;
+        assert_eq!(range, format!("names from {}", names.join(", ")));
+        let mut o = Options::default();
+        for n in &names {
+            o.scoring.metrics = vec![n.to_string()];
+            o.validate().unwrap();
+        }
+        o.scoring.metrics = vec!["bogus".into()];
+        assert!(o.validate().is_err());
+    }
 
     #[test]
     fn names_and_aliases_are_unique() {

