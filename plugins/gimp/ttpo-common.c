@@ -1,6 +1,9 @@
 /* Host-independent part of the TTPO GIMP plug-ins: see ttpo-common.h. */
 #include "ttpo-common.h"
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -365,8 +368,22 @@ static void host_progress(double fraction, const char *text, void *user) {
     host->progress_update(fraction);
 }
 
+/* The plug-in is a process of its own (GIMP starts it per call), so, like the ttpo CLI
+   (ttpo::device::keep_freed_memory, docs/BENCHMARKS.md), it lets glibc's malloc keep freed
+   memory for the next tensor instead of returning every large block to the kernel: blocks
+   below 32 MiB from the heap, up to 256 MiB of free heap kept. libttpo itself never does this:
+   it lives in other people's processes too. */
+static void keep_freed_memory(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
 TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, gboolean interactive,
                                gchar **message) {
+    keep_freed_memory();
     gint x, y, w, h;
     float *in = host->read(ctx, &x, &y, &w, &h, message);
     if (!in) return TTPO_PROCESS_FAILED;
