@@ -59,20 +59,25 @@ impl ResnetBlock {
 
     /// `x`: (B, C, H, W); `temb`: (B, T) when the block has a time projection.
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let n1 = self.norm1.forward_silu(x)?;
-        // The time embedding and the skip are added inside the convolutions.
-        let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => {
-                let t = proj.forward(&t.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
-                self.conv1.forward_add(&n1, &t)?
+        // The time embedding and the skip are added inside the convolutions. Each
+        // intermediate is dropped as soon as the next exists: at 512x512 one is 134 MB.
+        let h = {
+            let n1 = self.norm1.forward_silu(x)?;
+            match (&self.time_emb_proj, temb) {
+                (Some(proj), Some(t)) => {
+                    let t = proj.forward(&t.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
+                    self.conv1.forward_add(&n1, &t)?
+                }
+                _ => self.conv1.forward(&n1)?,
             }
-            _ => self.conv1.forward(&n1)?,
         };
+        let n2 = self.norm2.forward_silu(&h)?;
+        drop(h);
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
             None => x.clone(),
         };
-        self.conv2.forward_add(&self.norm2.forward_silu(&h)?, &skip)
+        self.conv2.forward_add(&n2, &skip)
     }
 }
 

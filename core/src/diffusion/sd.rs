@@ -386,6 +386,8 @@ impl Backbone for StableDiffusion {
                 cache.push((p.to_string(), states.clone()));
                 *slot = Some(states);
             }
+            drop(text);
+            crate::device::release_free_memory();
         }
         Ok(out.into_iter().flatten().collect())
     }

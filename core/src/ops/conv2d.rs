@@ -13,16 +13,15 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 use std::cell::RefCell;
-use std::sync::{Arc, OnceLock};
 
 /// Output planes from this size (64x64) on take the Winograd path for 3x3 stride-1 kernels
 /// with at least [`WINOGRAD_MIN_CHANNELS`] input channels. Measured (ops_bench, 2 threads):
-/// faster at 256-512 channels, slower at 128 channels and 512x512, where the scalar tile
-/// transforms outweigh the saved multiplies. Smaller planes are faster with Winograd too
-/// (2026-12-01: 640 ch at 32x32 0.073 -> 0.046 s, 1280 ch at 16x16 0.072 -> 0.039 s) but
-/// only with the kernel transform kept, which at 16/9 of the weights would add ~0.45 GB at
-/// the SD UNet's 32x32 level alone and put our peak memory above PyTorch's; made per call
-/// instead, the transform costs more than the multiplies it saves (0.10 s at 32x32).
+/// faster at 256-512 channels, slower at 128 channels and 512x512, where the tile transforms
+/// outweigh the saved multiplies. Smaller planes were faster with Winograd too when the
+/// kernel transform was kept per layer (2026-12-01: 640 ch at 32x32 0.073 -> 0.046 s, 1280 ch
+/// at 16x16 0.072 -> 0.039 s), but kept transforms cost 16/9 of the weights in memory; with
+/// the transform made per call (now, see `winograd::transform_kernel`) the small planes have
+/// not been re-measured, so they stay on im2col.
 const WINOGRAD_MIN_PLANE: usize = 64 * 64;
 const WINOGRAD_MIN_CHANNELS: usize = 256;
 
@@ -32,6 +31,9 @@ const TILE_FLOATS: usize = 1 << 22;
 thread_local! {
     /// The im2col tile buffer of the calling thread, kept between calls.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The Winograd-transformed kernel of the current call (see `winograd::transform_kernel`
+    /// for why it is not kept per layer).
+    static KERNEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A convolution layer: candle's [`Conv2d`] (used on GPUs, for other dtypes, and as the
@@ -45,7 +47,6 @@ pub struct Conv {
     stride: usize,
     pad: usize,
     /// The Winograd kernel transform, made on first use.
-    winograd: Arc<OnceLock<Vec<f32>>>,
     winograd_min_plane: usize,
 }
 
@@ -85,7 +86,6 @@ impl Conv {
             k: kh,
             stride: cfg.stride,
             pad: cfg.padding,
-            winograd: Arc::new(OnceLock::new()),
             winograd_min_plane: WINOGRAD_MIN_PLANE,
         })
     }
@@ -188,9 +188,6 @@ impl Conv {
                 for bi in 0..b {
                     let xb = &xs[bi * cin * hs * ws..(bi + 1) * cin * hs * ws];
                     if winograd {
-                        let u = self
-                            .winograd
-                            .get_or_init(|| super::winograd::transform_kernel(wt, cout, cin));
                         let shape = super::winograd::Shape {
                             cin,
                             cout,
@@ -202,7 +199,15 @@ impl Conv {
                             wo,
                         };
                         let ob = &mut out[bi * cout * plane..(bi + 1) * cout * plane];
-                        super::winograd::conv3x3(xb, u, &shape, ob, read_dst);
+                        KERNEL.with(|u| {
+                            let mut u = u.borrow_mut();
+                            if bi == 0 {
+                                // Every element is written by the transform.
+                                u.resize(16 * cout * cin, 0.0);
+                                super::winograd::transform_kernel(wt, cout, cin, &mut u);
+                            }
+                            super::winograd::conv3x3(xb, &u, &shape, ob, read_dst);
+                        });
                         continue;
                     }
                     let ob = out[bi * cout * plane..].as_mut_ptr();

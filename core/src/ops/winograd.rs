@@ -16,24 +16,35 @@ thread_local! {
     static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// The kernel (Cout, Cin, 3, 3) transformed to 16 matrices (Cout x Cin), `U[e] = (G g G^T)[e]`.
-pub(crate) fn transform_kernel(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
-    let mut u = vec![0f32; 16 * cout * cin];
+/// The kernel (Cout, Cin, 3, 3) transformed to 16 matrices (Cout x Cin), `U[e] = (G g G^T)[e]`,
+/// into `u` (16 * Cout * Cin), one task per output channel.
+///
+/// Made per call, not kept per layer: kept, the transforms (16/9 of the weights) of the
+/// VAE's and the UNet's Winograd layers added ~0.5 GB to a job's peak memory and put it above
+/// PyTorch's (issue #13); made per call they cost one pass over the layer's weights, a few
+/// per cent of the convolution at the plane sizes that take this path.
+pub(crate) fn transform_kernel(w: &[f32], cout: usize, cin: usize, u: &mut [f32]) {
+    assert_eq!(u.len(), 16 * cout * cin);
+    let up = Ptr(u.as_mut_ptr());
     let g_rows = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-    for co in 0..cout {
+    (0..cout).into_par_iter().for_each(|co| {
         for ci in 0..cin {
             let g = &w[(co * cin + ci) * 9..][..9];
-            // G g: 4 x 3.
-            let cols: Vec<[f32; 4]> = (0..3).map(|j| g_rows(g[j], g[3 + j], g[6 + j])).collect();
-            for i in 0..4 {
-                let r = g_rows(cols[0][i], cols[1][i], cols[2][i]);
+            // G g: 4 x 3, by columns; then (G g) G^T row by row.
+            let cols = [0, 1, 2].map(|j| g_rows(g[j], g[3 + j], g[6 + j]));
+            for (i, r) in [0, 1, 2, 3]
+                .map(|i| g_rows(cols[0][i], cols[1][i], cols[2][i]))
+                .into_iter()
+                .enumerate()
+            {
                 for (j, v) in r.into_iter().enumerate() {
-                    u[((i * 4 + j) * cout + co) * cin + ci] = v;
+                    // SAFETY: the index is inside u (asserted length); element (e, co, ci)
+                    // belongs to this task's output channel only.
+                    unsafe { *up.at(((i * 4 + j) * cout + co) * cin + ci) = v };
                 }
             }
         }
-    }
-    u
+    });
 }
 
 /// A raw pointer for tasks writing disjoint elements.
