@@ -164,9 +164,10 @@ pub fn keep_freed_memory() {
 
 /// Hands memory that `malloc` holds free back to the kernel (glibc's `malloc_trim`; a no-op
 /// elsewhere). Called after a large, short-lived model part is dropped (the text encoder,
-/// see `diffusion::sd`): its blocks lie below the prompt states computed from it, so the
-/// heap cannot shrink from the top and would keep ~1.2 GB resident for the whole job. Safe
-/// in any process (it only returns free pages), so libttpo may call it inside a host.
+/// see `diffusion::sd`): its blocks can lie below allocations made after it (the prompt
+/// states), where the heap cannot shrink from the top. A precaution: in the SD 2.1 bench
+/// the peak was the same with and without it. Safe in any process (it only returns free
+/// pages), so libttpo may call it inside a host.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
