@@ -20,6 +20,34 @@ pub enum Source {
     },
 }
 
+/// `org/name` or `name` of letters, digits, `.`, `_`, `-` (the Hub's rules), not starting
+/// with `.` (so `./x` and `../x` are folders).
+pub fn is_repo_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    parts.len() <= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
+impl Source {
+    /// A model named by one string, as a host's settings field holds it: an existing
+    /// folder, else a repo id (at `revision`), else a folder (that does not exist, which
+    /// [`locate`] reports).
+    pub fn from_name(name: &Path, revision: &str) -> Self {
+        match name.to_str() {
+            Some(s) if !name.is_dir() && is_repo_id(s) => Source::Repo {
+                repo: s.to_string(),
+                revision: revision.to_string(),
+            },
+            _ => Source::Dir(name.to_path_buf()),
+        }
+    }
+}
+
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .or_else(|| std::env::var_os("USERPROFILE"))
