@@ -234,3 +234,46 @@ fn collect_refs(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_and_folders_are_told_apart() {
+        for id in [
+            "org/name",
+            "name",
+            "stabilityai/stable-diffusion-2-1-base",
+            "a-b/c_d.e",
+        ] {
+            assert!(is_repo_id(id), "{id}");
+        }
+        for not in [
+            "",
+            "/abs/path",
+            "./x",
+            "../x",
+            "a/b/c",
+            "a//b",
+            "a/.b",
+            "a b/c",
+            "~/x",
+        ] {
+            assert!(!is_repo_id(not), "{not}");
+        }
+        let dir = std::env::temp_dir();
+        assert_eq!(Source::from_name(&dir, "main"), Source::Dir(dir.clone()));
+        assert_eq!(
+            Source::from_name(Path::new("org/name"), "v1"),
+            Source::Repo {
+                repo: "org/name".into(),
+                revision: "v1".into()
+            }
+        );
+        assert_eq!(
+            Source::from_name(Path::new("./org/name"), "main"),
+            Source::Dir("./org/name".into())
+        );
+    }
+}
