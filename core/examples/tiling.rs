@@ -93,9 +93,9 @@ fn job(dir: &str, photo: &str, mp: f64, rest: &[String]) -> R<()> {
     let mut o = Options {
         steps: 4,
         strengths: vec![0.5],
-        metrics: vec!["sharpness".into()],
         ..Options::default()
     };
+    o.scoring.metrics = vec!["sharpness".into()];
     o.refine.steps = 4;
     o.tiling.unet_tile = 512;
     let mut it = rest.iter();
@@ -107,7 +107,7 @@ fn job(dir: &str, photo: &str, mp: f64, rest: &[String]) -> R<()> {
             "--budget" => o.tiling.memory_budget_mib = v.parse()?,
             "--steps" => o.steps = v.parse()?,
             "--refine-steps" => o.refine.steps = v.parse()?,
-            "--metrics" => o.metrics = v.split(',').map(String::from).collect(),
+            "--metrics" => o.scoring.metrics = v.split(',').map(String::from).collect(),
             "--strengths" => {
                 o.strengths = v.split(',').map(|s| s.parse()).collect::<Result<_, _>>()?
             }

@@ -56,15 +56,14 @@ pub fn per_call(settings: &SamplerSettings) -> usize {
     }
 }
 
-/// Runs img2img for every spec from the clean latent `z0` (1, C, h, w); returns the final
-/// latents in spec order. Candidate `k` draws its noise from its own seed's stream. All
+/// Runs img2img for every spec (all of one backbone, the tiler's) from the clean latent `z0`
+/// (1, C, h, w); returns the final latents in spec order. Candidate `k` draws its noise from its own seed's stream. All
 /// candidates active at a timestep go through the network together (in tiles and
 /// batches, see [`Tiler::model_output`]), which ticks `ticker` once per network call.
 pub(crate) fn img2img_batched(
     tiler: &Tiler,
     z0: &Tensor,
-    specs: &[(usize, u64)],
-    strengths: &[f64],
+    specs: &[CandidateSpec],
     prompts: &Prompts,
     settings: &SamplerSettings,
     ticker: &mut Ticker,
@@ -72,14 +71,11 @@ pub(crate) fn img2img_batched(
     let sched = tiler.backbone().scheduler();
     let n = settings.steps;
     let ts = sched.timesteps(n)?;
-    let starts: Vec<usize> = strengths
+    let starts: Vec<usize> = specs
         .iter()
-        .map(|s| Ddim::img2img_start(n, *s))
+        .map(|c| Ddim::img2img_start(n, c.strength))
         .collect::<Result<_>>()?;
-    let streams: Vec<NoiseStream> = specs
-        .iter()
-        .map(|&(_, seed)| NoiseStream::new(seed, 1))
-        .collect();
+    let streams: Vec<NoiseStream> = specs.iter().map(|c| NoiseStream::new(c.seed, 1)).collect();
     let shape = z0.dims().to_vec();
     let mut latents: Vec<Tensor> = starts
         .iter()

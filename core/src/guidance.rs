@@ -30,7 +30,7 @@ impl std::str::FromStr for RefineStart {
     type Err = Error;
 
     /// `noise` (any case) or a number, as the CLI's `--refine-start` takes it. The number's
-    /// range is checked by [`RefineParams::validate`], not here.
+    /// range is checked by [`crate::Options::validate`], not here.
     fn from_str(s: &str) -> Result<Self> {
         if s.eq_ignore_ascii_case("noise") {
             return Ok(RefineStart::Noise);
@@ -44,10 +44,38 @@ impl std::str::FromStr for RefineStart {
     }
 }
 
-/// Stage III parameters.
-#[derive(Clone, Debug, PartialEq)]
+// Saved as `"noise"` or the strength (the form `--refine-start` takes).
+impl serde::Serialize for RefineStart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            RefineStart::Noise => s.serialize_str("noise"),
+            RefineStart::Strength(v) => s.serialize_f64(*v),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RefineStart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Saved {
+            Strength(f64),
+            Text(String),
+        }
+        match Saved::deserialize(d)? {
+            Saved::Strength(v) => Ok(RefineStart::Strength(v)),
+            Saved::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Stage III parameters (one group of [`crate::Options`]; their checks live there). The
+/// serde names are the options' public names (see [`crate::options::OPTIONS`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RefineParams {
     /// Sampler steps.
+    #[serde(rename = "refine_steps")]
     pub steps: usize,
     /// Above this timestep only the full structure loss acts (0..1000 scale).
     pub t1: f64,
@@ -56,10 +84,11 @@ pub struct RefineParams {
     /// Weight of the preference loss.
     pub alpha: f64,
     /// Guidance scale `g` of the latent update.
-    pub scale: f64,
+    pub guidance: f64,
     /// Cut-off of the Gaussian frequency split.
     pub d0: f64,
     /// Start point.
+    #[serde(rename = "refine_start")]
     pub start: RefineStart,
 }
 
@@ -70,49 +99,10 @@ impl Default for RefineParams {
             t1: 700.0,
             t2: 100.0,
             alpha: 0.5,
-            scale: 1000.0,
+            guidance: 1000.0,
             d0: 0.9,
             start: RefineStart::Noise,
         }
-    }
-}
-
-impl RefineParams {
-    /// Checks ranges.
-    pub fn validate(&self) -> Result<()> {
-        let finite = [self.t1, self.t2, self.alpha, self.scale, self.d0]
-            .iter()
-            .all(|v| v.is_finite());
-        if !finite {
-            return Err(Error::option("refine", "parameters must be finite"));
-        }
-        if self.steps == 0 || self.steps > 1000 {
-            return Err(Error::option(
-                "refine_steps",
-                format!("must be in 1..=1000, got {}", self.steps),
-            ));
-        }
-        if self.t2 > self.t1 {
-            return Err(Error::option(
-                "t2",
-                format!("T2 ({}) must not exceed T1 ({})", self.t2, self.t1),
-            ));
-        }
-        if self.d0 <= 0.0 {
-            return Err(Error::option("d0", "must be positive"));
-        }
-        if self.alpha < 0.0 || self.scale < 0.0 {
-            return Err(Error::option("alpha/scale", "must be non-negative"));
-        }
-        if let RefineStart::Strength(s) = self.start {
-            if !(s > 0.0 && s <= 1.0) {
-                return Err(Error::option(
-                    "refine_start",
-                    format!("strength must be in (0, 1], got {s}"),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -344,7 +334,7 @@ pub(crate) fn guided_denoise(
         let ph = phase(t as f64, params.t1, params.t2);
         let (loss, grad) = targets.loss_and_grad(&x0, ph, params.alpha)?;
         tracing::debug!(t, ?ph, loss, "stage III step");
-        let step_size = params.scale * size_factor * sched.dx0_dsample(t);
+        let step_size = params.guidance * size_factor * sched.dx0_dsample(t);
         x = (x - (grad * step_size)?)?;
         x = sched.step(&out, t, steps, &x, 0.0, None)?;
     }

@@ -17,7 +17,8 @@ pub struct Image {
 }
 
 /// How the working canvas is extended to a multiple of the latent factor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PadMode {
     /// Mirror the image at its borders (repeating the mirror for very small images).
     #[default]

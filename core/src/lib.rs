@@ -16,31 +16,36 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod candidates;
-pub mod clip_iqa;
+// Public modules: the parts adapters, tools and tests reach into. The job's own stages
+// (Stage I, III, the job, progress, errors) are private behind the re-exports below.
+mod candidates;
 pub mod device;
 pub mod diffusion;
-pub mod error;
+mod error;
 pub mod guidance;
 pub mod image;
+/// LPIPS, a full-reference metric only the tests use (feature `testing`).
+#[cfg(feature = "testing")]
 pub mod lpips;
 pub mod noise;
 pub mod ops;
-pub mod pipeline;
-pub mod preference;
-pub mod progress;
-pub mod quality;
+pub mod options;
+mod pipeline;
+mod progress;
+pub mod scoring;
 pub mod tiling;
 
+pub use candidates::CandidateSpec;
 pub use device::{DeviceChoice, Precision};
 pub use error::{Error, Result};
 pub use guidance::{RefineParams, RefineStart};
 pub use image::{Decoded, Image, PadMode, DEFAULT_MAX_PIXELS};
+pub use options::{Options, Preset, ScoringOptions, DEFAULT_PROMPT};
 pub use pipeline::{
-    Candidate, Engine, EngineConfig, Job, Options, Selection, Timings, DEFAULT_PROMPT,
+    metric_downscale_factor, Candidate, Engine, EngineConfig, Job, Selection, Timings, MIN_SIDE,
 };
-pub use preference::{Fusion, Metric, Scores};
-pub use progress::{CancelToken, Progress, Stage};
+pub use progress::{CancelToken, Progress, ProgressFn, Stage, StageWeights};
+pub use scoring::{Fusion, Metric, Scores};
 pub use tiling::{TilePlan, Tiling};
 
 /// The crate version (Cargo.toml).

@@ -9,20 +9,17 @@ use crate::diffusion::scheduler::Ddim;
 use crate::diffusion::sd::{StableDiffusion, Variant};
 use crate::diffusion::{Backbone, Prompts};
 use crate::error::{Error, Result};
-use crate::guidance::{guided_denoise, RefineParams, RefineStart, Targets};
-use crate::image::{Image, PadMode};
+use crate::guidance::{guided_denoise, RefineStart, Targets};
+use crate::image::Image;
 use crate::noise::NoiseStream;
-use crate::preference::{score_all, Fusion, Metric, Scores};
-use crate::progress::{CancelToken, Progress, Stage, Ticker};
-use crate::quality;
-use crate::tiling::{TilePlan, Tiler, Tiling};
+use crate::options::Options;
+use crate::progress::{CancelToken, Progress, Stage, StageWeights, Ticker};
+use crate::scoring::{self, score_all, Metric, Scores};
+use crate::tiling::{TilePlan, Tiler};
 use candle_core::{DType, Device, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The default quality prompt of the reproduction.
-pub const DEFAULT_PROMPT: &str = "Cinematic, high-contrast, photo-realistic, 8k, ultra HD, meticulous detailing, hyper sharpness, perfect without deformations.";
 
 /// How to load an engine.
 #[derive(Clone, Debug, Default)]
@@ -108,75 +105,6 @@ impl Engine {
     }
 }
 
-/// Everything a job can be told.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
-    /// Prompt for both the candidates and the refinement.
-    pub prompt: String,
-    /// Negative prompt (the unconditional branch of CFG).
-    pub negative_prompt: String,
-    /// img2img strengths of Stage I, each in [0, 1].
-    pub strengths: Vec<f64>,
-    /// Seeds per strength (candidate seeds are `seed`, `seed + 1`, ...).
-    pub seeds_per_strength: usize,
-    /// The job seed: all randomness derives from it.
-    pub seed: u64,
-    /// Scheduler steps of Stage I.
-    pub steps: usize,
-    /// Classifier-free guidance scale (1 disables CFG).
-    pub cfg_scale: f64,
-    /// DDIM eta for Stage I.
-    pub eta: f64,
-    /// Most latents per model call, CFG halves included.
-    pub max_batch: usize,
-    /// Score fusion.
-    pub fusion: Fusion,
-    /// Metric names; empty = the default set for what is available.
-    pub metrics: Vec<String>,
-    /// BRISQUE model file (the LIVE `allmodel`), enabling `brisque`.
-    pub brisque_model: Option<PathBuf>,
-    /// A Hugging Face-layout CLIP folder (ViT-B/32, ViT-L/14, ...), enabling `clipiqa`
-    /// (and adding it to the default set).
-    pub clip_model: Option<PathBuf>,
-    /// Stage III.
-    pub refine: RefineParams,
-    /// Border extension to the latent multiple.
-    pub pad_mode: PadMode,
-    /// Largest input (width x height) accepted. Memory grows with it (every candidate is
-    /// kept as an f32 RGB image: 12 bytes per pixel each); the networks see tiles.
-    pub max_pixels: usize,
-    /// Tile sizes and the memory budget for images larger than one tile.
-    pub tiling: Tiling,
-    /// Stage II scores candidates larger than this many pixels on a box-filtered
-    /// downscale (the same integer factor for all of them); see docs/TILING.md.
-    pub metric_max_pixels: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            prompt: DEFAULT_PROMPT.into(),
-            negative_prompt: String::new(),
-            strengths: vec![0.10, 0.15, 0.20, 0.25, 0.30],
-            seeds_per_strength: 1,
-            seed: 0,
-            steps: 50,
-            cfg_scale: 7.5,
-            eta: 0.0,
-            max_batch: 8,
-            fusion: Fusion::ZScore,
-            metrics: Vec::new(),
-            brisque_model: None,
-            clip_model: None,
-            refine: RefineParams::default(),
-            pad_mode: PadMode::Reflect,
-            max_pixels: 64 * 1024 * 1024,
-            tiling: Tiling::default(),
-            metric_max_pixels: 1024 * 1024,
-        }
-    }
-}
-
 /// The smallest input side a job accepts. Below it no quality metric can judge a candidate
 /// (PIQE and BRISQUE work on 16-pixel blocks), so such a job would run all of Stage I only
 /// to fail in Stage II; it is refused up front as a bad image instead.
@@ -208,50 +136,6 @@ impl Options {
             ))),
             _ => Ok(()),
         }
-    }
-}
-
-impl Options {
-    /// Checks every field's range.
-    pub fn validate(&self) -> Result<()> {
-        if self.strengths.is_empty() {
-            return Err(Error::option(
-                "strengths",
-                "at least one strength is needed",
-            ));
-        }
-        for &s in &self.strengths {
-            Ddim::img2img_start(self.steps.max(1), s)?;
-        }
-        if self.seeds_per_strength == 0 || self.seeds_per_strength > 64 {
-            return Err(Error::option("seeds_per_strength", "must be in 1..=64"));
-        }
-        if self.steps == 0 || self.steps > 1000 {
-            return Err(Error::option(
-                "steps",
-                format!("must be in 1..=1000, got {}", self.steps),
-            ));
-        }
-        if !self.cfg_scale.is_finite() || self.cfg_scale < 0.0 {
-            return Err(Error::option("cfg_scale", "must be finite and >= 0"));
-        }
-        if !self.eta.is_finite() || !(0.0..=1.0).contains(&self.eta) {
-            return Err(Error::option("eta", "must be in [0, 1]"));
-        }
-        if self.max_batch == 0 {
-            return Err(Error::option("max_batch", "must be at least 1"));
-        }
-        if self.max_pixels == 0 {
-            return Err(Error::option("max_pixels", "must be positive"));
-        }
-        if self.metric_max_pixels < 64 * 64 {
-            return Err(Error::option(
-                "metric_max_pixels",
-                "must be at least 4096 (64 x 64)",
-            ));
-        }
-        self.tiling.validate()?;
-        self.refine.validate()
     }
 }
 
@@ -303,6 +187,7 @@ pub struct Job {
     scores: Option<Scores>,
     choice: Option<(usize, usize)>,
     timings: Timings,
+    weights: StageWeights,
 }
 
 impl Job {
@@ -338,9 +223,9 @@ impl Job {
         // The working canvas (padded to the model's native size) is what is kept per image.
         options.check_host_memory(canvas.0, canvas.1)?;
         tracing::debug!(?canvas, backbone = first.name(), "job canvas");
-        let metrics = quality::build_metrics(&options)?;
+        let metrics = scoring::build_metrics(&options.scoring)?;
         let n = engine.backbones.len();
-        Ok(Self {
+        let mut job = Self {
             engine,
             input,
             options,
@@ -353,7 +238,10 @@ impl Job {
             scores: None,
             choice: None,
             timings: Timings::default(),
-        })
+            weights: StageWeights::default(),
+        };
+        job.weights = job.stage_weights()?;
+        Ok(job)
     }
 
     /// A job whose Stage I is already done, e.g. with candidates saved by an earlier run:
@@ -473,32 +361,14 @@ impl Job {
     pub fn generate_candidates(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
         self.cancel.check()?;
         let start = Instant::now();
-        let o = &self.options;
-        let n_strengths = o.strengths.len();
-        let per_backbone = n_strengths * o.seeds_per_strength;
         let settings = self.settings();
-        let starts: Vec<usize> = o
-            .strengths
-            .iter()
-            .map(|&s| Ddim::img2img_start(o.steps, s))
-            .collect::<Result<_>>()?;
-        let all_starts: Vec<usize> = starts
-            .iter()
-            .flat_map(|&s| std::iter::repeat_n(s, o.seeds_per_strength))
-            .collect();
         let engine = self.engine.clone();
         let nb = engine.backbones.len();
         let tilers: Vec<Tiler> = (0..nb).map(|b| self.tiler(&engine, b)).collect();
-        let total = tilers
-            .iter()
-            .map(|t| {
-                (1 + per_backbone) * t.vae_calls()
-                    + model_calls(&all_starts, o.steps, |k| t.unet_calls(k))
-            })
-            .sum();
+        let total = self.candidate_calls(&tilers)?;
         let mut report: &mut dyn FnMut(&Progress) = progress;
         let cancel = self.cancel.clone();
-        let mut ticker = Ticker::new(Stage::Candidates, total, &cancel, &mut report)?;
+        let mut ticker = Ticker::new(Stage::Candidates, total, self.weights, &cancel, &mut report)?;
         let (w, h) = (self.input.width(), self.input.height());
         let mut candidates = vec![Candidate {
             spec: None,
@@ -510,35 +380,13 @@ impl Job {
             if b == 0 {
                 self.z_r = Some(z0.clone());
             }
-            let o = &self.options;
-            let mut specs = Vec::with_capacity(per_backbone);
-            let mut strengths = Vec::with_capacity(per_backbone);
-            for &s in &o.strengths {
-                for j in 0..o.seeds_per_strength {
-                    let seed = o.seed.wrapping_add(j as u64);
-                    specs.push((b, seed));
-                    strengths.push(s);
-                }
-            }
-            let latents = img2img_batched(
-                tiler,
-                &z0,
-                &specs,
-                &strengths,
-                &prompts,
-                &settings,
-                &mut ticker,
-            )?;
-            for (k, z) in latents.iter().enumerate() {
-                let img = tiler.decode(z, w, h, &mut ticker)?;
+            let specs = self.candidate_specs(b);
+            let latents = img2img_batched(tiler, &z0, &specs, &prompts, &settings, &mut ticker)?;
+            for (spec, z) in specs.into_iter().zip(&latents) {
+                let image = tiler.decode(z, w, h, &mut ticker)?;
                 candidates.push(Candidate {
-                    spec: Some(CandidateSpec {
-                        backbone: b,
-                        strength: strengths[k],
-                        seed_index: k % o.seeds_per_strength,
-                        seed: specs[k].1,
-                    }),
-                    image: img,
+                    spec: Some(spec),
+                    image,
                 });
             }
         }
@@ -562,6 +410,7 @@ impl Job {
         let mut ticker = Ticker::new(
             Stage::Scoring,
             self.metrics.len() * self.candidates.len(),
+            self.weights,
             &cancel,
             &mut report,
         )?;
@@ -569,7 +418,7 @@ impl Job {
         let factor = metric_downscale_factor(
             first.width(),
             first.height(),
-            self.options.metric_max_pixels,
+            self.options.scoring.metric_max_pixels,
         );
         let small: Option<Vec<Image>> = (factor > 1).then(|| {
             self.candidates
@@ -581,7 +430,12 @@ impl Job {
             Some(small) => small.iter().collect(),
             None => self.candidates.iter().map(|c| &c.image).collect(),
         };
-        let scores = score_all(&self.metrics, &images, self.options.fusion, &mut ticker)?;
+        let scores = score_all(
+            &self.metrics,
+            &images,
+            self.options.scoring.fusion,
+            &mut ticker,
+        )?;
         self.choice = Some((scores.preferred, scores.dispreferred));
         self.scores = Some(scores);
         self.timings.scoring = start.elapsed().as_secs_f64();
@@ -639,23 +493,11 @@ impl Job {
         let prompts = self.prompts(0)?;
         let engine = self.engine.clone();
         let params = self.options.refine.clone();
-        let sampler_steps = match params.start {
-            RefineStart::Noise => params.steps,
-            RefineStart::Strength(s) => params.steps - Ddim::img2img_start(params.steps, s)?,
-        };
         let mut report: &mut dyn FnMut(&Progress) = progress;
         let cancel = self.cancel.clone();
         let tiler = self.tiler(&engine, 0);
-        let vae = tiler.vae_calls();
-        // Units: the input's encode if Stage I did not keep it, one per chosen latent
-        // (the input's is reused: one unit), the sampler's network calls, the decode.
-        let encodes = |i: usize| if i == 0 { 1 } else { vae };
-        let total = if self.z_r.is_some() { 0 } else { vae }
-            + encodes(pw)
-            + encodes(pl)
-            + sampler_steps * tiler.unet_calls(1)
-            + vae;
-        let mut ticker = Ticker::new(Stage::Refine, total, &cancel, &mut report)?;
+        let total = self.refine_calls(&tiler, Some((pw, pl)))?;
+        let mut ticker = Ticker::new(Stage::Refine, total, self.weights, &cancel, &mut report)?;
         let z_r = match &self.z_r {
             Some(z) => z.clone(),
             None => tiler.encode(&self.input, &mut ticker)?,
@@ -687,15 +529,116 @@ impl Job {
         Ok(out)
     }
 
-    /// The whole job with the automatic choice.
+    /// The whole job with the automatic choice (or the one already made).
     pub fn run(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<Image> {
+        self.run_with(progress, &mut |job| Ok(job.choice().expect("set before")))
+    }
+
+    /// The whole job: candidates (unless already made) and scores, then `chooser` decides
+    /// which candidates guide Stage III, then the refinement. `chooser` sees the scored job
+    /// with the current choice (the automatic one unless one was made before) and returns
+    /// (preferred, dispreferred); an error from it (e.g. [`Error::Cancelled`]) ends the run.
+    /// Every adapter's "run" is this, so a person's choice needs no copy of the sequence.
+    pub fn run_with(
+        &mut self,
+        progress: &mut dyn FnMut(&Progress),
+        chooser: &mut dyn FnMut(&Job) -> Result<(usize, usize)>,
+    ) -> Result<Image> {
         if self.candidates.is_empty() {
             self.generate_candidates(progress)?;
         }
         if self.choice.is_none() {
             self.choose(Selection::Auto)?;
         }
+        let (preferred, dispreferred) = chooser(self)?;
+        // Only a changed choice is checked again: an automatic choice of one candidate for
+        // both (all fused scores equal) stays usable as before.
+        if Some((preferred, dispreferred)) != self.choice {
+            self.choose(Selection::Given {
+                preferred,
+                dispreferred,
+            })?;
+        }
+        self.cancel.check()?;
         self.refine(progress)
+    }
+
+    /// The candidates backbone `b` makes, in the order Stage I makes them.
+    fn candidate_specs(&self, b: usize) -> Vec<CandidateSpec> {
+        let o = &self.options;
+        o.strengths
+            .iter()
+            .flat_map(|&strength| {
+                (0..o.seeds_per_strength).map(move |seed_index| CandidateSpec {
+                    backbone: b,
+                    strength,
+                    seed_index,
+                    seed: o.seed.wrapping_add(seed_index as u64),
+                })
+            })
+            .collect()
+    }
+
+    /// Model calls of Stage I: per backbone the input's encode, every candidate's decode
+    /// (VAE tiles each) and the batched UNet calls of the img2img loop.
+    fn candidate_calls(&self, tilers: &[Tiler]) -> Result<usize> {
+        let o = &self.options;
+        let starts: Vec<usize> = self
+            .candidate_specs(0)
+            .iter()
+            .map(|c| Ddim::img2img_start(o.steps, c.strength))
+            .collect::<Result<_>>()?;
+        Ok(tilers
+            .iter()
+            .map(|t| {
+                (1 + starts.len()) * t.vae_calls()
+                    + model_calls(&starts, o.steps, |k| t.unet_calls(k))
+            })
+            .sum())
+    }
+
+    /// Model calls of Stage III for `choice` (`None`: two candidates that are not the
+    /// input): the input's encode if Stage I did not keep it, one encode per chosen latent
+    /// (the input's is reused: one unit), the sampler's network calls, the decode.
+    fn refine_calls(&self, tiler: &Tiler, choice: Option<(usize, usize)>) -> Result<usize> {
+        let params = &self.options.refine;
+        let sampler_steps = match params.start {
+            RefineStart::Noise => params.steps,
+            RefineStart::Strength(s) => params.steps - Ddim::img2img_start(params.steps, s)?,
+        };
+        let vae = tiler.vae_calls();
+        let encodes = |i: usize| if i == 0 { 1 } else { vae };
+        let (pw, pl) = choice.unwrap_or((1, 2));
+        let input = if self.z_r.is_some() || choice.is_none() {
+            0
+        } else {
+            vae
+        };
+        Ok(input + encodes(pw) + encodes(pl) + sampler_steps * tiler.unet_calls(1) + vae)
+    }
+
+    /// The stages' shares of the whole job, for [`Progress::overall`]. Why model calls: the
+    /// UNet and VAE calls are nearly all of a job's time, and a call costs about the same in
+    /// both stages (same backbone, same tiles), so the share of calls is the share of time,
+    /// whatever the strengths, seeds, steps and tiles are; a fixed split (the adapters had
+    /// 45/10/45 and 0.6/0.4 x 0.8/0.2) is wrong as soon as one of them changes. (Calls with
+    /// more latents in a batch cost more; Stage I's batched calls are counted as one each, so
+    /// its share is low by that much.) Stage II makes no model calls; it counts as one unit
+    /// per candidate image, a rough guess at what the default metrics cost next to a
+    /// UNet call, not a measurement. Computed once per job, so repeated stages keep their span.
+    pub fn stage_weights(&self) -> Result<StageWeights> {
+        let engine = self.engine.clone();
+        let tilers: Vec<Tiler> = (0..engine.backbones.len())
+            .map(|b| self.tiler(&engine, b))
+            .collect();
+        let stage1 = self.candidate_calls(&tilers)?;
+        let n_candidates = 1 + engine.backbones.len() * self.candidate_specs(0).len();
+        let stage3 = self.refine_calls(&tilers[0], None)?;
+        Ok(StageWeights::from_units(
+            stage1 as f64,
+            n_candidates as f64,
+            stage3 as f64,
+        ))
     }
 }
 

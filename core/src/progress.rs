@@ -27,6 +27,49 @@ impl Stage {
     }
 }
 
+/// Each stage's share of a whole job (they add up to 1), so that every adapter shows the
+/// same overall progress; see [`Progress::overall`]. A job derives them from its model-call
+/// counts (`Job::stage_weights`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StageWeights {
+    /// Stage I's share.
+    pub candidates: f64,
+    /// Stage II's share.
+    pub scoring: f64,
+    /// Stage III's share.
+    pub refine: f64,
+}
+
+impl StageWeights {
+    /// Shares proportional to the given amounts of work (all zero: equal shares).
+    pub fn from_units(candidates: f64, scoring: f64, refine: f64) -> Self {
+        let sum = candidates + scoring + refine;
+        if sum > 0.0 && sum.is_finite() {
+            Self {
+                candidates: candidates / sum,
+                scoring: scoring / sum,
+                refine: refine / sum,
+            }
+        } else {
+            Self::from_units(1.0, 1.0, 1.0)
+        }
+    }
+    /// The share of `stage` and the sum of the shares of the stages before it.
+    pub fn span(&self, stage: Stage) -> (f64, f64) {
+        match stage {
+            Stage::Candidates => (0.0, self.candidates),
+            Stage::Scoring => (self.candidates, self.scoring),
+            Stage::Refine => (self.candidates + self.scoring, self.refine),
+        }
+    }
+}
+
+impl Default for StageWeights {
+    fn default() -> Self {
+        Self::from_units(1.0, 1.0, 1.0)
+    }
+}
+
 /// One progress event: `step` of `total` units of work done in `stage`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress {
@@ -36,16 +79,25 @@ pub struct Progress {
     pub step: usize,
     /// Units in the stage.
     pub total: usize,
+    /// The job's stage shares, for [`Progress::overall`].
+    pub weights: StageWeights,
 }
 
 impl Progress {
-    /// `step / total` in [0, 1].
+    /// `step / total` in [0, 1]: progress within the stage.
     pub fn fraction(&self) -> f64 {
         if self.total == 0 {
             1.0
         } else {
             self.step as f64 / self.total as f64
         }
+    }
+    /// Progress of the whole job (Stage I → III) in [0, 1]: the shares of the stages before
+    /// this one plus this stage's share times [`Progress::fraction`]. A stage run again (a
+    /// second refine after a new choice) goes over its own span again.
+    pub fn overall(&self) -> f64 {
+        let (before, share) = self.weights.span(self.stage);
+        (before + share * self.fraction()).clamp(0.0, 1.0)
     }
 }
 
@@ -87,6 +139,7 @@ pub type ProgressFn<'a> = &'a mut dyn FnMut(&Progress);
 /// effect within one model call) and reports after it.
 pub(crate) struct Ticker<'a, 'b> {
     stage: Stage,
+    weights: StageWeights,
     done: usize,
     total: usize,
     cancel: &'a CancelToken,
@@ -97,6 +150,7 @@ impl<'a, 'b> Ticker<'a, 'b> {
     pub(crate) fn new(
         stage: Stage,
         total: usize,
+        weights: StageWeights,
         cancel: &'a CancelToken,
         report: &'a mut ProgressFn<'b>,
     ) -> Result<Self> {
@@ -105,9 +159,11 @@ impl<'a, 'b> Ticker<'a, 'b> {
             stage,
             step: 0,
             total,
+            weights,
         });
         Ok(Self {
             stage,
+            weights,
             done: 0,
             total,
             cancel,
@@ -125,6 +181,34 @@ impl<'a, 'b> Ticker<'a, 'b> {
             stage: self.stage,
             step: self.done,
             total: self.total,
+            weights: self.weights,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overall_walks_the_stages_in_order() {
+        let weights = StageWeights::from_units(30.0, 10.0, 60.0);
+        let at = |stage, step, total| {
+            Progress {
+                stage,
+                step,
+                total,
+                weights,
+            }
+            .overall()
+        };
+        assert_eq!(at(Stage::Candidates, 0, 10), 0.0);
+        assert!((at(Stage::Candidates, 5, 10) - 0.15).abs() < 1e-12);
+        assert!((at(Stage::Scoring, 0, 4) - 0.3).abs() < 1e-12);
+        assert!((at(Stage::Scoring, 4, 4) - 0.4).abs() < 1e-12);
+        assert!((at(Stage::Refine, 3, 6) - 0.7).abs() < 1e-12);
+        assert_eq!(at(Stage::Refine, 6, 6), 1.0);
+        let equal = StageWeights::from_units(0.0, 0.0, 0.0);
+        assert!((equal.scoring - 1.0 / 3.0).abs() < 1e-12);
     }
 }

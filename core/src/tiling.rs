@@ -20,13 +20,14 @@
 //! A canvas that fits in one tile takes the untiled code path unchanged (bit-for-bit).
 
 use crate::diffusion::{cfg_output, Backbone, Prompts};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::{Image, PadMode};
 use crate::progress::Ticker;
 use candle_core::{DType, Device, Tensor};
 
-/// How large images are cut.
-#[derive(Clone, Debug, PartialEq)]
+/// How large images are cut (one group of [`crate::Options`]; its checks live there).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Tiling {
     /// Working memory one VAE tile may use, in MiB; decides the VAE tile size.
     pub memory_budget_mib: usize,
@@ -36,6 +37,7 @@ pub struct Tiling {
     /// VAE tile side in pixels; 0 = the largest the memory budget allows.
     pub vae_tile: usize,
     /// Least overlap between neighbouring tiles, as a fraction of the tile side.
+    #[serde(rename = "tile_overlap")]
     pub overlap: f64,
 }
 
@@ -47,22 +49,6 @@ impl Default for Tiling {
             vae_tile: 0,
             overlap: 0.25,
         }
-    }
-}
-
-impl Tiling {
-    /// Checks the ranges.
-    pub fn validate(&self) -> Result<()> {
-        if self.memory_budget_mib < 64 {
-            return Err(Error::option(
-                "memory_budget",
-                format!("must be at least 64 MiB, got {}", self.memory_budget_mib),
-            ));
-        }
-        if !(self.overlap > 0.0 && self.overlap <= 0.5) {
-            return Err(Error::option("tile_overlap", "must be in (0, 0.5]"));
-        }
-        Ok(())
     }
 }
 
@@ -252,7 +238,13 @@ fn quiet<T>(f: impl FnOnce(&mut Ticker) -> Result<T>) -> Result<T> {
     let cancel = crate::progress::CancelToken::new();
     let mut sink = |_: &crate::progress::Progress| {};
     let mut report: &mut dyn FnMut(&crate::progress::Progress) = &mut sink;
-    let mut ticker = Ticker::new(crate::progress::Stage::Refine, 0, &cancel, &mut report)?;
+    let mut ticker = Ticker::new(
+        crate::progress::Stage::Refine,
+        0,
+        Default::default(),
+        &cancel,
+        &mut report,
+    )?;
     f(&mut ticker)
 }
 

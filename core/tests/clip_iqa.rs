@@ -8,8 +8,8 @@
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use ttpo::clip_iqa::{self, ClipIqa, PROMPT_PAIRS};
 use ttpo::diffusion::tokenizer::write_tiny_vocab;
+use ttpo::scoring::clip_iqa::{self, ClipIqa, PROMPT_PAIRS};
 use ttpo::{Image, Metric};
 
 fn python() -> PathBuf {

@@ -346,7 +346,7 @@ fn image_and_option_errors() {
         },
         {
             let mut o = fast_options();
-            o.metrics = vec!["nope".into()];
+            o.scoring.metrics = vec!["nope".into()];
             o
         },
     ] {

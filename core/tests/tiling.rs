@@ -11,7 +11,7 @@ use ttpo::diffusion::scheduler::Ddim;
 use ttpo::diffusion::sd::{StableDiffusion, Variant};
 use ttpo::diffusion::tiny::TinyKind;
 use ttpo::diffusion::Backbone;
-use ttpo::preference::{Metric, Sharpness};
+use ttpo::scoring::{Metric, Sharpness};
 use ttpo::tiling::{Tiler, Tiling};
 use ttpo::{Candidate, Engine, Error, Image, Job, Options, PadMode, Progress, Stage};
 
@@ -398,9 +398,9 @@ fn large_candidates_are_scored_on_one_consistent_downscale() {
         },
     ];
     let mut o = fast_options();
-    o.metrics = vec!["sharpness".into()];
-    o.metric_max_pixels = 512 * 512;
-    let k = ttpo::pipeline::metric_downscale_factor(w, h, o.metric_max_pixels);
+    o.scoring.metrics = vec!["sharpness".into()];
+    o.scoring.metric_max_pixels = 512 * 512;
+    let k = ttpo::metric_downscale_factor(w, h, o.scoring.metric_max_pixels);
     assert_eq!(k, 3);
     let mut job = Job::from_candidates(tiny_engine(), base, o, candidates.clone()).unwrap();
     job.score_candidates(&mut |_| {}).unwrap();

@@ -308,6 +308,7 @@ functions! {
     ttpo_job_refine(job: *mut ttpo_job, out: *const ttpo_image) -> u32;
     ttpo_job_run(job: *mut ttpo_job, out: *const ttpo_image) -> u32;
     ttpo_job_size(job: *const ttpo_job, width: *mut u32, height: *mut u32) -> u32;
+    ttpo_job_progress_overall(job: *const ttpo_job, overall: *mut f64) -> u32;
     ttpo_options_new() -> *mut ttpo_options;
     ttpo_options_free(options: *mut ttpo_options);
     ttpo_options_set_seed(options: *mut ttpo_options, value: u64) -> u32;
@@ -326,6 +327,10 @@ functions! {
     ttpo_options_set_max_pixels(options: *mut ttpo_options, value: u64) -> u32;
     ttpo_options_set_memory_budget_mib(options: *mut ttpo_options, value: u32) -> u32;
     ttpo_options_set_tile_size(options: *mut ttpo_options, unet: u32, vae: u32) -> u32;
+    ttpo_options_set_unet_tile(options: *mut ttpo_options, value: u32) -> u32;
+    ttpo_options_set_vae_tile(options: *mut ttpo_options, value: u32) -> u32;
+    ttpo_options_set_tile_overlap(options: *mut ttpo_options, value: f64) -> u32;
+    ttpo_options_set_metric_max_pixels(options: *mut ttpo_options, value: u64) -> u32;
     ttpo_options_set_fusion(options: *mut ttpo_options, value: u32) -> u32;
     ttpo_options_set_pad_mode(options: *mut ttpo_options, value: u32) -> u32;
     ttpo_options_set_strengths(
@@ -333,11 +338,22 @@ functions! {
         strengths: *const f64,
         count: usize
     ) -> u32;
+    ttpo_options_set_strengths_str(options: *mut ttpo_options, text: *const c_char) -> u32;
     ttpo_options_set_prompt(options: *mut ttpo_options, prompt: *const c_char) -> u32;
     ttpo_options_set_negative_prompt(options: *mut ttpo_options, prompt: *const c_char) -> u32;
     ttpo_options_set_metrics(options: *mut ttpo_options, names: *const c_char) -> u32;
     ttpo_options_set_brisque_model(options: *mut ttpo_options, path: *const c_char) -> u32;
     ttpo_options_set_clip_model(options: *mut ttpo_options, path: *const c_char) -> u32;
+    ttpo_options_apply_preset(options: *mut ttpo_options, name: *const c_char) -> u32;
+    ttpo_options_get_steps(options: *const ttpo_options, value: *mut u32) -> u32;
+    ttpo_options_get_strengths(
+        options: *const ttpo_options,
+        strengths: *mut f64,
+        capacity: usize,
+        count: *mut usize
+    ) -> u32;
+    ttpo_preset_name(index: u32) -> *const c_char;
+    ttpo_preset_label(index: u32) -> *const c_char;
     ttpo_model_default_repo() -> *const c_char;
     ttpo_model_resolve(
         model: *const c_char,

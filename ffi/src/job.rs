@@ -30,12 +30,14 @@ use crate::status::{
     TTPO_STATUS_PANIC,
 };
 use parking_lot::Mutex;
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ttpo::{CancelToken, Selection};
 
 /// Progress: `stage` is a `ttpo_stage` value, `step` of `total` units done, `fraction` =
-/// step / total. Called at least once per model call.
+/// step / total (within the stage; `ttpo_job_progress_overall` gives the whole job's).
+/// Called at least once per model call.
 pub type ttpo_progress_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, stage: u32, step: u32, total: u32, fraction: f64),
 >;
@@ -100,6 +102,8 @@ pub struct ttpo_job {
     /// Held by the call that runs or changes the job (see the module doc).
     running: AtomicBool,
     state: Mutex<State>,
+    /// The last progress event's overall fraction (f64 bits), readable at any time.
+    overall: AtomicU64,
 }
 
 fn busy() -> Failure {
@@ -128,10 +132,21 @@ impl Drop for Exclusive<'_> {
 }
 
 impl ttpo_job {
-    /// A query: the state if no stage holds it right now.
-    fn with<T>(&self, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResult<T> {
+    /// A query: reads the job if no stage holds it right now, or, on the thread running
+    /// this job's choice callback, the view that call lent (see [`ChoiceView`]).
+    fn with<T>(&self, f: impl FnOnce(&View) -> FfiResult<T>) -> FfiResult<T> {
+        if let Some(view) = ChoiceView::current(self) {
+            // Read-only: a panic here leaves nothing half-updated, so it fails this call only.
+            return catch(|| f(view));
+        }
         let mut g = self.state.try_lock().ok_or_else(busy)?;
-        held(&mut g, f)
+        held(&mut g, |s| {
+            f(&View {
+                job: &s.job,
+                metric_names: &s.metric_names,
+                alpha: s.alpha.as_deref(),
+            })
+        })
     }
 
     /// A call that runs or changes the job: refused while another such call is running;
@@ -187,6 +202,49 @@ fn held<T>(s: &mut State, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResu
     })
 }
 
+/// What a query reads of a job.
+struct View<'a> {
+    job: &'a ttpo::Job,
+    metric_names: &'a [CString],
+    alpha: Option<&'a [f32]>,
+}
+
+thread_local! {
+    /// Set while this thread runs a job's choice callback: the handle and a view of its job.
+    static CHOICE_VIEW: Cell<Option<(*const ttpo_job, *const ())>> = const { Cell::new(None) };
+}
+
+/// Lends a view of the job to the queries its choice callback makes. The run holds the
+/// job's state for the whole of `ttpo::Job::run_with` (the chooser runs inside it), so the
+/// callback's queries cannot take the lock; on this thread, for this handle and only while
+/// the callback runs, they read the view instead. Other threads' queries are refused as busy.
+struct ChoiceView;
+
+impl ChoiceView {
+    fn enter(handle: &ttpo_job, view: &View) -> Self {
+        CHOICE_VIEW.with(|c| {
+            c.set(Some((
+                handle as *const ttpo_job,
+                view as *const View as *const (),
+            )))
+        });
+        ChoiceView
+    }
+
+    fn current<'a>(handle: &ttpo_job) -> Option<&'a View<'a>> {
+        let (h, v) = CHOICE_VIEW.with(Cell::get)?;
+        // SAFETY: set by `enter` on this thread and cleared by the guard's drop (also on
+        // unwinding) before the view it points at goes away; the view is only read.
+        std::ptr::eq(h, handle).then(|| unsafe { &*(v as *const View<'a>) })
+    }
+}
+
+impl Drop for ChoiceView {
+    fn drop(&mut self) {
+        CHOICE_VIEW.with(|c| c.set(None));
+    }
+}
+
 unsafe fn job_ref<'a>(job: *const ttpo_job) -> FfiResult<&'a ttpo_job> {
     job.as_ref().ok_or_else(|| Failure::null("job"))
 }
@@ -202,12 +260,15 @@ unsafe fn on_job(job: *const ttpo_job, f: impl FnOnce(&ttpo_job) -> FfiResult) -
 /// The engine's progress callback for one call: forwards to the C callbacks and turns a
 /// cancel (from the poll callback or from `ttpo_job_cancel` on the handle's token) into a
 /// cancel of the engine's own token, which is what its loops check.
-fn progress_closure(
+fn progress_closure<'a>(
     cb: Callbacks,
-    handle: CancelToken,
+    j: &'a ttpo_job,
     engine: CancelToken,
-) -> impl FnMut(&ttpo::Progress) {
+) -> impl FnMut(&ttpo::Progress) + 'a {
+    let handle = j.cancel.clone();
     move |p: &ttpo::Progress| {
+        // Before the callback, so that `ttpo_job_progress_overall` called from it agrees.
+        j.overall.store(p.overall().to_bits(), Ordering::Relaxed);
         if let Some((f, ud)) = cb.progress {
             // SAFETY: the caller registered `f` for this user data.
             unsafe {
@@ -272,6 +333,7 @@ pub unsafe extern "C" fn ttpo_job_new(
             last_error: LastError::default(),
             running: AtomicBool::new(false),
             state: Mutex::new(state),
+            overall: AtomicU64::new(0f64.to_bits()),
         }));
         Ok(())
     })
@@ -376,7 +438,7 @@ pub unsafe extern "C" fn ttpo_job_set_choice_callback(
 fn generate(j: &ttpo_job) -> FfiResult {
     j.locked(|s| {
         test_hook("generate_candidates");
-        let mut progress = progress_closure(s.callbacks, j.cancel.clone(), s.job.cancel_token());
+        let mut progress = progress_closure(s.callbacks, j, s.job.cancel_token());
         j.not_cancelled()?;
         s.job.generate_candidates(&mut progress)?;
         s.metric_names = s
@@ -395,8 +457,13 @@ fn generate(j: &ttpo_job) -> FfiResult {
     })
 }
 
-/// Stage III into `out`, on a job whose `running` the caller holds.
-fn refine_into(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
+/// Stage III into `out`, on a job whose `running` the caller holds: `stage` makes the
+/// image (a refine, or the rest of a run) with the call's progress closure.
+fn stage3_into(
+    j: &ttpo_job,
+    out: &ttpo_image,
+    stage: impl FnOnce(&mut State, &mut dyn FnMut(&ttpo::Progress)) -> FfiResult<ttpo::Image>,
+) -> FfiResult {
     j.locked(|s| {
         let (w, h) = (s.job.input().width(), s.job.input().height());
         let shape = validate(out, usize::MAX)?;
@@ -406,9 +473,9 @@ fn refine_into(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
                 shape.width, shape.height
             )));
         }
-        let mut progress = progress_closure(s.callbacks, j.cancel.clone(), s.job.cancel_token());
+        let mut progress = progress_closure(s.callbacks, j, s.job.cancel_token());
         j.not_cancelled()?;
-        let result = s.job.refine(&mut progress)?;
+        let result = stage(s, &mut progress)?;
         j.not_cancelled()?;
         // SAFETY: `out` was validated above; the caller guarantees its memory.
         unsafe { write(out, &shape, &result, s.alpha.as_deref()) }
@@ -437,7 +504,7 @@ pub unsafe extern "C" fn ttpo_job_candidate_count(job: *const ttpo_job, count: *
     })
 }
 
-fn candidate_index(s: &State, index: u32) -> FfiResult<usize> {
+fn candidate_index(s: &View, index: u32) -> FfiResult<usize> {
     let n = s.job.candidates().len();
     if n == 0 {
         return Err(Failure::new(
@@ -468,12 +535,7 @@ pub unsafe extern "C" fn ttpo_job_candidate_image(
         j.with(|s| {
             let i = candidate_index(s, index)?;
             let shape = validate(out, usize::MAX)?;
-            write(
-                out,
-                &shape,
-                &s.job.candidates()[i].image,
-                s.alpha.as_deref(),
-            )
+            write(out, &shape, &s.job.candidates()[i].image, s.alpha)
         })
     })
 }
@@ -656,7 +718,7 @@ pub unsafe extern "C" fn ttpo_job_get_choice(
 pub unsafe extern "C" fn ttpo_job_refine(job: *mut ttpo_job, out: *const ttpo_image) -> u32 {
     on_job(job, |j| {
         let out = out.as_ref().ok_or_else(|| Failure::null("out"))?;
-        j.exclusive(|j| refine_into(j, out))
+        j.exclusive(|j| stage3_into(j, out, |s, progress| Ok(s.job.refine(progress)?)))
     })
 }
 
@@ -674,36 +736,71 @@ pub unsafe extern "C" fn ttpo_job_run(job: *mut ttpo_job, out: *const ttpo_image
     })
 }
 
-/// The whole job on a job whose `running` the caller holds: it stays held while the
-/// choice callback runs, so the callback can query the job but not run or change it.
+/// The whole job on a job whose `running` the caller holds: `ttpo::Job::run_with`, with
+/// the choice callback as its chooser. `running` and the state stay held while the
+/// callback runs, so it can query the job (through [`ChoiceView`]) but not run or change it.
 fn run(j: &ttpo_job, out: &ttpo_image) -> FfiResult {
+    // Stage I + II as their own step, so the metric names are ready for the callback.
     if j.locked(|s| Ok(s.job.candidates().is_empty()))? {
         generate(j)?;
     }
-    let (mut p, mut d, choice) = j.locked(|s| {
-        if s.job.choice().is_none() {
-            s.job.choose(Selection::Auto)?;
-        }
-        let (p, d) = s.job.choice().expect("set");
-        Ok((p as u32, d as u32, s.callbacks.choice))
-    })?;
-    if let Some((f, ud)) = choice {
-        // `state` is unlocked here, so the callback may query candidates.
-        if unsafe { f(ud.0, j as *const ttpo_job, &mut p, &mut d) } != 0 {
+    stage3_into(j, out, |s, progress| {
+        let State {
+            job,
+            callbacks,
+            metric_names,
+            alpha,
+            ..
+        } = s;
+        let choice = callbacks.choice;
+        let mut refused = false;
+        let result = job.run_with(progress, &mut |job| {
+            let (p, d) = job.choice().expect("run_with makes a choice first");
+            let Some((f, ud)) = choice else {
+                return Ok((p, d));
+            };
+            let (mut p, mut d) = (p as u32, d as u32);
+            let view = View {
+                job,
+                metric_names,
+                alpha: alpha.as_deref(),
+            };
+            let _lent = ChoiceView::enter(j, &view);
+            // SAFETY: the caller registered `f` for this user data.
+            if unsafe { f(ud.0, j as *const ttpo_job, &mut p, &mut d) } != 0 {
+                refused = true;
+                return Err(ttpo::Error::Cancelled);
+            }
+            if j.cancel.is_cancelled() {
+                return Err(ttpo::Error::Cancelled);
+            }
+            Ok((p as usize, d as usize))
+        });
+        if refused {
             return Err(Failure::new(
                 TTPO_STATUS_CANCELLED,
                 "cancelled by the choice callback",
             ));
         }
-        j.not_cancelled()?;
-        j.locked(|s| {
-            Ok(s.job.choose(Selection::Given {
-                preferred: p as usize,
-                dispreferred: d as usize,
-            })?)
-        })?;
-    }
-    refine_into(j, out)
+        Ok(result?)
+    })
+}
+
+/// The job's overall progress in [0, 1] as of its latest progress event: every stage's
+/// share of the whole job (Stage I → III) by model calls, the same weighting for every
+/// adapter (the progress callback's `fraction` is per stage). Readable at any time, from
+/// any thread and from inside the progress callback (where it is the current event's).
+/// 0 before the first event; a stage run again goes over its span again.
+///
+/// # Safety
+/// `job` must be NULL or valid; `overall` writable.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_progress_overall(job: *const ttpo_job, overall: *mut f64) -> u32 {
+    on_job(job, |j| {
+        let out = overall.as_mut().ok_or_else(|| Failure::null("overall"))?;
+        *out = f64::from_bits(j.overall.load(Ordering::Relaxed));
+        Ok(())
+    })
 }
 
 /// Size of the job's input (and of every output buffer).
@@ -765,6 +862,10 @@ mod tests {
         job
     }
 
+    /// Held by the tests that run jobs: the panic test sets a process-wide variable that
+    /// would make a job of another test panic meanwhile.
+    static RUNS: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
     fn image(pixels: &mut [u8]) -> ttpo_image {
         ttpo_image {
             data: pixels.as_mut_ptr().cast(),
@@ -781,6 +882,7 @@ mod tests {
     /// claiming to be busy; the engine keeps serving new jobs.
     #[test]
     fn a_panic_fails_its_job_and_leaves_the_engine_usable() {
+        let _alone = RUNS.lock();
         let dir = std::env::temp_dir().join(format!("ttpo-ffi-panic-{}", std::process::id()));
         ttpo::diffusion::tiny::write_tiny_model(&dir, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
             .unwrap();
@@ -832,6 +934,102 @@ mod tests {
             assert_eq!(ttpo_job_candidate_count(job, &mut n), TTPO_STATUS_OK as u32);
             assert_eq!(n, 2, "the input and one candidate");
             assert!(out.iter().any(|&v| v != 0), "the output was written");
+            ttpo_job_free(job);
+            ttpo_engine_free(engine);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Overall progress runs once through [0, 1] over a whole run, never backwards, with
+    /// the stages in order; `ttpo_job_progress_overall` read inside the progress callback
+    /// is the current event's. The choice callback can query its job while the run holds it.
+    #[test]
+    fn overall_progress_and_the_choice_callback() {
+        let _alone = RUNS.lock();
+        struct Seen {
+            job: *const ttpo_job,
+            events: Vec<(u32, f64, f64)>,
+        }
+        unsafe extern "C" fn on_progress(ud: *mut c_void, stage: u32, _: u32, _: u32, f: f64) {
+            let seen = &mut *(ud as *mut Seen);
+            let mut overall = -1.0;
+            assert_eq!(
+                ttpo_job_progress_overall(seen.job, &mut overall),
+                TTPO_STATUS_OK as u32
+            );
+            seen.events.push((stage, f, overall));
+        }
+        unsafe extern "C" fn choose(
+            ud: *mut c_void,
+            job: *const ttpo_job,
+            p: *mut u32,
+            d: *mut u32,
+        ) -> i32 {
+            let mut n = 0;
+            assert_eq!(ttpo_job_candidate_count(job, &mut n), TTPO_STATUS_OK as u32);
+            assert_eq!(n, 2);
+            let mut metrics = 0;
+            assert_eq!(
+                ttpo_job_metric_count(job, &mut metrics),
+                TTPO_STATUS_OK as u32
+            );
+            assert_eq!(metrics, 1);
+            *(ud as *mut (u32, u32)) = (*p, *d);
+            (*p, *d) = (0, 1);
+            0
+        }
+        let dir = std::env::temp_dir().join(format!("ttpo-ffi-overall-{}", std::process::id()));
+        ttpo::diffusion::tiny::write_tiny_model(&dir, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
+            .unwrap();
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        unsafe {
+            let mut engine = std::ptr::null_mut();
+            assert_eq!(
+                ttpo_engine_new(path.as_ptr(), 1, 0, 0, &mut engine),
+                TTPO_STATUS_OK as u32
+            );
+            let mut pixels = vec![0u8; 16 * 16 * 4];
+            let job = tiny_job(engine, &mut pixels);
+            let mut before = -1.0;
+            assert_eq!(
+                ttpo_job_progress_overall(job, &mut before),
+                TTPO_STATUS_OK as u32
+            );
+            assert_eq!(before, 0.0);
+            let mut seen = Seen {
+                job,
+                events: Vec::new(),
+            };
+            let mut auto = (9u32, 9u32);
+            ttpo_job_set_progress_callback(job, Some(on_progress), (&mut seen as *mut Seen).cast());
+            ttpo_job_set_choice_callback(job, Some(choose), (&mut auto as *mut (u32, u32)).cast());
+            let mut out = vec![0u8; 16 * 16 * 4];
+            assert_eq!(ttpo_job_run(job, &image(&mut out)), TTPO_STATUS_OK as u32);
+            let ev = &seen.events;
+            assert!(
+                ev.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].2 <= w[1].2),
+                "{:?}",
+                ev.iter().map(|e| (e.0, e.2)).collect::<Vec<_>>()
+            );
+            assert_eq!(ev.first().unwrap().2, 0.0);
+            assert_eq!(ev.last().unwrap().2, 1.0);
+            // Stage III starts where Stage II ended, strictly inside (0, 1).
+            let refine_start = ev.iter().find(|e| e.0 == 3).unwrap();
+            assert_eq!(refine_start.1, 0.0);
+            assert!(
+                refine_start.2 > 0.0 && refine_start.2 < 1.0,
+                "{refine_start:?}"
+            );
+            let (mut p, mut d) = (9, 9);
+            assert_eq!(
+                ttpo_job_get_choice(job, &mut p, &mut d),
+                TTPO_STATUS_OK as u32
+            );
+            assert_eq!((p, d), (0, 1), "the callback's choice was used");
+            assert!(
+                auto.0 < 2 && auto.1 < 2 && auto != (9, 9),
+                "the callback saw the automatic choice"
+            );
             ttpo_job_free(job);
             ttpo_engine_free(engine);
         }

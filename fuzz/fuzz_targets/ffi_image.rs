@@ -171,7 +171,7 @@ fn input_side(d: &Desc, max_pixels: u64, seed: &[u8]) {
             Plan::InBounds { .. } => {
                 // Left to refuse: non-finite f32 samples, and images under a job's minimum
                 // side.
-                let small = (d.width.min(d.height) as usize) < ttpo::pipeline::MIN_SIDE;
+                let small = (d.width.min(d.height) as usize) < ttpo::MIN_SIDE;
                 assert!(
                     st == OK || (st == INVALID_IMAGE && (d.format == 2 || small)),
                     "valid description refused: {st}"

@@ -60,7 +60,7 @@ fn metric_list(s: &str) -> Option<Vec<String>> {
         .filter(|n| !n.is_empty())
         .collect();
     v.iter()
-        .all(|n| ttpo::quality::METRIC_NAMES.contains(&n.as_str()))
+        .all(|n| ttpo::scoring::metric_info(n).is_some())
         .then_some(v)
 }
 
@@ -123,7 +123,7 @@ unsafe fn setters(b: &mut Bytes, o: *mut ttpo_options, m: &mut Options) {
                 let v = number(b);
                 let st = ttpo_options_set_guidance(o, v);
                 if st == OK {
-                    m.refine.scale = v;
+                    m.refine.guidance = v;
                 }
                 ("guidance", st, v.is_finite() && v >= 0.0)
             }
@@ -212,7 +212,7 @@ unsafe fn setters(b: &mut Bytes, o: *mut ttpo_options, m: &mut Options) {
                 let v = b.u8() as u32 % 4;
                 let st = ttpo_options_set_fusion(o, v);
                 if st == OK {
-                    m.fusion = [Fusion::ZScore, Fusion::Entropy][v as usize];
+                    m.scoring.fusion = [Fusion::ZScore, Fusion::Entropy][v as usize];
                 }
                 ("fusion", st, v < 2)
             }
@@ -258,7 +258,7 @@ unsafe fn setters(b: &mut Bytes, o: *mut ttpo_options, m: &mut Options) {
                         let st = ttpo_options_set_metrics(o, ptr(&s));
                         let list = text.as_deref().and_then(metric_list);
                         if st == OK {
-                            m.metrics = list.clone().expect("accepted list");
+                            m.scoring.metrics = list.clone().expect("accepted list");
                         }
                         ("metrics", st, list.is_some())
                     }
@@ -284,9 +284,9 @@ unsafe fn setters(b: &mut Bytes, o: *mut ttpo_options, m: &mut Options) {
                 };
                 if st == OK {
                     if op == 22 {
-                        m.brisque_model = v;
+                        m.scoring.brisque_model = v;
                     } else {
-                        m.clip_model = v;
+                        m.scoring.clip_model = v;
                     }
                 }
                 (name, st, true)
@@ -307,12 +307,17 @@ fn strength_strings(b: &mut Bytes) {
     let Ok(s) = std::str::from_utf8(s) else {
         return;
     };
-    // `--strengths S,S,...`: clap splits on ',' and parses each piece with f64::from_str.
-    if let Ok(v) = s
-        .split(',')
-        .map(str::parse::<f64>)
-        .collect::<Result<Vec<_>, _>>()
-    {
+    // `--strengths S,S,...` and `ttpo_options_set_strengths_str`: core's one parser.
+    if let Ok(v) = ttpo::options::parse_strengths(s) {
+        // SAFETY: options created and freed here; the string outlives the call.
+        let st_text = unsafe {
+            let o = ttpo_options_new();
+            let c = CString::new(s.replace('\0', " ")).expect("no NUL");
+            let st = ttpo_options_set_strengths_str(o, c.as_ptr());
+            ttpo_options_free(o);
+            st
+        };
+        check_status("strengths_str", st_text);
         let rust_ok = Options {
             strengths: v.clone(),
             ..Options::default()
@@ -327,12 +332,13 @@ fn strength_strings(b: &mut Bytes) {
             st
         };
         check_status("strengths", st);
-        if v.len() <= 256 {
-            assert_eq!(
-                st == OK,
-                rust_ok,
-                "--strengths {s:?}: C {st}, Rust {rust_ok}"
-            );
+        assert_eq!(
+            st == OK,
+            rust_ok,
+            "--strengths {s:?}: C {st}, Rust {rust_ok}"
+        );
+        if !s.contains('\0') {
+            assert_eq!(st_text, st, "strengths_str {s:?}");
         }
     }
     // `--refine-start noise|S`.
@@ -397,12 +403,12 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => assert_eq!(st, INVALID_ARGUMENT, "mirror invalid ({e}) but status {st}"),
             Ok(()) => {
                 let needs_model = |name: &str, path: &Option<PathBuf>| {
-                    let listed = mirror.metrics.iter().any(|m| m == name)
-                        || (mirror.metrics.is_empty() && path.is_some());
+                    let listed = mirror.scoring.metrics.iter().any(|m| m == name)
+                        || (mirror.scoring.metrics.is_empty() && path.is_some());
                     listed
                 };
-                let files = needs_model("brisque", &mirror.brisque_model)
-                    || needs_model("clipiqa", &mirror.clip_model);
+                let files = needs_model("brisque", &mirror.scoring.brisque_model)
+                    || needs_model("clipiqa", &mirror.scoring.clip_model);
                 if files {
                     // A metric whose model is missing: an option error or a missing file.
                     assert!(st != OK, "metric without its model accepted");
@@ -442,6 +448,12 @@ unsafe fn setters_on_null() -> u32 {
         ttpo_options_set_metrics(n, c"niqe".as_ptr()),
         ttpo_options_set_brisque_model(n, std::ptr::null()),
         ttpo_options_set_clip_model(n, std::ptr::null()),
+        ttpo_options_set_strengths_str(n, c"0.5".as_ptr()),
+        ttpo_options_set_unet_tile(n, 0),
+        ttpo_options_set_vae_tile(n, 0),
+        ttpo_options_set_tile_overlap(n, 0.25),
+        ttpo_options_set_metric_max_pixels(n, 4096),
+        ttpo_options_apply_preset(n, c"fast".as_ptr()),
     ];
     all.into_iter()
         .find(|&s| s != NULL_POINTER)

@@ -1,16 +1,23 @@
 /* Host-independent part of the TTPO GIMP plug-ins: see ttpo-common.h. */
 #include "ttpo-common.h"
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
-const TtpoPreset ttpo_presets[] = {
-    {"Fast", 10, "0.1,0.3"},
-    {"Balanced", 25, "0.1,0.2,0.3"},
-    {"Best quality", 50, "0.1,0.2,0.3,0.4"},
-    {"Custom", 0, NULL},
-};
-const int ttpo_n_presets = (int)(sizeof ttpo_presets / sizeof ttpo_presets[0]);
+/* The engine's presets (one list for every surface), then Custom. */
+int ttpo_n_presets(void) {
+    int n = 0;
+    while (ttpo_preset_name((uint32_t)n)) n++;
+    return n + 1;
+}
+
+const char *ttpo_preset_menu_label(int index) {
+    const char *label = index >= 0 ? ttpo_preset_label((uint32_t)index) : NULL;
+    return label ? label : "Custom";
+}
 
 void ttpo_params_defaults(TtpoParams *p) {
     memset(p, 0, sizeof *p);
@@ -23,40 +30,42 @@ void ttpo_params_defaults(TtpoParams *p) {
 }
 
 void ttpo_params_apply_preset(TtpoParams *p, int index) {
-    if (index < 0 || index >= ttpo_n_presets) index = ttpo_n_presets - 1;
+    int n = ttpo_n_presets();
+    if (index < 0 || index >= n) index = n - 1;
     p->preset = index;
-    if (ttpo_presets[index].strengths) {
-        p->steps = ttpo_presets[index].steps;
-        g_strlcpy(p->strengths, ttpo_presets[index].strengths, sizeof p->strengths);
+    if (index == n - 1) return; /* Custom */
+    /* Read the preset's values back from an options object it was applied to. */
+    ttpo_options *o = ttpo_options_new();
+    double s[64];
+    size_t count = 0;
+    uint32_t steps = 0;
+    if (o && ttpo_options_apply_preset(o, ttpo_preset_name((uint32_t)index)) == TTPO_STATUS_OK &&
+        ttpo_options_get_steps(o, &steps) == TTPO_STATUS_OK &&
+        ttpo_options_get_strengths(o, s, G_N_ELEMENTS(s), &count) == TTPO_STATUS_OK) {
+        GString *text = g_string_new(NULL);
+        for (size_t i = 0; i < count; i++) {
+            char num[G_ASCII_DTOSTR_BUF_SIZE];
+            g_string_append_printf(text, "%s%s", i ? "," : "", g_ascii_formatd(num, sizeof num, "%g", s[i]));
+        }
+        p->steps = (gint32)steps;
+        g_strlcpy(p->strengths, text->str, sizeof p->strengths);
+        g_string_free(text, TRUE);
     }
+    ttpo_options_free(o);
 }
 
-int ttpo_parse_strengths(const char *text, double *out, int max, char **error) {
-    int n = 0;
-    gchar **parts = g_strsplit(text ? text : "", ",", -1);
-    for (gchar **s = parts; *s; s++) {
-        gchar *item = g_strstrip(*s);
-        if (!*item) continue;
-        char *end = NULL;
-        double v = g_ascii_strtod(item, &end);
-        if (*end || !isfinite(v) || v < 0.0 || v > 1.0) {
-            *error = g_strdup_printf("invalid strength \"%s\" (expected numbers in 0..1, e.g. \"0.1,0.2,0.3\")", item);
-            g_strfreev(parts);
-            return -1;
-        }
-        if (n == max) {
-            *error = g_strdup_printf("too many strengths (at most %d)", max);
-            g_strfreev(parts);
-            return -1;
-        }
-        out[n++] = v;
+gboolean ttpo_check_strengths(const char *text, char **error) {
+    ttpo_options *o = ttpo_options_new();
+    if (!o) {
+        *error = g_strdup("out of memory");
+        return FALSE;
     }
-    g_strfreev(parts);
-    if (n == 0) {
-        *error = g_strdup("no strengths given (expected e.g. \"0.1,0.2,0.3\")");
-        return -1;
-    }
-    return n;
+    uint32_t st = ttpo_options_set_strengths_str(o, text ? text : "");
+    if (st != TTPO_STATUS_OK)
+        *error = g_strdup_printf("Invalid strengths \"%s\": %s (expected numbers in 0..1, e.g. \"0.1,0.2,0.3\")",
+                                 text ? text : "", ttpo_last_error());
+    ttpo_options_free(o);
+    return st == TTPO_STATUS_OK;
 }
 
 guchar *ttpo_thumbnail(const float *rgba, guint w, guint h, int max_side, int *tw, int *th) {
@@ -102,6 +111,7 @@ struct TtpoTask {
     gboolean running;
     gboolean cancelled;
     guint stage, step, total;
+    double overall; /* the engine's overall fraction at the latest event */
     uint32_t status;
     gchar *message;
 };
@@ -138,11 +148,14 @@ void ttpo_task_free(TtpoTask *t) {
 
 static void on_progress(void *user, uint32_t stage, uint32_t step, uint32_t total, double fraction) {
     TtpoTask *t = user;
-    (void)fraction;
+    double overall = 0.0;
+    (void)fraction; /* within the stage; the bar shows the engine's overall fraction */
+    ttpo_job_progress_overall(t->job, &overall);
     g_mutex_lock(&t->lock);
     t->stage = stage;
     t->step = step;
     t->total = total;
+    t->overall = overall;
     g_mutex_unlock(&t->lock);
 }
 
@@ -180,10 +193,8 @@ static gpointer worker(gpointer data) {
     TtpoTask *t = data;
     uint32_t st;
     if (t->phase != TTPO_PHASE_REFINE && !t->job) {
-        double strengths[TTPO_MAX_STRENGTHS];
         char *err = NULL;
-        int n = ttpo_parse_strengths(t->params.strengths, strengths, TTPO_MAX_STRENGTHS, &err);
-        if (n < 0) {
+        if (!ttpo_check_strengths(t->params.strengths, &err)) {
             finish(t, "reading the options", TTPO_STATUS_INVALID_ARGUMENT, err);
             g_free(err);
             return NULL;
@@ -205,7 +216,7 @@ static gpointer worker(gpointer data) {
         st = ttpo_options_set_seed(o, (uint64_t)(guint32)t->params.seed);
         if (!st) st = ttpo_options_set_steps(o, (uint32_t)t->params.steps);
         if (!st) st = ttpo_options_set_refine_steps(o, (uint32_t)t->params.steps);
-        if (!st) st = ttpo_options_set_strengths(o, strengths, (size_t)n);
+        if (!st) st = ttpo_options_set_strengths_str(o, t->params.strengths);
         /* Optional cap on the accepted image size (pixels), e.g. to keep memory use low on
          * a small machine; the engine's default accepts 64 Mi pixels and works in tiles. */
         const char *max_px = g_getenv("TTPO_MAX_PIXELS");
@@ -271,6 +282,7 @@ void ttpo_task_start(TtpoTask *t, TtpoPhase phase, guint preferred, guint dispre
     t->cancelled = FALSE;
     t->stage = 0;
     t->step = t->total = 0;
+    t->overall = 0.0;
     t->status = TTPO_STATUS_OK;
     g_mutex_unlock(&t->lock);
     t->phase = phase;
@@ -299,10 +311,9 @@ void ttpo_task_wait(TtpoTask *t, void (*hook)(double, const char *, void *), voi
 double ttpo_task_progress(TtpoTask *t, char *text, size_t n) {
     g_mutex_lock(&t->lock);
     guint stage = t->stage, step = t->step, total = t->total;
+    double overall = t->overall;
     g_mutex_unlock(&t->lock);
-    double within = total ? (double)step / total : 0.0;
-    /* Overall: Stage I 0..45 %, Stage II 45..55 %, Stage III 55..100 %. */
-    static const double base[] = {0.0, 0.0, 0.45, 0.55}, span[] = {0.0, 0.45, 0.10, 0.45};
+    /* The engine's one weighting of the stages (ttpo_job_progress_overall). */
     static const char *names[] = {"Loading the model", "Stage I: candidates", "Stage II: scoring",
                                   "Stage III: refining"};
     if (stage > 3) stage = 0;
@@ -312,7 +323,7 @@ double ttpo_task_progress(TtpoTask *t, char *text, size_t n) {
         else
             g_snprintf(text, n, "%s %u/%u", names[stage], step, total);
     }
-    return CLAMP(base[stage] + span[stage] * within, 0.0, 1.0);
+    return stage == 0 ? 0.0 : CLAMP(overall, 0.0, 1.0);
 }
 
 void ttpo_task_cancel(TtpoTask *t) {
@@ -344,4 +355,71 @@ guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *t
         thumb = ttpo_thumbnail(buf, t->w, t->h, max_side, tw, th);
     g_free(buf);
     return thumb;
+}
+
+/* Mirrors the task's progress to the host's progress bar (text only when it changes). */
+static void host_progress(double fraction, const char *text, void *user) {
+    const TtpoHost *host = user;
+    static char last[128];
+    if (strcmp(last, text) != 0) {
+        g_strlcpy(last, text, sizeof last);
+        host->progress_set_text(text);
+    }
+    host->progress_update(fraction);
+}
+
+/* The plug-in is a process of its own (GIMP starts it per call), so, like the ttpo CLI
+   (ttpo::device::keep_freed_memory, docs/BENCHMARKS.md), it lets glibc's malloc keep freed
+   memory for the next tensor instead of returning every large block to the kernel: blocks
+   below 32 MiB from the heap, up to 256 MiB of free heap kept. libttpo itself never does this:
+   it lives in other people's processes too. */
+static void keep_freed_memory(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
+TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, gboolean interactive,
+                               gchar **message) {
+    keep_freed_memory();
+    gint x, y, w, h;
+    float *in = host->read(ctx, &x, &y, &w, &h, message);
+    if (!in) return TTPO_PROCESS_FAILED;
+    TtpoTask *t = ttpo_task_new(p, in, (guint)w, (guint)h);
+    g_free(in);
+
+    void *hook_user = (void *)host;
+    host->progress_init("TTPO");
+    uint32_t st;
+    if (interactive && p->selection == 1) {
+        st = host->run_phase(t, TTPO_PHASE_GENERATE, 0, 0, host_progress, hook_user);
+        if (st == TTPO_STATUS_OK) {
+            guint pref = 1, disp = 0;
+            if (!host->pick(t, &pref, &disp)) {
+                st = TTPO_STATUS_CANCELLED;
+            } else {
+                p->preferred = (gint32)pref;
+                p->dispreferred = (gint32)disp;
+                st = host->run_phase(t, TTPO_PHASE_REFINE, pref, disp, host_progress, hook_user);
+            }
+        }
+    } else if (interactive) {
+        st = host->run_phase(t, TTPO_PHASE_RUN, 0, 0, host_progress, hook_user);
+    } else {
+        ttpo_task_start(t, TTPO_PHASE_RUN, 0, 0);
+        ttpo_task_wait(t, host_progress, hook_user);
+        st = ttpo_task_status(t);
+    }
+    if (st != TTPO_STATUS_OK) {
+        *message = g_strdup(ttpo_task_message(t));
+        ttpo_task_free(t);
+        host->progress_end();
+        return st == TTPO_STATUS_CANCELLED ? TTPO_PROCESS_CANCELLED : TTPO_PROCESS_FAILED;
+    }
+    host->write(ctx, ttpo_task_output(t), x, y, w, h, p->seed);
+    ttpo_task_free(t);
+    host->progress_end();
+    return TTPO_PROCESS_OK;
 }

@@ -1,6 +1,6 @@
 /*
  * Host-independent part of the TTPO GIMP plug-ins (GIMP 2.10 and GIMP 3): parameters,
- * presets, strengths parsing, pixel helpers and the engine job running on a worker
+ * presets (the engine's), pixel helpers and the engine job running on a worker
  * thread with progress and cancel. Depends on GLib and libttpo only (no libgimp, no GTK).
  */
 #ifndef TTPO_GIMP_COMMON_H
@@ -10,7 +10,6 @@
 #include "ttpo.h"
 
 #define TTPO_PROC "plug-in-ttpo-refine"
-#define TTPO_MAX_STRENGTHS 16
 
 /* Everything the dialog edits; stored as one blob for "last values" (GIMP 2.10). */
 typedef struct {
@@ -25,22 +24,18 @@ typedef struct {
     gint32 preset;       /* see ttpo_presets */
 } TtpoParams;
 
-typedef struct {
-    const char *name;
-    gint32 steps;
-    const char *strengths;
-} TtpoPreset;
-
-/* Fast, Balanced, Best quality, Custom (last: leaves values alone). */
-extern const TtpoPreset ttpo_presets[];
-extern const int ttpo_n_presets;
+/* The presets are the engine's (ttpo_preset_name / ttpo_preset_label: Fast, Balanced, Best
+   quality), then "Custom", which leaves the values alone. */
+int ttpo_n_presets(void);
+const char *ttpo_preset_menu_label(int index);
 
 void ttpo_params_defaults(TtpoParams *p);
 /* Applies preset `index` to steps/strengths (Custom leaves them). */
 void ttpo_params_apply_preset(TtpoParams *p, int index);
 
-/* Parses "0.1,0.2,0.3". Returns the count, or -1 with a message in *error (g_free it). */
-int ttpo_parse_strengths(const char *text, double *out, int max, char **error);
+/* Checks strengths text ("0.1,0.2,0.3") with the engine's parser and ranges. Returns TRUE,
+   or FALSE with a message in *error (g_free it). */
+gboolean ttpo_check_strengths(const char *text, char **error);
 
 /* Composites RGBA float (0..1) over a grey checkerboard into a w x h RGB8 thumbnail
    fitting max_side (box filter). Returns g_malloc'd pixels; *tw, *th receive its size. */
@@ -73,5 +68,32 @@ ttpo_job *ttpo_task_job(TtpoTask *t);
 const float *ttpo_task_output(TtpoTask *t);
 /* Candidate thumbnail (RGB8, g_free it) and info; valid after GENERATE. */
 guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *tw, int *th);
+
+/* What one run of the plug-in needs from its GIMP version (2.10 or 3): the layer's pixels,
+   the result layer, the host's progress bar, and the dialogs (ttpo-ui.c, given here so
+   this file stays free of libgimp and GTK). Everything else is ttpo_process(). */
+typedef struct {
+    /* The part of the layer to process (the selection's bounds), RGBA float 0..1,
+       g_malloc'd; NULL with *message (g_malloc'd) when there is nothing to do. */
+    float *(*read)(void *host, gint *x, gint *y, gint *w, gint *h, gchar **message);
+    /* Puts the result (w x h at x, y) into a new layer above the drawable, in one undo group. */
+    void (*write)(void *host, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed);
+    gboolean (*progress_init)(const gchar *message);
+    gboolean (*progress_set_text)(const gchar *message);
+    gboolean (*progress_update)(gdouble fraction);
+    gboolean (*progress_end)(void);
+    /* ttpo_ui_run_phase and ttpo_ui_pick (see ttpo-ui.h). */
+    uint32_t (*run_phase)(TtpoTask *t, TtpoPhase phase, guint pref, guint dispref,
+                          void (*hook)(double fraction, const char *text, void *user), void *user);
+    gboolean (*pick)(TtpoTask *t, guint *preferred, guint *dispreferred);
+} TtpoHost;
+
+typedef enum { TTPO_PROCESS_OK, TTPO_PROCESS_CANCELLED, TTPO_PROCESS_FAILED } TtpoProcessResult;
+
+/* One run: reads the layer, runs the engine (interactive: in dialogs, with a pick when
+   selection is 1; else on the worker with the host's progress bar), writes the result
+   layer. Updates p->preferred/dispreferred with a pick. On failure *message (g_free) says why. */
+TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, gboolean interactive,
+                               gchar **message);
 
 #endif

@@ -41,6 +41,94 @@ static void query(void) {
     gimp_plugin_menu_register(TTPO_PROC, "<Image>/Filters/Enhance");
 }
 
+/* The GIMP 2.10 glue of one run (the rest is ttpo_process in ttpo-common.c). */
+typedef struct {
+    gint32 image, drawable;
+} Host;
+
+static float *host_read(void *ctx, gint *x, gint *y, gint *w, gint *h, gchar **message) {
+    Host *host = ctx;
+    if (!gimp_item_is_layer(host->drawable) || gimp_item_is_group(host->drawable)) {
+        *message = g_strdup("TTPO works on a layer: select a pixel layer (not a mask, channel or group).");
+        return NULL;
+    }
+    if (!gimp_drawable_mask_intersect(host->drawable, x, y, w, h) || *w <= 0 || *h <= 0) {
+        *message = g_strdup("The selection does not touch the layer: nothing to do.");
+        return NULL;
+    }
+    float *in = g_malloc((gsize)*w * *h * 4 * sizeof(float));
+    GeglBuffer *src = gimp_drawable_get_buffer(host->drawable);
+    gegl_buffer_get(src, GEGL_RECTANGLE(*x, *y, *w, *h), 1.0, babl_format("R'G'B'A float"), in,
+                    GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+    g_object_unref(src);
+    return in;
+}
+
+static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed) {
+    Host *host = ctx;
+    gimp_image_undo_group_start(host->image);
+    gint32 layer = gimp_layer_new_from_drawable(host->drawable, host->image);
+    gchar *name = g_strdup_printf("TTPO (seed %d)", seed);
+    gimp_item_set_name(layer, name);
+    g_free(name);
+    gimp_image_insert_layer(host->image, layer, gimp_item_get_parent(host->drawable),
+                            gimp_image_get_item_position(host->image, host->drawable));
+    /* The shadow buffer merged with the selection as mask: a feathered or partial
+       selection limits the change, outside it the copy keeps the original pixels. */
+    GeglBuffer *shadow = gimp_drawable_get_shadow_buffer(layer);
+    GeglBuffer *copy = gimp_drawable_get_buffer(layer);
+    gegl_buffer_copy(copy, NULL, GEGL_ABYSS_NONE, shadow, NULL); /* exact pixels outside the result */
+    g_object_unref(copy);
+    gegl_buffer_set(shadow, GEGL_RECTANGLE(x, y, w, h), 0, babl_format("R'G'B'A float"), rgba, GEGL_AUTO_ROWSTRIDE);
+    g_object_unref(shadow);
+    gimp_drawable_merge_shadow(layer, TRUE);
+    gimp_drawable_update(layer, x, y, w, h);
+    gimp_image_undo_group_end(host->image);
+}
+
+static const TtpoHost HOST = {host_read,           host_write,         gimp_progress_init, gimp_progress_set_text,
+                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick};
+
+/* Runs the engine on the selection's bounds of `drawable` and puts the result into a new
+   layer. Returns a status; on failure *message (g_free) says why. */
+static GimpPDBStatusType process(gint32 image, gint32 drawable, TtpoParams *p, gboolean interactive,
+                                 gchar **message) {
+    Host host = {image, drawable};
+    switch (ttpo_process(&HOST, &host, p, interactive, message)) {
+    case TTPO_PROCESS_OK: return GIMP_PDB_SUCCESS;
+    case TTPO_PROCESS_CANCELLED: return GIMP_PDB_CANCEL;
+    default: return GIMP_PDB_EXECUTION_ERROR;
+    }
+}
+
+static void run(const gchar *name, gint nparams, const GimpParam *param, gint *nreturn_vals, GimpParam **return_vals);
+
+const GimpPlugInInfo PLUG_IN_INFO = {NULL, NULL, query, run};
+
+MAIN()
+
+static void query(void) {
+    static const GimpParamDef args[] = {
+        {GIMP_PDB_INT32, "run-mode", "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1), RUN-WITH-LAST-VALS (2) }"},
+        {GIMP_PDB_IMAGE, "image", "Input image"},
+        {GIMP_PDB_DRAWABLE, "drawable", "Input layer"},
+        {GIMP_PDB_STRING, "model-folder", "Stable Diffusion model folder (diffusers layout); empty = $TTPO_MODEL_DIR"},
+        {GIMP_PDB_INT32, "seed", "Job seed (>= 0)"},
+        {GIMP_PDB_INT32, "steps", "Sampler steps of Stage I and Stage III (1..1000)"},
+        {GIMP_PDB_STRING, "strengths", "img2img strengths of the candidates, comma-separated, e.g. \"0.1,0.2,0.3\""},
+        {GIMP_PDB_INT32, "selection", "Candidate choice: 0 automatic, 1 the given indices"},
+        {GIMP_PDB_INT32, "preferred", "Preferred candidate index (selection 1; 0 = the input)"},
+        {GIMP_PDB_INT32, "dispreferred", "Dispreferred candidate index (selection 1)"},
+    };
+    gimp_install_procedure(TTPO_PROC, "Restore the layer with TTPO (test-time preference optimization)",
+                           "Makes candidates with a diffusion model, scores them with no-reference quality "
+                           "metrics (or lets you pick), and refines toward the preferred one. The result is a "
+                           "new layer above the original; a selection limits the change.",
+                           "TTPO authors", "TTPO authors", "2026", "_TTPO...", "RGB*, GRAY*", GIMP_PLUGIN,
+                           G_N_ELEMENTS(args), 0, args, NULL);
+    gimp_plugin_menu_register(TTPO_PROC, "<Image>/Filters/Enhance");
+}
+
 static void progress_hook(double fraction, const char *text, void *user) {
     static char last[128];
     (void)user;

@@ -59,7 +59,7 @@ static GimpProcedure *ttpo_create_procedure(GimpPlugIn *plug_in, const gchar *na
                                     d.dispreferred, G_PARAM_READWRITE);
     gimp_procedure_add_int_aux_argument(p, "device", "Device", "0 automatic, 1 CPU, 2 CUDA, 3 Metal", 0, 3, 0,
                                         G_PARAM_READWRITE);
-    gimp_procedure_add_int_aux_argument(p, "preset", "Preset", "Quality/speed preset", 0, ttpo_n_presets - 1,
+    gimp_procedure_add_int_aux_argument(p, "preset", "Preset", "Quality/speed preset", 0, ttpo_n_presets() - 1,
                                         d.preset, G_PARAM_READWRITE);
     return p;
 }
@@ -99,84 +99,62 @@ static void params_to_config(const TtpoParams *p, GimpProcedureConfig *config) {
                  p->device, "preset", p->preset, NULL);
 }
 
-static void progress_hook(double fraction, const char *text, void *user) {
-    static char last[128];
-    (void)user;
-    if (strcmp(last, text) != 0) {
-        g_strlcpy(last, text, sizeof last);
-        gimp_progress_set_text(text);
+/* The GIMP 3 glue of one run (the rest is ttpo_process in ttpo-common.c). */
+typedef struct {
+    GimpImage *image;
+    GimpDrawable *drawable;
+} Host;
+
+static float *host_read(void *ctx, gint *x, gint *y, gint *w, gint *h, gchar **message) {
+    Host *host = ctx;
+    if (!GIMP_IS_LAYER(host->drawable) || gimp_item_is_group(GIMP_ITEM(host->drawable))) {
+        *message = g_strdup("TTPO works on a layer: select one pixel layer (not a mask, channel or group).");
+        return NULL;
     }
-    gimp_progress_update(fraction);
+    if (!gimp_drawable_mask_intersect(host->drawable, x, y, w, h) || *w <= 0 || *h <= 0) {
+        *message = g_strdup("The selection does not touch the layer: nothing to do.");
+        return NULL;
+    }
+    float *in = g_malloc((gsize)*w * *h * 4 * sizeof(float));
+    GeglBuffer *src = gimp_drawable_get_buffer(host->drawable);
+    gegl_buffer_get(src, GEGL_RECTANGLE(*x, *y, *w, *h), 1.0, babl_format("R'G'B'A float"), in,
+                    GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+    g_object_unref(src);
+    return in;
 }
 
-static GimpPDBStatusType process(GimpImage *image, GimpDrawable *drawable, TtpoParams *p, gboolean interactive,
-                                 gchar **message) {
-    if (!GIMP_IS_LAYER(drawable) || gimp_item_is_group(GIMP_ITEM(drawable))) {
-        *message = g_strdup("TTPO works on a layer: select one pixel layer (not a mask, channel or group).");
-        return GIMP_PDB_EXECUTION_ERROR;
-    }
-    gint x, y, w, h;
-    if (!gimp_drawable_mask_intersect(drawable, &x, &y, &w, &h) || w <= 0 || h <= 0) {
-        *message = g_strdup("The selection does not touch the layer: nothing to do.");
-        return GIMP_PDB_EXECUTION_ERROR;
-    }
-    const Babl *fmt = babl_format("R'G'B'A float");
-    float *in = g_malloc((gsize)w * h * 4 * sizeof(float));
-    GeglBuffer *src = gimp_drawable_get_buffer(drawable);
-    gegl_buffer_get(src, GEGL_RECTANGLE(x, y, w, h), 1.0, fmt, in, GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
-    g_object_unref(src);
-    TtpoTask *t = ttpo_task_new(p, in, (guint)w, (guint)h);
-    g_free(in);
-
-    gimp_progress_init("TTPO");
-    uint32_t st;
-    if (interactive && p->selection == 1) {
-        st = ttpo_ui_run_phase(t, TTPO_PHASE_GENERATE, 0, 0, progress_hook, NULL);
-        if (st == TTPO_STATUS_OK) {
-            guint pref = 1, disp = 0;
-            if (!ttpo_ui_pick(t, &pref, &disp)) {
-                st = TTPO_STATUS_CANCELLED;
-            } else {
-                p->preferred = (gint32)pref;
-                p->dispreferred = (gint32)disp;
-                st = ttpo_ui_run_phase(t, TTPO_PHASE_REFINE, pref, disp, progress_hook, NULL);
-            }
-        }
-    } else if (interactive) {
-        st = ttpo_ui_run_phase(t, TTPO_PHASE_RUN, 0, 0, progress_hook, NULL);
-    } else {
-        ttpo_task_start(t, TTPO_PHASE_RUN, 0, 0);
-        ttpo_task_wait(t, progress_hook, NULL);
-        st = ttpo_task_status(t);
-    }
-    if (st != TTPO_STATUS_OK) {
-        gboolean cancelled = st == TTPO_STATUS_CANCELLED;
-        *message = g_strdup(ttpo_task_message(t));
-        ttpo_task_free(t);
-        gimp_progress_end();
-        return cancelled ? GIMP_PDB_CANCEL : GIMP_PDB_EXECUTION_ERROR;
-    }
-
-    gimp_image_undo_group_start(image);
-    GimpLayer *layer = gimp_layer_new_from_drawable(drawable, image);
-    gchar *name = g_strdup_printf("TTPO (seed %d)", p->seed);
+static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed) {
+    Host *host = ctx;
+    gimp_image_undo_group_start(host->image);
+    GimpLayer *layer = gimp_layer_new_from_drawable(host->drawable, host->image);
+    gchar *name = g_strdup_printf("TTPO (seed %d)", seed);
     gimp_item_set_name(GIMP_ITEM(layer), name);
     g_free(name);
-    gimp_image_insert_layer(image, layer, GIMP_LAYER(gimp_item_get_parent(GIMP_ITEM(drawable))),
-                            gimp_image_get_item_position(image, GIMP_ITEM(drawable)));
+    gimp_image_insert_layer(host->image, layer, GIMP_LAYER(gimp_item_get_parent(GIMP_ITEM(host->drawable))),
+                            gimp_image_get_item_position(host->image, GIMP_ITEM(host->drawable)));
     GimpDrawable *ld = GIMP_DRAWABLE(layer);
     GeglBuffer *shadow = gimp_drawable_get_shadow_buffer(ld);
     GeglBuffer *copy = gimp_drawable_get_buffer(ld);
     gegl_buffer_copy(copy, NULL, GEGL_ABYSS_NONE, shadow, NULL); /* exact pixels outside the result */
     g_object_unref(copy);
-    gegl_buffer_set(shadow, GEGL_RECTANGLE(x, y, w, h), 0, fmt, ttpo_task_output(t), GEGL_AUTO_ROWSTRIDE);
+    gegl_buffer_set(shadow, GEGL_RECTANGLE(x, y, w, h), 0, babl_format("R'G'B'A float"), rgba, GEGL_AUTO_ROWSTRIDE);
     g_object_unref(shadow);
     gimp_drawable_merge_shadow(ld, TRUE); /* with the selection as mask */
     gimp_drawable_update(ld, x, y, w, h);
-    gimp_image_undo_group_end(image);
-    ttpo_task_free(t);
-    gimp_progress_end();
-    return GIMP_PDB_SUCCESS;
+    gimp_image_undo_group_end(host->image);
+}
+
+static const TtpoHost HOST = {host_read,           host_write,         gimp_progress_init, gimp_progress_set_text,
+                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick};
+
+static GimpPDBStatusType process(GimpImage *image, GimpDrawable *drawable, TtpoParams *p, gboolean interactive,
+                                 gchar **message) {
+    Host host = {image, drawable};
+    switch (ttpo_process(&HOST, &host, p, interactive, message)) {
+    case TTPO_PROCESS_OK: return GIMP_PDB_SUCCESS;
+    case TTPO_PROCESS_CANCELLED: return GIMP_PDB_CANCEL;
+    default: return GIMP_PDB_EXECUTION_ERROR;
+    }
 }
 
 static GimpValueArray *ttpo_run(GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,

@@ -203,17 +203,20 @@ static GtkWidget *combo(const char *const *items, int n, int active) {
 static void on_preset(GtkComboBox *c, gpointer data) {
     Settings *s = data;
     int i = gtk_combo_box_get_active(c);
-    if (i < 0 || !ttpo_presets[i].strengths) return;
+    if (i < 0 || i >= ttpo_n_presets() - 1) return; /* Custom leaves the values */
+    TtpoParams v;
+    ttpo_params_defaults(&v);
+    ttpo_params_apply_preset(&v, i);
     s->updating = TRUE;
-    gtk_spin_button_set_value(GTK_SPIN_BUTTON(s->steps), ttpo_presets[i].steps);
-    gtk_entry_set_text(GTK_ENTRY(s->strengths), ttpo_presets[i].strengths);
+    gtk_spin_button_set_value(GTK_SPIN_BUTTON(s->steps), v.steps);
+    gtk_entry_set_text(GTK_ENTRY(s->strengths), v.strengths);
     s->updating = FALSE;
 }
 
 static void on_custom(GtkWidget *w, gpointer data) {
     Settings *s = data;
     (void)w;
-    if (!s->updating) gtk_combo_box_set_active(GTK_COMBO_BOX(s->preset), ttpo_n_presets - 1);
+    if (!s->updating) gtk_combo_box_set_active(GTK_COMBO_BOX(s->preset), ttpo_n_presets() - 1);
 }
 
 static void add_row(GtkWidget *box, GtkSizeGroup *sg, const char *label, GtkWidget *widget) {
@@ -251,9 +254,10 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
     gtk_box_pack_start(GTK_BOX(frow), s.folder, TRUE, TRUE, 0);
     add_row(box, sg, "_Model folder:", frow);
 
-    const char *names[8];
-    for (int i = 0; i < ttpo_n_presets; i++) names[i] = ttpo_presets[i].name;
-    s.preset = combo(names, ttpo_n_presets, p->preset);
+    const char *names[16];
+    int n_presets = MIN(ttpo_n_presets(), (int)G_N_ELEMENTS(names));
+    for (int i = 0; i < n_presets; i++) names[i] = ttpo_preset_menu_label(i);
+    s.preset = combo(names, n_presets, p->preset);
     add_row(box, sg, "_Preset:", s.preset);
 
     s.strengths = gtk_entry_new();
@@ -289,9 +293,8 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
     gboolean ok = FALSE;
     for (;;) {
         if (gtk_dialog_run(GTK_DIALOG(dialog)) != GTK_RESPONSE_OK) break;
-        double tmp[TTPO_MAX_STRENGTHS];
         char *err = NULL;
-        if (ttpo_parse_strengths(gtk_entry_get_text(GTK_ENTRY(s.strengths)), tmp, TTPO_MAX_STRENGTHS, &err) < 0) {
+        if (!ttpo_check_strengths(gtk_entry_get_text(GTK_ENTRY(s.strengths)), &err)) {
             ttpo_ui_error(err);
             g_free(err);
             continue;

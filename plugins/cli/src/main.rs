@@ -1,6 +1,7 @@
 //! `ttpo` — the TTPO command-line tool. See docs/CLI.md.
 
 mod args;
+mod coverage;
 mod error;
 mod models;
 mod sheet;
@@ -16,8 +17,8 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use ttpo::candidates::CandidateSpec;
-use ttpo::{Candidate, Engine, EngineConfig, Image, Job, Options, RefineStart, Scores, Selection};
+use ttpo::CandidateSpec;
+use ttpo::{Candidate, Engine, EngineConfig, Image, Job, Options, Scores, Selection};
 use ui::{ActiveJob, ProgressMode, StageProgress};
 
 fn main() {
@@ -173,133 +174,9 @@ fn pixel_hash(img: &Image) -> String {
     models::hex(&h.finalize())
 }
 
+/// The options as saved in candidates.json and printed by `--json`: core's serde form.
 fn options_json(o: &Options) -> Value {
-    json!({
-        "prompt": o.prompt,
-        "negative_prompt": o.negative_prompt,
-        "strengths": o.strengths,
-        "seeds_per_strength": o.seeds_per_strength,
-        "seed": o.seed,
-        "steps": o.steps,
-        "cfg_scale": o.cfg_scale,
-        "eta": o.eta,
-        "max_batch": o.max_batch,
-        "fusion": match o.fusion { ttpo::Fusion::ZScore => "zscore", ttpo::Fusion::Entropy => "entropy" },
-        "metrics": o.metrics,
-        "brisque_model": o.brisque_model,
-        "pad": match o.pad_mode { ttpo::PadMode::Reflect => "reflect", ttpo::PadMode::Zero => "zero" },
-        "max_pixels": o.max_pixels,
-        "memory_budget_mib": o.tiling.memory_budget_mib,
-        "unet_tile": o.tiling.unet_tile,
-        "vae_tile": o.tiling.vae_tile,
-        "tile_overlap": o.tiling.overlap,
-        "metric_max_pixels": o.metric_max_pixels,
-        "refine": {
-            "steps": o.refine.steps,
-            "t1": o.refine.t1,
-            "t2": o.refine.t2,
-            "alpha": o.refine.alpha,
-            "guidance": o.refine.scale,
-            "d0": o.refine.d0,
-            "start": match o.refine.start {
-                RefineStart::Noise => json!("noise"),
-                RefineStart::Strength(s) => json!(s),
-            },
-        },
-    })
-}
-
-/// Options saved by `options_json` (missing fields keep their defaults).
-fn options_from_json(v: &Value) -> Options {
-    let mut o = Options::default();
-    let f = |k: &str| v.get(k).and_then(Value::as_f64);
-    let u = |k: &str| v.get(k).and_then(Value::as_u64);
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
-    if let Some(x) = s("prompt") {
-        o.prompt = x;
-    }
-    if let Some(x) = s("negative_prompt") {
-        o.negative_prompt = x;
-    }
-    if let Some(a) = v.get("strengths").and_then(Value::as_array) {
-        o.strengths = a.iter().filter_map(Value::as_f64).collect();
-    }
-    if let Some(x) = u("seeds_per_strength") {
-        o.seeds_per_strength = x as usize;
-    }
-    if let Some(x) = u("seed") {
-        o.seed = x;
-    }
-    if let Some(x) = u("steps") {
-        o.steps = x as usize;
-    }
-    if let Some(x) = f("cfg_scale") {
-        o.cfg_scale = x;
-    }
-    if let Some(x) = f("eta") {
-        o.eta = x;
-    }
-    if let Some(x) = u("max_batch") {
-        o.max_batch = x as usize;
-    }
-    if s("fusion").as_deref() == Some("entropy") {
-        o.fusion = ttpo::Fusion::Entropy;
-    }
-    if let Some(a) = v.get("metrics").and_then(Value::as_array) {
-        o.metrics = a
-            .iter()
-            .filter_map(|m| m.as_str().map(String::from))
-            .collect();
-    }
-    if let Some(x) = s("brisque_model") {
-        o.brisque_model = Some(PathBuf::from(x));
-    }
-    if s("pad").as_deref() == Some("zero") {
-        o.pad_mode = ttpo::PadMode::Zero;
-    }
-    if let Some(x) = u("max_pixels") {
-        o.max_pixels = x as usize;
-    }
-    if let Some(x) = u("memory_budget_mib") {
-        o.tiling.memory_budget_mib = x as usize;
-    }
-    if let Some(x) = u("unet_tile") {
-        o.tiling.unet_tile = x as usize;
-    }
-    if let Some(x) = u("vae_tile") {
-        o.tiling.vae_tile = x as usize;
-    }
-    if let Some(x) = f("tile_overlap") {
-        o.tiling.overlap = x;
-    }
-    if let Some(x) = u("metric_max_pixels") {
-        o.metric_max_pixels = x as usize;
-    }
-    if let Some(r) = v.get("refine") {
-        let rf = |k: &str| r.get(k).and_then(Value::as_f64);
-        if let Some(x) = r.get("steps").and_then(Value::as_u64) {
-            o.refine.steps = x as usize;
-        }
-        if let Some(x) = rf("t1") {
-            o.refine.t1 = x;
-        }
-        if let Some(x) = rf("t2") {
-            o.refine.t2 = x;
-        }
-        if let Some(x) = rf("alpha") {
-            o.refine.alpha = x;
-        }
-        if let Some(x) = rf("guidance") {
-            o.refine.scale = x;
-        }
-        if let Some(x) = rf("d0") {
-            o.refine.d0 = x;
-        }
-        if let Some(x) = r.get("start").and_then(Value::as_f64) {
-            o.refine.start = RefineStart::Strength(x);
-        }
-    }
-    o
+    serde_json::to_value(o).expect("options serialize")
 }
 
 fn candidate_file(i: usize) -> String {
@@ -449,15 +326,22 @@ fn refine(g: &Global, a: RefineArgs) -> CliResult<()> {
         Some(dir) => Some(load_saved(dir, &input)?),
         None => None,
     };
-    let base = saved
-        .as_ref()
-        .map(|s| options_from_json(&s.json["options"]))
-        .unwrap_or_default();
+    let base = match &saved {
+        // Older files (other key names) load too: core upgrades them.
+        Some(s) if !s.json["options"].is_null() => {
+            serde_json::from_value::<Options>(s.json["options"].clone()).map_err(|e| {
+                CliError::generic(format!(
+                    "--from {}: the saved options cannot be read: {e}",
+                    a.from.as_deref().unwrap_or(Path::new("?")).display()
+                ))
+            })?
+        }
+        _ => Options::default(),
+    };
     let options = a.job.apply(base)?;
     let (engine, model_dir, spec, load_s) = load_engine(g, &a.job)?;
     ui::check_interrupt()?;
-    let rescore =
-        a.job.metrics.is_some() || a.job.fusion.is_some() || a.job.brisque_model.is_some();
+    let rescore = a.job.changes_scoring();
     let saved_report = saved
         .as_ref()
         .map(|s| (s.json["scores"].clone(), s.json["candidates"].clone()));
@@ -658,12 +542,13 @@ fn candidates(g: &Global, a: CandidatesArgs) -> CliResult<()> {
 }
 
 fn score(_g: &Global, a: ScoreArgs) -> CliResult<()> {
-    let options = Options {
+    let scoring = ttpo::ScoringOptions {
         metrics: a.metrics.clone().unwrap_or_default(),
         brisque_model: a.brisque_model.clone(),
-        ..Options::default()
+        clip_model: a.clip_model.clone(),
+        ..Default::default()
     };
-    let metrics = ttpo::quality::build_metrics(&options)?;
+    let metrics = ttpo::scoring::build_metrics(&scoring)?;
     let names: Vec<String> = metrics.iter().map(|m| m.name().to_string()).collect();
     let mut rows = Vec::new();
     let mut bad_input = None;

@@ -510,3 +510,85 @@ fn usage_errors_exit_2_with_one_line() {
     .unwrap();
     assert_eq!(e.status.code(), Some(2), "{}", stderr(&e));
 }
+
+/// The saved options are core's serde form (every option, `clip_model` included), and a
+/// candidates.json written before the option names were unified still loads.
+#[test]
+fn saved_options_keep_every_option_and_old_files_load() {
+    let d = temp_dir("saved-options");
+    let input = photo(&d, "in.png", 48, 3);
+    let dir = d.join("cands");
+    run_ok(
+        model_args(ttpo(&d).arg("candidates").arg(&input).arg("-o").arg(&dir))
+            .args(FAST)
+            .args(["--clip-model", "/nonexistent/clip", "--cfg", "2.5"]),
+    );
+    let path = dir.join("candidates.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let o = &saved["options"];
+    assert_eq!(o["clip_model"], "/nonexistent/clip");
+    assert_eq!(o["cfg_scale"], 2.5);
+    for name in [
+        "refine_steps",
+        "guidance",
+        "refine_start",
+        "pad_mode",
+        "tile_overlap",
+    ] {
+        assert!(!o[name].is_null(), "{name} missing from {o}");
+    }
+    // Rewrite the options as the CLI saved them before: "pad", Stage III nested under
+    // "refine" with short names, no clip_model.
+    saved["options"] = serde_json::json!({
+        "prompt": o["prompt"], "strengths": o["strengths"], "steps": o["steps"],
+        "metrics": o["metrics"], "seed": o["seed"], "cfg_scale": 2.5, "pad": "zero",
+        "memory_budget_mib": 2048,
+        "refine": {"steps": 5, "t1": 700.0, "t2": 100.0, "alpha": 0.5, "guidance": 77.0,
+                   "d0": 0.9, "start": "noise"},
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    let r = run_ok(
+        model_args(
+            ttpo(&d)
+                .arg("refine")
+                .arg(&input)
+                .arg("-o")
+                .arg(d.join("out.png")),
+        )
+        .arg("--from")
+        .arg(&dir)
+        .args(["--device", "cpu", "--json"]),
+    );
+    let j = json_of(&r);
+    assert_eq!(j["reused_candidates"], true);
+    let o = &j["options"];
+    assert_eq!(o["refine_steps"], 5);
+    assert_eq!(o["guidance"], 77.0);
+    assert_eq!(o["pad_mode"], "zero");
+    assert_eq!(o["memory_budget_mib"], 2048);
+    assert_eq!(o["steps"], 6);
+    assert_eq!(o["clip_model"], serde_json::Value::Null);
+    assert!(o.get("refine").is_none() && o.get("pad").is_none(), "{o}");
+    // A saved value of the wrong type is an error, not a silent default.
+    saved["options"]["steps"] = serde_json::json!("six");
+    std::fs::write(&path, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    let e = model_args(
+        ttpo(&d)
+            .arg("refine")
+            .arg(&input)
+            .arg("-o")
+            .arg(d.join("o2.png")),
+    )
+    .arg("--from")
+    .arg(&dir)
+    .args(["--device", "cpu"])
+    .output()
+    .unwrap();
+    assert!(!e.status.success());
+    assert!(
+        stderr(&e).contains("saved options cannot be read"),
+        "{}",
+        stderr(&e)
+    );
+}

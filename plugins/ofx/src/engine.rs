@@ -34,12 +34,13 @@ pub struct Api {
     job_choose: pfn::ttpo_job_choose,
     job_choose_auto: pfn::ttpo_job_choose_auto,
     job_refine: pfn::ttpo_job_refine,
+    job_progress_overall: pfn::ttpo_job_progress_overall,
     options_new: pfn::ttpo_options_new,
     options_free: pfn::ttpo_options_free,
     options_set_seed: pfn::ttpo_options_set_seed,
     options_set_steps: pfn::ttpo_options_set_steps,
     options_set_refine_steps: pfn::ttpo_options_set_refine_steps,
-    options_set_strengths: pfn::ttpo_options_set_strengths,
+    options_set_strengths_str: pfn::ttpo_options_set_strengths_str,
     options_set_metrics: pfn::ttpo_options_set_metrics,
     status_str: pfn::ttpo_status_str,
     last_error: pfn::ttpo_last_error,
@@ -83,12 +84,13 @@ impl Api {
             job_choose: sym!("ttpo_job_choose"),
             job_choose_auto: sym!("ttpo_job_choose_auto"),
             job_refine: sym!("ttpo_job_refine"),
+            job_progress_overall: sym!("ttpo_job_progress_overall"),
             options_new: sym!("ttpo_options_new"),
             options_free: sym!("ttpo_options_free"),
             options_set_seed: sym!("ttpo_options_set_seed"),
             options_set_steps: sym!("ttpo_options_set_steps"),
             options_set_refine_steps: sym!("ttpo_options_set_refine_steps"),
-            options_set_strengths: sym!("ttpo_options_set_strengths"),
+            options_set_strengths_str: sym!("ttpo_options_set_strengths_str"),
             options_set_metrics: sym!("ttpo_options_set_metrics"),
             status_str: sym!("ttpo_status_str"),
             last_error: sym!("ttpo_last_error"),
@@ -222,6 +224,25 @@ fn engine(api: &Api, model_dir: &str) -> Result<*mut Engine, EngineError> {
     Ok(out)
 }
 
+/// Checks the strengths text with libttpo's parser (the one every surface uses).
+pub fn check_strengths(api: &Api, text: &str) -> Result<(), String> {
+    let c = CString::new(text).map_err(|_| "a NUL in the text".to_string())?;
+    // SAFETY: a fresh options object, freed here; `c` outlives the call.
+    unsafe {
+        let opts = (api.options_new)();
+        if opts.is_null() {
+            return Err("out of memory".into());
+        }
+        let st = (api.options_set_strengths_str)(opts, c.as_ptr());
+        (api.options_free)(opts);
+        if st == STATUS_OK {
+            Ok(())
+        } else {
+            Err(cstr((api.last_error)()))
+        }
+    }
+}
+
 /// What decides the candidates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Stage1Key {
@@ -229,7 +250,7 @@ pub struct Stage1Key {
     pub width: u32,
     pub height: u32,
     pub model_dir: String,
-    pub strengths: Vec<u64>, // f64 bits
+    pub strengths: String, // as typed (trimmed); parsed by libttpo
     pub seed: u64,
     pub steps: u32,
     pub metrics: String,
@@ -243,8 +264,8 @@ pub trait Hooks {
 
 struct CallCtx<'a> {
     hooks: &'a mut dyn Hooks,
-    stage_base: f64,
-    stage_span: f64,
+    job: *const Job,
+    overall: pfn::ttpo_job_progress_overall,
 }
 
 unsafe extern "C" fn cancel_cb(user: *mut c_void) -> i32 {
@@ -255,16 +276,15 @@ unsafe extern "C" fn cancel_cb(user: *mut c_void) -> i32 {
     .unwrap_or(1)
 }
 
-unsafe extern "C" fn progress_cb(user: *mut c_void, stage: u32, _s: u32, _t: u32, fraction: f64) {
+/// The host's bar shows the engine's overall fraction (one weighting of the stages for
+/// every adapter, by model calls; see `ttpo_job_progress_overall`).
+unsafe extern "C" fn progress_cb(user: *mut c_void, _stage: u32, _s: u32, _t: u32, _f: f64) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let ctx = &mut *(user as *mut CallCtx);
-        let f = fraction.clamp(0.0, 1.0);
-        let f = match stage {
-            1 => 0.8 * f,
-            2 => 0.8 + 0.2 * f,
-            _ => f,
-        };
-        ctx.hooks.progress(ctx.stage_base + ctx.stage_span * f);
+        let mut overall = 0.0;
+        if (ctx.overall)(ctx.job, &mut overall) == STATUS_OK {
+            ctx.hooks.progress(overall.clamp(0.0, 1.0));
+        }
     }));
 }
 
@@ -337,13 +357,12 @@ impl Cache {
                 if opts.is_null() {
                     return Err("out of memory".to_string().into());
                 }
-                let strengths: Vec<f64> =
-                    key.strengths.iter().map(|b| f64::from_bits(*b)).collect();
+                let strengths = CString::new(key.strengths.as_str()).unwrap_or_default();
                 let mut st = (api.options_set_seed)(opts, key.seed);
                 for s in [
                     (api.options_set_steps)(opts, key.steps),
                     (api.options_set_refine_steps)(opts, key.steps),
-                    (api.options_set_strengths)(opts, strengths.as_ptr(), strengths.len()),
+                    (api.options_set_strengths_str)(opts, strengths.as_ptr()),
                 ] {
                     if st == STATUS_OK {
                         st = s;
@@ -365,8 +384,8 @@ impl Cache {
                 }
                 let mut ctx = CallCtx {
                     hooks,
-                    stage_base: 0.0,
-                    stage_span: 0.6,
+                    job,
+                    overall: api.job_progress_overall,
                 };
                 let user = &mut ctx as *mut CallCtx as *mut c_void;
                 (api.job_set_cancel)(job, Some(cancel_cb), user);
@@ -454,8 +473,8 @@ impl Cache {
                     let img = f32_image(&mut buf, key.width, key.height);
                     let mut ctx = CallCtx {
                         hooks,
-                        stage_base: 0.6,
-                        stage_span: 0.4,
+                        job,
+                        overall: api.job_progress_overall,
                     };
                     let user = &mut ctx as *mut CallCtx as *mut c_void;
                     (api.job_set_cancel)(job, Some(cancel_cb), user);

@@ -438,20 +438,6 @@ unsafe fn read_params(s: &Suites, e: Handle, t: f64) -> Result<Params, String> {
     })
 }
 
-fn parse_strengths(s: &str) -> Result<Vec<f64>, String> {
-    let v: Result<Vec<f64>, _> = s
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|x| !x.is_empty())
-        .map(|x| x.parse::<f64>())
-        .collect();
-    match v {
-        Ok(v) if !v.is_empty() && v.iter().all(|x| (0.0..=1.0).contains(x)) => Ok(v),
-        _ => Err(format!(
-            "Strengths must be numbers in [0, 1], comma-separated (got {s:?})"
-        )),
-    }
-}
-
 /// A fetched clip image, released on drop.
 struct Image {
     s: Suites,
@@ -663,11 +649,13 @@ unsafe fn render_inner(s: &Suites, effect: Handle, in_args: Handle) -> Result<()
     let p = read_params(s, effect, t).map_err(Failure::Error)?;
     let src = Image::fetch(s, effect, CLIP_SOURCE, t).map_err(Failure::Error)?;
     let out = Image::fetch(s, effect, CLIP_OUTPUT, t).map_err(Failure::Error)?;
-    let strengths = parse_strengths(&p.strengths).map_err(Failure::Error)?;
     if p.steps < 1 {
         return Err(Failure::Error("Steps must be at least 1".into()));
     }
     let api = engine::api().map_err(Failure::Error)?;
+    let strengths = p.strengths.trim().to_string();
+    engine::check_strengths(api, &strengths)
+        .map_err(|e| Failure::Error(format!("Strengths {:?}: {e}", p.strengths)))?;
     let (w, h) = (src.width(), src.height());
     let steps = if draft {
         (p.steps as u32).div_ceil(4)
@@ -679,7 +667,7 @@ unsafe fn render_inner(s: &Suites, effect: Handle, in_args: Handle) -> Result<()
         width: w as u32,
         height: h as u32,
         model_dir: p.model_dir.clone(),
-        strengths: strengths.iter().map(|x| x.to_bits()).collect(),
+        strengths,
         seed: p.seed.max(0) as u64,
         steps,
         metrics: p.metrics.clone(),

@@ -1,22 +1,14 @@
-//! Stage II: score every candidate with no-reference quality metrics, fuse the scores, and
-//! pick the preferred (argmax) and dispreferred (argmin) candidates — or let a person pick.
+//! Fusion and selection: score every candidate with every metric, fuse the scores, and pick
+//! the preferred (argmax) and dispreferred (argmin) candidates.
 
+use super::Metric;
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::progress::Ticker;
 
-/// A no-reference image quality metric.
-pub trait Metric: Send + Sync {
-    /// Short name (`niqe`, `piqe`, ...).
-    fn name(&self) -> &str;
-    /// Whether larger scores mean better images.
-    fn higher_is_better(&self) -> bool;
-    /// Scores one image.
-    fn score(&self, image: &Image) -> Result<f64>;
-}
-
 /// How per-metric scores are combined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Fusion {
     /// Mean over metrics of z-scores across candidates (population std; a metric with zero
     /// spread contributes 0), sign-flipped for lower-is-better metrics.
@@ -25,43 +17,6 @@ pub enum Fusion {
     /// Entropy-weighted sum of min-shifted, column-normalised scores: metrics that separate
     /// the candidates more get more weight.
     Entropy,
-}
-
-/// Sharpness: log10 of the mean squared Laplacian of the luma. Higher is sharper. It is the
-/// engine's always-available fallback: cheap, defined for any image size, and honest about
-/// what it measures (detail energy, which also rises with noise).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Sharpness;
-
-impl Metric for Sharpness {
-    fn name(&self) -> &str {
-        "sharpness"
-    }
-    fn higher_is_better(&self) -> bool {
-        true
-    }
-    fn score(&self, image: &Image) -> Result<f64> {
-        let (w, h) = (image.width(), image.height());
-        if w < 3 || h < 3 {
-            return Err(Error::Metric {
-                metric: "sharpness".into(),
-                reason: format!("needs at least 3x3 pixels, got {w}x{h}"),
-            });
-        }
-        let luma = |x: usize, y: usize| {
-            let [r, g, b] = image.pixel(x, y);
-            0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64
-        };
-        let mut acc = 0.0;
-        for y in 1..h - 1 {
-            for x in 1..w - 1 {
-                let lap = luma(x - 1, y) + luma(x + 1, y) + luma(x, y - 1) + luma(x, y + 1)
-                    - 4.0 * luma(x, y);
-                acc += lap * lap;
-            }
-        }
-        Ok((acc / ((w - 2) * (h - 2)) as f64 + 1e-12).log10())
-    }
 }
 
 /// Scores of every candidate and the automatic choice.
@@ -293,21 +248,5 @@ mod tests {
         let (w0, w1) = ((1.0 - e0) / (2.0 - e0 - e1), (1.0 - e1) / (2.0 - e0 - e1));
         let want0 = w0 * p0[0] / s0 + w1 * p1[0] / s1;
         assert!((f[0] - want0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn sharpness_ranks_blur_below_detail() {
-        let w = 32;
-        let checker: Vec<f32> = (0..w * w)
-            .flat_map(|i| {
-                let v = if (i % w + i / w) % 2 == 0 { 1.0 } else { 0.0 };
-                [v, v, v]
-            })
-            .collect();
-        let sharp = Image::from_rgb(w, w, checker).unwrap();
-        let flat = Image::filled(w, w, [0.5; 3]).unwrap();
-        let s = Sharpness;
-        assert!(s.score(&sharp).unwrap() > s.score(&flat).unwrap() + 5.0);
-        assert!(s.score(&Image::filled(2, 2, [0.5; 3]).unwrap()).is_err());
     }
 }

@@ -12,12 +12,12 @@
 //! (PIL-style antialiased bicubic, 8-bit intermediate), centre-cropped to a square and
 //! normalised with CLIP's mean and std.
 
+use super::Metric;
 use crate::diffusion::clip_text::{Activation, EncoderLayer};
 use crate::diffusion::clip_text::{ClipTextConfig, ClipTextModel};
 use crate::diffusion::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::preference::Metric;
 use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
