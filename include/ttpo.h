@@ -116,6 +116,11 @@ enum ttpo_status
    An internal error (a Rust panic) was caught at the boundary.
    */
   TTPO_STATUS_PANIC = 12,
+  /*
+   The model server could not be reached or failed on its side (retry later; check the
+   network, a proxy or `HF_ENDPOINT`).
+   */
+  TTPO_STATUS_NETWORK = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -289,6 +294,11 @@ typedef struct ttpo_engine ttpo_engine;
 typedef struct ttpo_job ttpo_job;
 
 /*
+ A download of one Hub repo into the Hugging Face cache (opaque).
+ */
+typedef struct ttpo_model_download ttpo_model_download;
+
+/*
  Job options (opaque).
  */
 typedef struct ttpo_options ttpo_options;
@@ -351,6 +361,19 @@ typedef int32_t (*ttpo_choice_fn)(void *user_data,
                                   const ttpo_job *job,
                                   uint32_t *preferred,
                                   uint32_t *dispreferred);
+
+/*
+ Download progress: `file` (a repo path, valid during the call) has `file_done` of
+ `file_total` bytes on disk (`file_total` 0 = unknown); the whole model `done` of `total`
+ (`total` grows when a sharded weight names its shards). Called when a file starts (a
+ resumed file starts above 0), after every chunk, and when it is complete.
+ */
+typedef void (*ttpo_model_download_progress_fn)(void *user_data,
+                                                const char *file,
+                                                uint64_t file_done,
+                                                uint64_t file_total,
+                                                uint64_t done,
+                                                uint64_t total);
 
 #ifdef __cplusplus
 extern "C" {
@@ -582,6 +605,117 @@ uint32_t ttpo_job_progress_overall(const ttpo_job *job, double *overall);
  Output pointers must be writable.
  */
 uint32_t ttpo_job_size(const ttpo_job *job, uint32_t *width, uint32_t *height);
+
+/*
+ The default model's Hub repo id ("stabilityai/stable-diffusion-2-1-base"; static string).
+ */
+const char *ttpo_model_default_repo(void);
+
+/*
+ The local folder of a model, without any network access. `model`: an existing folder,
+ else a Hub repo id (`org/name`) looked up in the Hugging Face cache (`HF_HUB_CACHE`, else
+ `HF_HOME/hub`, else `~/.cache/huggingface/hub`) at `revision` (NULL or "" = "main"); NULL
+ or "" = the folder `TTPO_MODEL_DIR` names if set, else `ttpo_model_default_repo()`.
+
+ On success the folder (complete for the engine when it is a repo; an explicit folder is
+ only checked to exist — `ttpo_engine_new` reports what it lacks) is written to
+ `path_out` (`capacity` bytes, NUL-terminated) and its length without the NUL to
+ `*length_out`. `path_out` NULL asks for the length only. A `capacity` too small returns
+ `TTPO_STATUS_INVALID_ARGUMENT` with `*length_out` set and `path_out` untouched.
+ `length_out` may be NULL when `path_out` is not.
+
+ A repo not (completely) cached returns `TTPO_STATUS_MODEL_NOT_FOUND` with a message
+ saying what is missing and how to download it (`ttpo_last_error()`).
+
+ # Safety
+ Strings must be NULL or NUL-terminated; `path_out` must hold `capacity` bytes.
+ */
+uint32_t ttpo_model_resolve(const char *model,
+                            const char *revision,
+                            char *path_out,
+                            size_t capacity,
+                            size_t *length_out);
+
+/*
+ Prepares a download of the Hub repo `repo` (NULL or "" = `ttpo_model_default_repo()`)
+ at `revision` (NULL or "" = "main"): the files the engine needs (`.fp16` weights where
+ the repo has them) into the Hugging Face cache, where `ttpo_model_resolve` and the
+ `ttpo` CLI find them. Nothing is contacted yet. Free with `ttpo_model_download_free`.
+
+ # Safety
+ Strings must be NULL or NUL-terminated; `out` writable.
+ */
+uint32_t ttpo_model_download_new(const char *repo, const char *revision, ttpo_model_download **out);
+
+/*
+ Frees a download (NULL is ignored). It must not be running.
+
+ # Safety
+ `download` must come from `ttpo_model_download_new` and not be used afterwards.
+ */
+void ttpo_model_download_free(ttpo_model_download *download);
+
+/*
+ The latest error message of calls on this download ("" if none; NULL for a NULL
+ handle); this thread's copy, valid until this thread reads it again or frees the handle.
+
+ # Safety
+ `download` must be NULL or valid.
+ */
+const char *ttpo_model_download_last_error(const ttpo_model_download *download);
+
+/*
+ Sets the progress callback (NULL removes it). Refused while the download runs.
+
+ # Safety
+ `download` must be NULL or valid; `user_data` is passed back untouched.
+ */
+uint32_t ttpo_model_download_set_progress_callback(ttpo_model_download *download,
+                                                   ttpo_model_download_progress_fn callback,
+                                                   void *user_data);
+
+/*
+ Sets the cancel poll callback (non-zero stops the download), polled with every progress
+ report (NULL removes it). Refused while the download runs.
+
+ # Safety
+ As `ttpo_model_download_set_progress_callback`.
+ */
+uint32_t ttpo_model_download_set_cancel_callback(ttpo_model_download *download,
+                                                 ttpo_cancel_fn callback,
+                                                 void *user_data);
+
+/*
+ Stops the download: a running `ttpo_model_download_run` returns `TTPO_STATUS_CANCELLED`
+ after the chunk it is writing (the partial file is kept, and a new handle resumes it);
+ a later run on this handle returns it at once. Callable from any thread, also from the
+ callbacks.
+
+ # Safety
+ `download` must be NULL or valid.
+ */
+uint32_t ttpo_model_download_cancel(const ttpo_model_download *download);
+
+/*
+ Runs the download; blocks until it is complete, fails or is cancelled (seconds to many
+ minutes: call it off the UI thread). Files already complete in the cache are kept; an
+ interrupted file resumes. The endpoint, token and offline mode come from `HF_ENDPOINT`,
+ `HF_TOKEN` and `HF_HUB_OFFLINE` (offline: `TTPO_STATUS_MODEL_NOT_FOUND` at once).
+
+ On success the model folder is written like `ttpo_model_resolve` writes it (`path_out`
+ NULL: length only). Failures: `TTPO_STATUS_NETWORK` (no connection, server error),
+ `TTPO_STATUS_MODEL_NOT_FOUND` (unknown repo or revision, gated repo without a token, not
+ a Stable Diffusion 1.x/2.x diffusers repo), `TTPO_STATUS_MODEL_INVALID` (a file's size
+ differs from the listing), `TTPO_STATUS_CANCELLED`, `TTPO_STATUS_IO`; the message is in
+ `ttpo_model_download_last_error()`.
+
+ # Safety
+ `download` must be NULL or valid; `path_out` must hold `capacity` bytes.
+ */
+uint32_t ttpo_model_download_run(ttpo_model_download *download,
+                                 char *path_out,
+                                 size_t capacity,
+                                 size_t *length_out);
 
 /*
  A new options object with the defaults (see docs/ENGINE.md). Free with

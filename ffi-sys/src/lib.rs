@@ -160,6 +160,8 @@ constants! {
     TTPO_STATUS_METRIC: ttpo_status = 11;
     /// An internal error (a Rust panic) was caught at the boundary.
     TTPO_STATUS_PANIC: ttpo_status = 12;
+    /// The model server could not be reached or failed on its side.
+    TTPO_STATUS_NETWORK: ttpo_status = 13;
     /// 8-bit samples.
     TTPO_FORMAT_U8: ttpo_format = 0;
     /// 16-bit samples.
@@ -203,6 +205,8 @@ opaque! {
     ttpo_job;
     /// Job options.
     ttpo_options;
+    /// A model download into the Hugging Face cache.
+    ttpo_model_download;
 }
 
 structs! {
@@ -235,6 +239,15 @@ callbacks! {
         preferred: *mut u32,
         dispreferred: *mut u32
     ) -> i32;
+    /// Model download progress: file, its bytes done of total, the model's done of total.
+    ttpo_model_download_progress_fn(
+        user_data: *mut c_void,
+        file: *const c_char,
+        file_done: u64,
+        file_total: u64,
+        done: u64,
+        total: u64
+    );
 }
 
 functions! {
@@ -341,6 +354,38 @@ functions! {
     ) -> u32;
     ttpo_preset_name(index: u32) -> *const c_char;
     ttpo_preset_label(index: u32) -> *const c_char;
+    ttpo_model_default_repo() -> *const c_char;
+    ttpo_model_resolve(
+        model: *const c_char,
+        revision: *const c_char,
+        path_out: *mut c_char,
+        capacity: usize,
+        length_out: *mut usize
+    ) -> u32;
+    ttpo_model_download_new(
+        repo: *const c_char,
+        revision: *const c_char,
+        out: *mut *mut ttpo_model_download
+    ) -> u32;
+    ttpo_model_download_free(download: *mut ttpo_model_download);
+    ttpo_model_download_last_error(download: *const ttpo_model_download) -> *const c_char;
+    ttpo_model_download_set_progress_callback(
+        download: *mut ttpo_model_download,
+        callback: ttpo_model_download_progress_fn,
+        user_data: *mut c_void
+    ) -> u32;
+    ttpo_model_download_set_cancel_callback(
+        download: *mut ttpo_model_download,
+        callback: ttpo_cancel_fn,
+        user_data: *mut c_void
+    ) -> u32;
+    ttpo_model_download_cancel(download: *const ttpo_model_download) -> u32;
+    ttpo_model_download_run(
+        download: *mut ttpo_model_download,
+        path_out: *mut c_char,
+        capacity: usize,
+        length_out: *mut usize
+    ) -> u32;
     ttpo_status_str(status: u32) -> *const c_char;
     ttpo_last_error() -> *const c_char;
     ttpo_version() -> *const c_char;

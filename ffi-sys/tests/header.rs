@@ -188,7 +188,7 @@ fn functions_match_the_header() {
 #[test]
 fn callbacks_match_the_header() {
     let h = header();
-    assert_eq!(h.callbacks.len(), 3, "parsed {:?}", h.callbacks.keys());
+    assert_eq!(h.callbacks.len(), 4, "parsed {:?}", h.callbacks.keys());
     same("callback types", &rust_signatures(CALLBACKS), &h.callbacks);
 }
 

@@ -122,8 +122,9 @@ fn failed_by_panic(message: &str) -> Failure {
     )
 }
 
-/// Releases `running` when the exclusive call ends, also when it unwinds.
-struct Exclusive<'a>(&'a AtomicBool);
+/// Releases `running` when the exclusive call ends, also when it unwinds (also used by
+/// `model.rs` for a running download).
+pub(crate) struct Exclusive<'a>(pub(crate) &'a AtomicBool);
 impl Drop for Exclusive<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
@@ -895,9 +896,11 @@ mod tests {
             let mut pixels = vec![0u8; 16 * 16 * 4];
             let job = tiny_job(engine, &mut pixels);
 
+            let env = crate::panic::TEST_HOOK_ENV.lock();
             std::env::set_var("TTPO_TEST_FORCE_PANIC", "generate_candidates");
             let st = ttpo_job_generate_candidates(job);
             std::env::remove_var("TTPO_TEST_FORCE_PANIC");
+            drop(env);
             assert_eq!(st, TTPO_STATUS_PANIC as u32);
             let first = job_error(job);
             assert!(

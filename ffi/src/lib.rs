@@ -11,6 +11,7 @@ pub mod abi;
 pub mod engine;
 pub mod image;
 pub mod job;
+pub mod model;
 pub mod options;
 pub mod panic;
 pub mod status;

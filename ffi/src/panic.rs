@@ -52,6 +52,11 @@ pub fn test_hook(site: &str) {
     }
 }
 
+/// Serialises the unit tests that set `TTPO_TEST_FORCE_PANIC` (one environment per
+/// process; a test's site must not be replaced by another's before its hook runs).
+#[cfg(test)]
+pub static TEST_HOOK_ENV: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// Release builds: no hook.
 #[cfg(not(debug_assertions))]
 #[inline(always)]

@@ -34,6 +34,9 @@ pub enum ttpo_status {
     TTPO_STATUS_METRIC = 11,
     /// An internal error (a Rust panic) was caught at the boundary.
     TTPO_STATUS_PANIC = 12,
+    /// The model server could not be reached or failed on its side (retry later; check the
+    /// network, a proxy or `HF_ENDPOINT`).
+    TTPO_STATUS_NETWORK = 13,
 }
 
 pub use ttpo_status::*;
@@ -60,7 +63,7 @@ impl From<&ttpo::Error> for ttpo_status {
 /// Row `i` is the status with value `i` (values are dense from 0; a test checks this and that
 /// the rows match the enum in the generated header).
 #[rustfmt::skip]
-pub const STATUSES: [(ttpo_status, &str, &CStr); 13] = [
+pub const STATUSES: [(ttpo_status, &str, &CStr); 14] = [
     (TTPO_STATUS_OK, "TTPO_STATUS_OK", c"ok"),
     (TTPO_STATUS_NULL_POINTER, "TTPO_STATUS_NULL_POINTER", c"null pointer argument"),
     (TTPO_STATUS_INVALID_ARGUMENT, "TTPO_STATUS_INVALID_ARGUMENT", c"invalid argument"),
@@ -74,6 +77,7 @@ pub const STATUSES: [(ttpo_status, &str, &CStr); 13] = [
     (TTPO_STATUS_IO, "TTPO_STATUS_IO", c"input/output error"),
     (TTPO_STATUS_METRIC, "TTPO_STATUS_METRIC", c"metric error"),
     (TTPO_STATUS_PANIC, "TTPO_STATUS_PANIC", c"internal error (panic)"),
+    (TTPO_STATUS_NETWORK, "TTPO_STATUS_NETWORK", c"network error"),
 ];
 
 /// A static, NUL-terminated description of a status value (any integer is accepted).

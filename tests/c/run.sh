@@ -13,6 +13,7 @@ trap 'rm -rf "$OUT"' EXIT
 
 cargo build --release -p ttpo-ffi
 cargo build --release -p ttpo --example make_tiny_model
+cargo build --release -p ttpo-models --features fake-hub --example fake_hub
 "$ROOT/target/release/examples/make_tiny_model" "$OUT/tiny" >/dev/null
 # The library's soname is libttpo.so.<ABI level>, the header's TTPO_ABI_VERSION (checked
 # below): give the loader that name.
@@ -45,6 +46,17 @@ echo "== C++ wrapper: every option method"
 c++ -std=c++17 -Wall -Wextra -Werror -pedantic -g -Iinclude tests/c/test_options.cpp -o "$OUT/test_options" $LIBS
 "$OUT/test_options"
 
+echo "== model resolution and download (test_models) against a fake Hub on 127.0.0.1"
+# The fake Hub serves the tiny model as tests/tiny-sd (8 KiB pieces 1 ms apart, so a
+# download can be cancelled mid-file) until fd 7 is closed; its first line is the endpoint.
+HUB_REPO=tests/tiny-sd
+exec 7> >(exec "$ROOT/target/release/examples/fake_hub" "$HUB_REPO" \
+  0123456789abcdef0123456789abcdef01234567 "$OUT/tiny" 1 > "$OUT/hub.out")
+for _ in $(seq 100); do [ -s "$OUT/hub.out" ] && break; sleep 0.1; done
+HUB=$(head -1 "$OUT/hub.out")
+cc $CFLAGS -std=gnu11 tests/c/test_models.c -o "$OUT/test_models" $LIBS
+"$OUT/test_models" "$OUT/tiny" "$HUB" "$HUB_REPO"
+
 echo "== C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cc $CFLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
   tests/c/test_api.c -o "$OUT/test_api_asan" $LIBS
@@ -60,6 +72,9 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 cc $CFLAGS -std=gnu11 $SAN tests/c/test_hostile.c -o "$OUT/test_hostile_asan" $LIBS
 "$OUT/test_hostile_asan" "$OUT/tiny" "$PHOTO"
 
+cc $CFLAGS -std=gnu11 $SAN tests/c/test_models.c -o "$OUT/test_models_asan" $LIBS
+"$OUT/test_models_asan" "$OUT/tiny" "$HUB" "$HUB_REPO"
+
 echo "== thread stress under ASan+UBSan: ${TTPO_STRESS_THREADS:=8} threads, one engine, ${TTPO_STRESS_SECONDS:=60} s"
 cc $CFLAGS -std=gnu11 $SAN tests/c/stress.c -o "$OUT/stress_asan" $LIBS
 "$OUT/stress_asan" "$OUT/tiny" "$PHOTO" "$TTPO_STRESS_SECONDS" "$TTPO_STRESS_THREADS"
@@ -74,6 +89,10 @@ for t in last_error outputs model_dir; do
   TTPO_HOSTILE_ROUNDS=100 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
     --show-leak-kinds=definite --quiet "$OUT/test_hostile" "$OUT/tiny" "$PHOTO" "$t"
 done
+
+valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+  --show-leak-kinds=definite --quiet "$OUT/test_models" "$OUT/tiny" "$HUB" "$HUB_REPO"
+exec 7>&-
 
 echo "== examples/c/refine.c and examples/cpp/refine.cpp"
 cc $CFLAGS examples/c/refine.c -o "$OUT/refine_c" $LIBS

@@ -895,10 +895,6 @@ fn models_cmd(g: &Global, m: ModelsCommand) -> CliResult<()> {
 
 fn verify(g: &Global, spec: ModelSpec, sha256: bool, as_json: bool) -> CliResult<()> {
     let dir = local_model_dir(&spec)?;
-    let mut problems: Vec<(String, String)> = models::missing_parts(&dir)
-        .into_iter()
-        .map(|m| (m, "missing".to_string()))
-        .collect();
     let listing = if spec.dir.is_none() && !spec.offline {
         match models::fetch_listing(&spec) {
             Ok(l) => Some(l),
@@ -915,59 +911,9 @@ fn verify(g: &Global, spec: ModelSpec, sha256: bool, as_json: bool) -> CliResult
     } else {
         None
     };
-    let mut checked = Vec::new();
-    for rel in models::walk(&dir) {
-        let path = dir.join(&rel);
-        let mut problem = None;
-        if rel.ends_with(".safetensors") {
-            if let Err(e) = models::check_safetensors(&path) {
-                problem = Some(e);
-            }
-        } else if rel.ends_with(".json") {
-            let ok = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .is_some();
-            if !ok {
-                problem = Some("not valid JSON".into());
-            }
-        }
-        let sib = listing
-            .as_ref()
-            .and_then(|l| l.siblings.iter().find(|s| s.rfilename == rel));
-        if problem.is_none() {
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let want = sib.and_then(|s| s.lfs.as_ref().and_then(|l| l.size).or(s.size));
-            if let Some(w) = want {
-                if w != len {
-                    problem = Some(format!("{len} bytes, the Hub lists {w}"));
-                }
-            }
-        }
-        if problem.is_none() && sha256 && rel.ends_with(".safetensors") {
-            // The Hub's LFS SHA-256, or the cache blob's name (which is that hash).
-            let want = sib
-                .and_then(|s| s.lfs.as_ref().and_then(|l| l.sha256.clone()))
-                .or_else(|| {
-                    std::fs::canonicalize(&path).ok().and_then(|p| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-                            .map(String::from)
-                    })
-                });
-            if let Some(w) = want {
-                let got = models::sha256_file(&path)?;
-                if got != w {
-                    problem = Some(format!("SHA-256 {got} differs from {w}"));
-                }
-            }
-        }
-        match problem {
-            Some(p) => problems.push((rel.clone(), p)),
-            None => checked.push(rel.clone()),
-        }
-    }
+    let report = ttpo_models::verify::verify(&dir, listing.as_ref(), sha256)
+        .map_err(|e| models::cli_error(&spec, e))?;
+    let (checked, problems) = (&report.checked, &report.problems);
     if as_json {
         println!(
             "{}",
@@ -977,10 +923,10 @@ fn verify(g: &Global, spec: ModelSpec, sha256: bool, as_json: bool) -> CliResult
             })
         );
     } else {
-        for f in &checked {
+        for f in checked {
             status(g, format!("ok   {f}"));
         }
-        for (f, p) in &problems {
+        for (f, p) in problems {
             eprintln!("BAD  {f}: {p}");
         }
     }
@@ -1000,7 +946,7 @@ fn verify(g: &Global, spec: ModelSpec, sha256: bool, as_json: bool) -> CliResult
         } else {
             String::new()
         };
-        let code = if problems.iter().all(|(_, p)| p == "missing") {
+        let code = if report.only_missing() {
             code::MODEL_MISSING
         } else {
             code::MODEL_INVALID

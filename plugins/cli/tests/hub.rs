@@ -4,170 +4,12 @@
 mod common;
 
 use common::*;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use ttpo_models::fake_hub::{read_tree, sha256 as sha, FakeHub};
 
 const REPO: &str = "tests/tiny-sd";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
-
-struct Fake {
-    files: BTreeMap<String, Vec<u8>>,
-    /// (path, Range header) of every request.
-    log: Mutex<Vec<(String, Option<String>)>>,
-}
-
-fn sha(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
-fn respond(stream: &mut TcpStream, status: &str, headers: &[(String, String)], body: &[u8]) {
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body);
-    let _ = stream.flush();
-}
-
-fn handle(fake: &Fake, mut stream: TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("range") {
-                range = Some(v.trim().to_string());
-            }
-        }
-    }
-    let target = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let path = target.split('?').next().unwrap_or("").to_string();
-    fake.log.lock().unwrap().push((path.clone(), range.clone()));
-    let listing = format!("/api/models/{REPO}/revision/main");
-    let resolve = format!("/{REPO}/resolve/main/");
-    if path == listing {
-        let siblings: Vec<serde_json::Value> = fake
-            .files
-            .iter()
-            .map(|(name, data)| {
-                if name.ends_with(".safetensors") {
-                    serde_json::json!({"rfilename": name, "size": data.len(),
-                        "lfs": {"size": data.len(), "sha256": sha(data), "pointerSize": 134}})
-                } else {
-                    serde_json::json!({"rfilename": name, "size": data.len()})
-                }
-            })
-            .collect();
-        let body = serde_json::json!({"id": REPO, "sha": COMMIT, "siblings": siblings}).to_string();
-        respond(
-            &mut stream,
-            "200 OK",
-            &[("Content-Type".into(), "application/json".into())],
-            body.as_bytes(),
-        );
-    } else if let Some(name) = path.strip_prefix(&resolve) {
-        let Some(data) = fake.files.get(name) else {
-            respond(&mut stream, "404 Not Found", &[], b"not found");
-            return;
-        };
-        let start: usize = range
-            .as_deref()
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.split('-').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let end: usize = range
-            .as_deref()
-            .and_then(|r| r.split('-').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(data.len() - 1)
-            .min(data.len() - 1);
-        let etag = if name.ends_with(".safetensors") {
-            sha(data)
-        } else {
-            sha(data)[..40].to_string()
-        };
-        let headers = vec![
-            ("ETag".to_string(), format!("\"{etag}\"")),
-            ("X-Repo-Commit".to_string(), COMMIT.to_string()),
-            (
-                "Content-Range".to_string(),
-                format!("bytes {start}-{end}/{}", data.len()),
-            ),
-            ("Accept-Ranges".to_string(), "bytes".to_string()),
-        ];
-        respond(
-            &mut stream,
-            "206 Partial Content",
-            &headers,
-            &data[start..=end],
-        );
-    } else {
-        respond(&mut stream, "404 Not Found", &[], b"not found");
-    }
-}
-
-fn serve(files: BTreeMap<String, Vec<u8>>) -> (String, Arc<Fake>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fake = Arc::new(Fake {
-        files,
-        log: Mutex::new(Vec::new()),
-    });
-    let f = fake.clone();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            let f = f.clone();
-            std::thread::spawn(move || handle(&f, s));
-        }
-    });
-    (format!("http://{addr}"), fake)
-}
-
-fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn go(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                go(base, &p, out);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let mut v = Vec::new();
-                std::fs::File::open(&p)
-                    .unwrap()
-                    .read_to_end(&mut v)
-                    .unwrap();
-                out.insert(rel, v);
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    go(root, root, &mut m);
-    m
-}
 
 #[test]
 fn download_from_a_fake_hub_then_use_the_cache_offline() {
@@ -176,7 +18,8 @@ fn download_from_a_fake_hub_then_use_the_cache_offline() {
     // A file the engine does not need must not be fetched.
     files.insert("unet/diffusion_pytorch_model.bin".into(), vec![0u8; 1000]);
     files.insert("README.md".into(), b"# tiny".to_vec());
-    let (endpoint, fake) = serve(files.clone());
+    let fake = FakeHub::serve(REPO, COMMIT, files.clone());
+    let endpoint = fake.endpoint.clone();
     let hf_home = d.join("hf");
 
     // Seed an interrupted download: the first half of the UNet weights as a .part blob.
@@ -217,7 +60,7 @@ fn download_from_a_fake_hub_then_use_the_cache_offline() {
             assert_eq!(&std::fs::read(&local).unwrap(), data, "{name} content");
         }
     }
-    let log = fake.log.lock().unwrap().clone();
+    let log = fake.log();
     assert!(
         log.iter()
             .any(|(p, r)| p.ends_with(unet) && r.as_deref() == Some(&format!("bytes={half}-")[..])),
@@ -225,13 +68,13 @@ fn download_from_a_fake_hub_then_use_the_cache_offline() {
     );
 
     // A second download fetches nothing.
-    let n_before = fake.log.lock().unwrap().len();
+    let n_before = fake.log().len();
     run_ok(
         ttpo(&hf_home)
             .env("HF_ENDPOINT", &endpoint)
             .args(["models", "download", REPO]),
     );
-    let fetched: Vec<_> = fake.log.lock().unwrap()[n_before..]
+    let fetched: Vec<_> = fake.log()[n_before..]
         .iter()
         .filter(|(p, _)| p.contains("/resolve/"))
         .cloned()
@@ -279,7 +122,8 @@ fn download_from_a_fake_hub_then_use_the_cache_offline() {
 #[test]
 fn unknown_repo_on_the_hub_is_a_model_error() {
     let d = temp_dir("hub404");
-    let (endpoint, _fake) = serve(BTreeMap::new());
+    let fake = FakeHub::serve(REPO, COMMIT, BTreeMap::new());
+    let endpoint = fake.endpoint.clone();
     let e = ttpo(&d)
         .env("HF_ENDPOINT", &endpoint)
         .args(["models", "download", "nobody/nothing"])
