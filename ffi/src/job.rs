@@ -840,6 +840,20 @@ mod tests {
     }
 
     /// A 16x16 RGBA gradient and a tiny model: the smallest job the engine accepts.
+    /// A tiny model written under a temporary folder (`tag` names it) and an engine on it.
+    unsafe fn tiny_engine(tag: &str) -> (std::path::PathBuf, *mut ttpo_engine) {
+        let dir = std::env::temp_dir().join(format!("ttpo-ffi-{tag}-{}", std::process::id()));
+        ttpo::diffusion::tiny::write_tiny_model(&dir, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
+            .unwrap();
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let mut engine = std::ptr::null_mut();
+        assert_eq!(
+            ttpo_engine_new(path.as_ptr(), 1, 0, 0, &mut engine),
+            TTPO_STATUS_OK as u32
+        );
+        (dir, engine)
+    }
+
     unsafe fn tiny_job(engine: *const ttpo_engine, pixels: &mut [u8]) -> *mut ttpo_job {
         for (i, p) in pixels.iter_mut().enumerate() {
             *p = (i * 7 % 251) as u8;
@@ -883,16 +897,8 @@ mod tests {
     #[test]
     fn a_panic_fails_its_job_and_leaves_the_engine_usable() {
         let _alone = RUNS.lock();
-        let dir = std::env::temp_dir().join(format!("ttpo-ffi-panic-{}", std::process::id()));
-        ttpo::diffusion::tiny::write_tiny_model(&dir, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
-            .unwrap();
-        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let (dir, engine) = unsafe { tiny_engine("panic") };
         unsafe {
-            let mut engine = std::ptr::null_mut();
-            assert_eq!(
-                ttpo_engine_new(path.as_ptr(), 1, 0, 0, &mut engine),
-                TTPO_STATUS_OK as u32
-            );
             let mut pixels = vec![0u8; 16 * 16 * 4];
             let job = tiny_job(engine, &mut pixels);
 
@@ -978,16 +984,8 @@ mod tests {
             (*p, *d) = (0, 1);
             0
         }
-        let dir = std::env::temp_dir().join(format!("ttpo-ffi-overall-{}", std::process::id()));
-        ttpo::diffusion::tiny::write_tiny_model(&dir, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
-            .unwrap();
-        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let (dir, engine) = unsafe { tiny_engine("overall") };
         unsafe {
-            let mut engine = std::ptr::null_mut();
-            assert_eq!(
-                ttpo_engine_new(path.as_ptr(), 1, 0, 0, &mut engine),
-                TTPO_STATUS_OK as u32
-            );
             let mut pixels = vec![0u8; 16 * 16 * 4];
             let job = tiny_job(engine, &mut pixels);
             let mut before = -1.0;

@@ -223,14 +223,28 @@ impl WeightFiles {
     /// A `VarBuilder` that reads each tensor from disk when a layer asks for it, converted to
     /// `dtype` and moved to `device`.
     pub fn var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(Reader(self)), dtype, device.clone())
+        VarBuilder::from_backend(
+            Box::new(Backend {
+                files: self,
+                data: true,
+            }),
+            dtype,
+            device.clone(),
+        )
     }
 
     /// A `VarBuilder` that checks names and shapes against the headers and answers with
     /// broadcast views of one zero (no data read, nothing allocated per tensor). A model
     /// built from it must not be run.
     pub fn shapes_only(self, dtype: DType) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(ShapesOnly(self)), dtype, Device::Cpu)
+        VarBuilder::from_backend(
+            Box::new(Backend {
+                files: self,
+                data: false,
+            }),
+            dtype,
+            Device::Cpu,
+        )
     }
 }
 
@@ -246,9 +260,25 @@ fn check_shape(name: &str, want: &Shape, got: &[usize]) -> candle_core::Result<(
     Ok(())
 }
 
-struct Reader(WeightFiles);
+/// The `VarBuilder` backend: each tensor read from disk, or (`data: false`) a zero-cost
+/// broadcast view of its declared shape.
+struct Backend {
+    files: WeightFiles,
+    data: bool,
+}
 
-impl SimpleBackend for Reader {
+impl Backend {
+    fn tensor(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        if self.data {
+            self.files.read(name, dtype, dev)
+        } else {
+            let e = self.files.entry_named(name)?;
+            Tensor::zeros((), dtype, dev)?.broadcast_as(e.shape.as_slice())
+        }
+    }
+}
+
+impl SimpleBackend for Backend {
     fn get(
         &self,
         s: Shape,
@@ -257,42 +287,13 @@ impl SimpleBackend for Reader {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        check_shape(name, &s, &self.0.entry_named(name)?.shape)?;
-        self.0.read(name, dtype, dev)
+        check_shape(name, &s, &self.files.entry_named(name)?.shape)?;
+        self.tensor(name, dtype, dev)
     }
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.0.read(name, dtype, dev)
+        self.tensor(name, dtype, dev)
     }
     fn contains_tensor(&self, name: &str) -> bool {
-        self.0.entries.contains_key(name)
-    }
-}
-
-struct ShapesOnly(WeightFiles);
-
-impl ShapesOnly {
-    fn view(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let e = self.0.entry_named(name)?;
-        Tensor::zeros((), dtype, dev)?.broadcast_as(e.shape.as_slice())
-    }
-}
-
-impl SimpleBackend for ShapesOnly {
-    fn get(
-        &self,
-        s: Shape,
-        name: &str,
-        _: candle_nn::Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        check_shape(name, &s, &self.0.entry_named(name)?.shape)?;
-        self.view(name, dtype, dev)
-    }
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.view(name, dtype, dev)
-    }
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.0.entries.contains_key(name)
+        self.files.entries.contains_key(name)
     }
 }
