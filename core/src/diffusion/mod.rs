@@ -6,6 +6,9 @@ pub mod config;
 pub mod layers;
 pub mod scheduler;
 pub mod sd;
+/// Writes tiny random models with the real architectures; only tests, examples and
+/// fuzzers need it (feature `testing`).
+#[cfg(feature = "testing")]
 pub mod tiny;
 pub mod tokenizer;
 pub mod unet;
