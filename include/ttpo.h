@@ -599,6 +599,21 @@ uint32_t ttpo_job_run(ttpo_job *job, const ttpo_image *out);
 uint32_t ttpo_job_progress_overall(const ttpo_job *job, double *overall);
 
 /*
+ What the rest of the job (`ttpo_job_run` from where it stands) would take on this
+ device, in seconds: `seconds` gets the total; `stage_seconds` (NULL, or room for 3)
+ gets Stage I, II and III, with stages already done as 0. The job's model calls are
+ counted exactly; what one call costs is measured by a few probe calls at the job's tile
+ sizes (a few seconds at 512 px on a CPU; less on a GPU), once per engine and tile
+ shape, so later estimates of same-shaped jobs return at once. Metrics are timed on the
+ input. Blocks like a stage (the job is busy meanwhile); show the result before a long
+ job, e.g. "about 3 min".
+
+ # Safety
+ `job` must be NULL or valid; `seconds` writable; `stage_seconds` NULL or writable for 3.
+ */
+uint32_t ttpo_job_estimate(ttpo_job *job, double *seconds, double *stage_seconds);
+
+/*
  Size of the job's input (and of every output buffer).
 
  # Safety

@@ -35,6 +35,12 @@ namespace detail {
 inline void check(uint32_t status, const char *message) {
     if (status != TTPO_STATUS_OK) throw Error(status, message ? message : "");
 }
+/// For calls whose message is this thread's ttpo_last_error(). It is read here, after the
+/// call: as a second argument beside the call it could be read before the call (argument
+/// order is unspecified), and the failing call then frees the string it pointed to.
+inline void check_last(uint32_t status) {
+    if (status != TTPO_STATUS_OK) check(status, ttpo_last_error());
+}
 }  // namespace detail
 
 /// The library version string.
@@ -88,13 +94,13 @@ public:
 
     uint32_t steps() const {
         uint32_t v = 0;
-        detail::check(ttpo_options_get_steps(o_.get(), &v), ttpo_last_error());
+        detail::check_last(ttpo_options_get_steps(o_.get(), &v));
         return v;
     }
     std::vector<double> strengths() const {
         std::vector<double> v(256);
         size_t n = 0;
-        detail::check(ttpo_options_get_strengths(o_.get(), v.data(), v.size(), &n), ttpo_last_error());
+        detail::check_last(ttpo_options_get_strengths(o_.get(), v.data(), v.size(), &n));
         v.resize(n);
         return v;
     }
@@ -102,7 +108,7 @@ public:
 
 private:
     Options &set(uint32_t status) {
-        detail::check(status, ttpo_last_error());
+        detail::check_last(status);
         return *this;
     }
     std::unique_ptr<ttpo_options, void (*)(ttpo_options *)> o_;
@@ -114,7 +120,7 @@ public:
     explicit Engine(const std::string &model_dir, uint32_t device = TTPO_DEVICE_AUTO, uint32_t precision = TTPO_PRECISION_AUTO)
         : e_(nullptr, ttpo_engine_free) {
         ttpo_engine *e = nullptr;
-        detail::check(ttpo_engine_new(model_dir.c_str(), device, 0, precision, &e), ttpo_last_error());
+        detail::check_last(ttpo_engine_new(model_dir.c_str(), device, 0, precision, &e));
         e_.reset(e);
     }
     const ttpo_engine *get() const noexcept { return e_.get(); }
@@ -131,7 +137,7 @@ public:
 
     Job(const Engine &engine, const Options &options, const ttpo_image &input) : j_(nullptr, ttpo_job_free) {
         ttpo_job *j = nullptr;
-        detail::check(ttpo_job_new(engine.get(), options.get(), &input, &j), ttpo_last_error());
+        detail::check_last(ttpo_job_new(engine.get(), options.get(), &input, &j));
         j_.reset(j);
     }
     Job(const Job &) = delete;
@@ -161,6 +167,22 @@ public:
     }
     void refine(const ttpo_image &out) { check(ttpo_job_refine(j_.get(), &out)); }
     void run(const ttpo_image &out) { check(ttpo_job_run(j_.get(), &out)); }
+    /// What run() would still take here, in seconds (see ttpo_job_estimate: measures once
+    /// per engine and tile shape, a few seconds).
+    struct Estimate {
+        double total, candidates, scoring, refine;
+    };
+    Estimate estimate() {
+        double total = 0, stages[3] = {0, 0, 0};
+        check(ttpo_job_estimate(j_.get(), &total, stages));
+        return {total, stages[0], stages[1], stages[2]};
+    }
+    /// Overall progress in [0, 1] (all stages); callable from the progress callback.
+    double progress_overall() const {
+        double v = 0;
+        check(ttpo_job_progress_overall(j_.get(), &v));
+        return v;
+    }
 
 private:
     void check(uint32_t status) const { detail::check(status, ttpo_job_last_error(j_.get())); }
@@ -177,5 +199,60 @@ private:
     CancelPoll poll_;
 };
 
+/// Models: where they are on this machine and how to get them (ttpo_model_*).
+namespace model {
+
+/// The default model's Hub repo id.
+inline std::string default_repo() { return ttpo_model_default_repo(); }
+
+/// The local folder of `model` (a folder, or a Hub id in the Hugging Face cache; "" = the
+/// default), without network access. Throws ttpo::Error (TTPO_STATUS_MODEL_NOT_FOUND when
+/// it must be downloaded first).
+inline std::string resolve(const std::string &model = "", const std::string &revision = "") {
+    size_t len = 0;
+    detail::check_last(ttpo_model_resolve(model.c_str(), revision.c_str(), nullptr, 0, &len));
+    std::string path(len + 1, '\0');
+    detail::check_last(ttpo_model_resolve(model.c_str(), revision.c_str(), &path[0], path.size(), &len));
+    path.resize(len);
+    return path;
+}
+
+/// A download of a Hub repo into the Hugging Face cache. run() blocks (call it off the UI
+/// thread); cancel() may be called from any thread.
+class Download {
+public:
+    /// Bytes of the current file and of the whole model (totals 0 = unknown yet).
+    using Progress = std::function<void(const std::string &file, uint64_t file_done, uint64_t file_total,
+                                        uint64_t done, uint64_t total)>;
+    explicit Download(const std::string &repo = "", const std::string &revision = "")
+        : d_(nullptr, ttpo_model_download_free), repo_(repo.empty() ? default_repo() : repo), revision_(revision) {
+        ttpo_model_download *d = nullptr;
+        detail::check_last(ttpo_model_download_new(repo.c_str(), revision.c_str(), &d));
+        d_.reset(d);
+    }
+    void on_progress(Progress f) {
+        progress_ = std::move(f);
+        check(ttpo_model_download_set_progress_callback(d_.get(), progress_ ? &Download::tramp : nullptr, this));
+    }
+    void cancel() noexcept { ttpo_model_download_cancel(d_.get()); }
+    /// Downloads what is missing; returns the model's folder.
+    std::string run() {
+        size_t len = 0;  // the path's length only; resolve() returns the path itself
+        check(ttpo_model_download_run(d_.get(), nullptr, 0, &len));
+        return resolve(repo_, revision_);
+    }
+
+private:
+    void check(uint32_t status) const { detail::check(status, ttpo_model_download_last_error(d_.get())); }
+    static void tramp(void *self, const char *file, uint64_t fd, uint64_t ft, uint64_t done, uint64_t total) {
+        auto *d = static_cast<Download *>(self);
+        try { d->progress_(file ? file : "", fd, ft, done, total); } catch (...) {}  // never unwind into C
+    }
+    std::unique_ptr<ttpo_model_download, void (*)(ttpo_model_download *)> d_;
+    std::string repo_, revision_;
+    Progress progress_;
+};
+
+}  // namespace model
 }  // namespace ttpo
 #endif  // TTPO_HPP

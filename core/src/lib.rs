@@ -22,6 +22,7 @@ mod candidates;
 pub mod device;
 pub mod diffusion;
 mod error;
+mod estimate;
 pub mod guidance;
 pub mod image;
 /// LPIPS, a full-reference metric only the tests use (feature `testing`).
@@ -38,6 +39,7 @@ pub mod tiling;
 pub use candidates::CandidateSpec;
 pub use device::{DeviceChoice, Precision};
 pub use error::{Error, Result};
+pub use estimate::{CallCosts, CallCounts, Estimate};
 pub use guidance::{RefineParams, RefineStart};
 pub use image::{Decoded, Image, PadMode, DEFAULT_MAX_PIXELS};
 pub use options::{Options, Preset, ScoringOptions, DEFAULT_PROMPT};

@@ -9,6 +9,7 @@ use crate::diffusion::scheduler::Ddim;
 use crate::diffusion::sd::{StableDiffusion, Variant};
 use crate::diffusion::{Backbone, Prompts};
 use crate::error::{Error, Result};
+use crate::estimate::{self, CallCosts, CallCounts, CostKey, Estimate};
 use crate::guidance::{guided_denoise, RefineStart, Targets};
 use crate::image::Image;
 use crate::noise::NoiseStream;
@@ -17,8 +18,9 @@ use crate::progress::{CancelToken, Progress, Stage, StageWeights, Ticker};
 use crate::scoring::{self, score_all, Metric, Scores};
 use crate::tiling::{TilePlan, Tiler};
 use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 /// How to load an engine.
@@ -37,6 +39,8 @@ pub struct Engine {
     backbones: Vec<Box<dyn Backbone>>,
     device: Device,
     dtype: DType,
+    /// Measured model-call costs for time estimates (see `crate::estimate`).
+    call_costs: Mutex<HashMap<CostKey, CallCosts>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -75,6 +79,7 @@ impl Engine {
             backbones,
             device,
             dtype,
+            call_costs: Mutex::default(),
         })
     }
 
@@ -88,6 +93,7 @@ impl Engine {
             backbones,
             device,
             dtype: DType::F32,
+            call_costs: Mutex::default(),
         })
     }
 
@@ -102,6 +108,44 @@ impl Engine {
     /// The compute dtype.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The cost of backbone `b`'s calls at `tiler`'s tile shapes: measured on the first
+    /// request, then cached for every job on this engine. One measurement at a time (the
+    /// lock is held across it), so two jobs never measure the same shape at once or each
+    /// other's load.
+    fn call_costs(
+        &self,
+        b: usize,
+        tiler: &Tiler,
+        prompts: &Prompts,
+        cfg_scale: f64,
+    ) -> Result<CallCosts> {
+        let key = (
+            b,
+            tiler.unet_tile(),
+            tiler.batches(),
+            tiler.vae_tile(),
+            cfg_scale != 1.0,
+        );
+        let mut cache = self
+            .call_costs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cache.get(&key) {
+            return Ok(*c);
+        }
+        let c = estimate::measure(tiler, prompts, cfg_scale)?;
+        cache.insert(key, c);
+        Ok(c)
+    }
+
+    /// How many call-cost measurements this engine holds (one per backbone and tile shape).
+    pub fn measured_shapes(&self) -> usize {
+        self.call_costs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -579,42 +623,133 @@ impl Job {
             .collect()
     }
 
-    /// Model calls of Stage I: per backbone the input's encode, every candidate's decode
+    /// Model calls of Stage I on one backbone: the input's encode, every candidate's decode
     /// (VAE tiles each) and the batched UNet calls of the img2img loop.
-    fn candidate_calls(&self, tilers: &[Tiler]) -> Result<usize> {
+    fn candidate_counts(&self, tiler: &Tiler) -> Result<CallCounts> {
         let o = &self.options;
         let starts: Vec<usize> = self
             .candidate_specs(0)
             .iter()
             .map(|c| Ddim::img2img_start(o.steps, c.strength))
             .collect::<Result<_>>()?;
-        Ok(tilers
-            .iter()
-            .map(|t| {
-                (1 + starts.len()) * t.vae_calls()
-                    + model_calls(&starts, o.steps, |k| t.unet_calls(k))
-            })
-            .sum())
+        let vae = tiler.vae_calls();
+        Ok(CallCounts {
+            unet_calls: model_calls(&starts, o.steps, |k| tiler.unet_calls(k)),
+            unet_latents: model_calls(&starts, o.steps, |k| tiler.unet_latents(k)),
+            encode_tiles: vae,
+            decode_tiles: starts.len() * vae,
+        })
+    }
+
+    /// Progress ticks of Stage I: one per model call on every backbone.
+    fn candidate_calls(&self, tilers: &[Tiler]) -> Result<usize> {
+        tilers.iter().try_fold(0, |sum, t| {
+            let n = self.candidate_counts(t)?;
+            Ok(sum + n.unet_calls + n.vae_calls())
+        })
     }
 
     /// Model calls of Stage III for `choice` (`None`: two candidates that are not the
-    /// input): the input's encode if Stage I did not keep it, one encode per chosen latent
-    /// (the input's is reused: one unit), the sampler's network calls, the decode.
-    fn refine_calls(&self, tiler: &Tiler, choice: Option<(usize, usize)>) -> Result<usize> {
+    /// input): the input's encode if Stage I did not keep it, one encode per chosen latent,
+    /// the sampler's network calls, the decode. Also returns the ticks that are not model
+    /// calls: a chosen input reuses its kept latent, one tick.
+    fn refine_counts(
+        &self,
+        tiler: &Tiler,
+        choice: Option<(usize, usize)>,
+    ) -> Result<(CallCounts, usize)> {
         let params = &self.options.refine;
         let sampler_steps = match params.start {
             RefineStart::Noise => params.steps,
             RefineStart::Strength(s) => params.steps - Ddim::img2img_start(params.steps, s)?,
         };
         let vae = tiler.vae_calls();
-        let encodes = |i: usize| if i == 0 { 1 } else { vae };
         let (pw, pl) = choice.unwrap_or((1, 2));
         let input = if self.z_r.is_some() || choice.is_none() {
             0
         } else {
             vae
         };
-        Ok(input + encodes(pw) + encodes(pl) + sampler_steps * tiler.unet_calls(1) + vae)
+        let encodes = |i: usize| if i == 0 { 0 } else { vae };
+        let reused = [pw, pl].iter().filter(|&&i| i == 0).count();
+        Ok((
+            CallCounts {
+                unet_calls: sampler_steps * tiler.unet_calls(1),
+                unet_latents: sampler_steps * tiler.unet_latents(1),
+                encode_tiles: input + encodes(pw) + encodes(pl),
+                decode_tiles: vae,
+            },
+            reused,
+        ))
+    }
+
+    /// Progress ticks of Stage III for `choice`.
+    fn refine_calls(&self, tiler: &Tiler, choice: Option<(usize, usize)>) -> Result<usize> {
+        let (n, reused) = self.refine_counts(tiler, choice)?;
+        Ok(n.unet_calls + n.vae_calls() + reused)
+    }
+
+    /// What [`Job::run`] would still take on this device, by stage: the job's model-call
+    /// counts times each call's cost, measured here on the engine's first request for
+    /// these tile shapes (a few seconds: see `crate::estimate`) and cached in the engine.
+    /// Stages already done (candidates made, scores present) count as zero. Encodes the
+    /// prompts if they are not yet, which the job would do anyway.
+    pub fn estimate(&mut self) -> Result<Estimate> {
+        let start = Instant::now();
+        let engine = self.engine.clone();
+        let cfg = self.options.cfg_scale;
+        let mut calls = CallCounts::default();
+        let mut candidates = 0.0;
+        let first = self.tiler(&engine, 0);
+        let first_costs = engine.call_costs(0, &first, &self.prompts(0)?, cfg)?;
+        if self.candidates.is_empty() {
+            for b in 0..engine.backbones.len() {
+                let tiler = self.tiler(&engine, b);
+                let costs = match b {
+                    0 => first_costs,
+                    _ => engine.call_costs(b, &tiler, &self.prompts(b)?, cfg)?,
+                };
+                let n = self.candidate_counts(&tiler)?;
+                candidates += costs.seconds(&n);
+                calls = calls + n;
+            }
+        }
+        let scoring = if self.scores.is_some() {
+            0.0
+        } else {
+            let count = match self.candidates.len() {
+                0 => 1 + engine.backbones.len() * self.candidate_specs(0).len(),
+                n => n,
+            };
+            count as f64 * self.metric_seconds()
+        };
+        let (n, _) = self.refine_counts(&first, self.choice)?;
+        calls = calls + n;
+        Ok(Estimate {
+            candidates,
+            scoring,
+            refine: first_costs.seconds(&n),
+            calls,
+            probe: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Seconds every metric of the job takes on one image: measured on the input at the
+    /// size Stage II scores it (a candidate has the input's size). A metric that fails on
+    /// the input counts its time until it failed, as in Stage II.
+    fn metric_seconds(&self) -> f64 {
+        let factor = metric_downscale_factor(
+            self.input.width(),
+            self.input.height(),
+            self.options.scoring.metric_max_pixels,
+        );
+        let small = (factor > 1).then(|| self.input.box_downscale(factor));
+        let image = small.as_ref().unwrap_or(&self.input);
+        let start = Instant::now();
+        for m in &self.metrics {
+            let _ = m.score(image);
+        }
+        start.elapsed().as_secs_f64()
     }
 
     /// The stages' shares of the whole job, for [`Progress::overall`]. Why model calls: the

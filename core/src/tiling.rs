@@ -348,6 +348,26 @@ impl<'a> Tiler<'a> {
         (latents * self.unet.count()).div_ceil(self.per_call)
     }
 
+    /// Latent tiles the UNet sees for `latents` latents at one timestep.
+    pub fn unet_latents(&self, latents: usize) -> usize {
+        latents * self.unet.count()
+    }
+
+    /// The UNet tile (height, width) in latent units.
+    pub fn unet_tile(&self) -> (usize, usize) {
+        (self.unet.y.len, self.unet.x.len)
+    }
+
+    /// The VAE tile (height, width) in latent units.
+    pub fn vae_tile(&self) -> (usize, usize) {
+        (self.vae.y.len, self.vae.x.len)
+    }
+
+    /// Whether a UNet call can carry more than one latent tile.
+    pub fn batches(&self) -> bool {
+        self.per_call > 1
+    }
+
     /// [`Tiler::encode`] without progress reporting.
     pub fn encode_image(&self, img: &Image) -> Result<Tensor> {
         quiet(|t| self.encode(img, t))

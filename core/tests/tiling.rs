@@ -90,30 +90,7 @@ impl Backbone for Pointwise {
     fn name(&self) -> &str {
         "pointwise"
     }
-    fn device(&self) -> &Device {
-        self.0.device()
-    }
-    fn pad_multiple(&self) -> usize {
-        self.0.pad_multiple()
-    }
-    fn vae_factor(&self) -> usize {
-        self.0.vae_factor()
-    }
-    fn latent_channels(&self) -> usize {
-        self.0.latent_channels()
-    }
-    fn native_size(&self) -> usize {
-        self.0.native_size()
-    }
-    fn vae_tile_bytes(&self, side: usize) -> usize {
-        self.0.vae_tile_bytes(side)
-    }
-    fn scheduler(&self) -> &Ddim {
-        self.0.scheduler()
-    }
-    fn encode_prompt(&self, prompt: &str) -> ttpo::Result<Tensor> {
-        self.0.encode_prompt(prompt)
-    }
+    pass_through_backbone!(0);
     fn encode(&self, image: &Tensor) -> ttpo::Result<Tensor> {
         if self.1 == MockVae::Tiny {
             return self.0.encode(image);

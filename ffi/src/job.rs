@@ -803,6 +803,36 @@ pub unsafe extern "C" fn ttpo_job_progress_overall(job: *const ttpo_job, overall
     })
 }
 
+/// What the rest of the job (`ttpo_job_run` from where it stands) would take on this
+/// device, in seconds: `seconds` gets the total; `stage_seconds` (NULL, or room for 3)
+/// gets Stage I, II and III, with stages already done as 0. The job's model calls are
+/// counted exactly; what one call costs is measured by a few probe calls at the job's tile
+/// sizes (a few seconds at 512 px on a CPU; less on a GPU), once per engine and tile
+/// shape, so later estimates of same-shaped jobs return at once. Metrics are timed on the
+/// input. Blocks like a stage (the job is busy meanwhile); show the result before a long
+/// job, e.g. "about 3 min".
+///
+/// # Safety
+/// `job` must be NULL or valid; `seconds` writable; `stage_seconds` NULL or writable for 3.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_job_estimate(
+    job: *mut ttpo_job,
+    seconds: *mut f64,
+    stage_seconds: *mut f64,
+) -> u32 {
+    on_job(job, |j| {
+        let total = seconds.as_mut().ok_or_else(|| Failure::null("seconds"))?;
+        let e = j.exclusive(|j| j.locked(|s| Ok(s.job.estimate()?)))?;
+        *total = e.total();
+        if !stage_seconds.is_null() {
+            // SAFETY: the caller guarantees room for three values when not NULL.
+            let stages = std::slice::from_raw_parts_mut(stage_seconds, 3);
+            stages.copy_from_slice(&[e.candidates, e.scoring, e.refine]);
+        }
+        Ok(())
+    })
+}
+
 /// Size of the job's input (and of every output buffer).
 ///
 /// # Safety

@@ -56,6 +56,9 @@ for _ in $(seq 100); do [ -s "$OUT/hub.out" ] && break; sleep 0.1; done
 HUB=$(head -1 "$OUT/hub.out")
 cc $CFLAGS -std=gnu11 tests/c/test_models.c -o "$OUT/test_models" $LIBS
 "$OUT/test_models" "$OUT/tiny" "$HUB" "$HUB_REPO"
+echo "== the C++ wrapper's model calls and job estimate (test_models.cpp), same fake Hub"
+c++ -std=c++17 -Wall -Wextra -Werror -pedantic -g -Iinclude tests/c/test_models.cpp -o "$OUT/test_models_cpp" $LIBS
+"$OUT/test_models_cpp" "$OUT/tiny" "$HUB" "$HUB_REPO"
 
 echo "== C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cc $CFLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 static int failures = 0;
@@ -79,8 +80,22 @@ static void test_happy_path(ttpo_engine *engine) {
     uint32_t w = 0, h = 0, n = 0, m = 0, p = 99, d = 99;
     CHECK_STATUS(ttpo_job_size(job, &w, &h), TTPO_STATUS_OK);
     CHECK(w == CROP_W && h == CROP_H);
+    /* The estimate before the job: every stage takes time, the parts add up to the total;
+       without a place for the total it is refused. It makes no progress events. */
+    double total = -1, stages[3] = {-1, -1, -1}, again = -1;
+    CHECK_STATUS(ttpo_job_estimate(job, NULL, stages), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_estimate(NULL, &total, stages), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_estimate(job, &total, stages), TTPO_STATUS_OK);
+    CHECK(stages[0] > 0 && stages[1] > 0 && stages[2] > 0);
+    CHECK(fabs(total - (stages[0] + stages[1] + stages[2])) <= 1e-9 * total);
+    CHECK_STATUS(ttpo_job_estimate(job, &again, NULL), TTPO_STATUS_OK);
+    CHECK(again > 0);
+    CHECK(progress_events == 0);
     CHECK_STATUS(ttpo_job_generate_candidates(job), TTPO_STATUS_OK);
     CHECK(progress_events > 0);
+    /* Stage I and II done: only Stage III is left. */
+    CHECK_STATUS(ttpo_job_estimate(job, &total, stages), TTPO_STATUS_OK);
+    CHECK(stages[0] == 0 && stages[1] == 0 && stages[2] > 0 && total == stages[2]);
     CHECK_STATUS(ttpo_job_candidate_count(job, &n), TTPO_STATUS_OK);
     CHECK(n == 3);
     CHECK_STATUS(ttpo_job_metric_count(job, &m), TTPO_STATUS_OK);

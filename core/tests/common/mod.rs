@@ -94,3 +94,35 @@ pub fn max_diff(a: &Image, b: &Image) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// The `Backbone` methods a test wrapper passes through to the backbone in `$field`
+/// (everything but its name and the three network calls, which the wrapper writes).
+#[macro_export]
+macro_rules! pass_through_backbone {
+    ($($field:tt)+) => {
+        fn device(&self) -> &candle_core::Device {
+            self.$($field)+.device()
+        }
+        fn pad_multiple(&self) -> usize {
+            self.$($field)+.pad_multiple()
+        }
+        fn vae_factor(&self) -> usize {
+            self.$($field)+.vae_factor()
+        }
+        fn latent_channels(&self) -> usize {
+            self.$($field)+.latent_channels()
+        }
+        fn native_size(&self) -> usize {
+            self.$($field)+.native_size()
+        }
+        fn vae_tile_bytes(&self, side: usize) -> usize {
+            self.$($field)+.vae_tile_bytes(side)
+        }
+        fn scheduler(&self) -> &ttpo::diffusion::scheduler::Ddim {
+            self.$($field)+.scheduler()
+        }
+        fn encode_prompt(&self, prompt: &str) -> ttpo::Result<candle_core::Tensor> {
+            self.$($field)+.encode_prompt(prompt)
+        }
+    };
+}
