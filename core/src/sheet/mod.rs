@@ -271,8 +271,10 @@ fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, scale: u32, clip: C
 }
 
 /// Draws the tiles on a `canvas` (width, height) with the grid centred on it. Tiles past the
-/// layout's capacity and anything outside the canvas are left out.
-pub fn render(tiles: &[Tile], layout: &Layout, canvas: (u32, u32)) -> Image {
+/// layout's capacity and anything outside the canvas are left out. Private: its arithmetic
+/// trusts a layout made by [`Layout::for_count`] or [`Layout::fit`], not one read from a
+/// file.
+fn render(tiles: &[Tile], layout: &Layout, canvas: (u32, u32)) -> Image {
     let (cw, ch) = (canvas.0.max(1), canvas.1.max(1));
     let mut sheet = RgbImage::from_pixel(cw, ch, Rgb(BACKGROUND));
     let (ox, oy) = (
