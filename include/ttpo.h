@@ -1032,6 +1032,35 @@ const char *ttpo_preset_name(uint32_t index);
 const char *ttpo_preset_label(uint32_t index);
 
 /*
+ The size of the job's contact sheet at its natural scale: 160-pixel thumbnails, two
+ label lines each, `ceil(sqrt(candidates))` columns (the sheet the CLI saves). A caller
+ that can choose its buffer's size allocates this and passes it to
+ `ttpo_job_contact_sheet`. `TTPO_STATUS_INVALID_STATE` before
+ `ttpo_job_generate_candidates`.
+
+ # Safety
+ `job` must be NULL or valid; output pointers must be writable or NULL.
+ */
+uint32_t ttpo_job_contact_sheet_size(const ttpo_job *job, uint32_t *width, uint32_t *height);
+
+/*
+ Draws the job's contact sheet into `out`, which may be any size (up to the job's
+ `max_pixels`), format and layout: the grid takes the column count and the largest
+ thumbnails that fit `out`, centred on a dark background; label text shrinks with the
+ thumbnails and is left out when they are very small. Each candidate shows its index and
+ strength ("#00 INPUT" for the input), its fused score, and the current choice: the
+ preferred tile framed green and marked BEST, the dispreferred red and WORST. Alpha is
+ opaque. `TTPO_STATUS_INVALID_STATE` before `ttpo_job_generate_candidates`;
+ `TTPO_STATUS_INVALID_IMAGE` when `out` is too small to hold a 1-pixel thumbnail of every
+ candidate. A query: callable from the choice callback of `ttpo_job_run`, refused as busy
+ while a stage runs. Nothing is written on failure.
+
+ # Safety
+ `job` must be NULL or valid; `out` must describe writable memory.
+ */
+uint32_t ttpo_job_contact_sheet(const ttpo_job *job, const ttpo_image *out);
+
+/*
  A static, NUL-terminated description of a status value (any integer is accepted).
  */
 const char *ttpo_status_str(uint32_t status);

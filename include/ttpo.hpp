@@ -165,6 +165,14 @@ public:
         check(ttpo_job_get_choice(j_.get(), &p, &d));
         return {p, d};
     }
+    /// The contact sheet's natural size (160-px thumbnails), after generate_candidates().
+    std::pair<uint32_t, uint32_t> contact_sheet_size() const {
+        uint32_t w = 0, h = 0;
+        check(ttpo_job_contact_sheet_size(j_.get(), &w, &h));
+        return {w, h};
+    }
+    /// Draws the labelled candidate grid fitted into `out` (any size, format, layout).
+    void contact_sheet(const ttpo_image &out) const { check(ttpo_job_contact_sheet(j_.get(), &out)); }
     void refine(const ttpo_image &out) { check(ttpo_job_refine(j_.get(), &out)); }
     void run(const ttpo_image &out) { check(ttpo_job_run(j_.get(), &out)); }
     /// What run() would still take here, in seconds (see ttpo_job_estimate: measures once

@@ -34,6 +34,7 @@ pub mod options;
 mod pipeline;
 mod progress;
 pub mod scoring;
+pub mod sheet;
 pub mod tiling;
 
 pub use candidates::CandidateSpec;

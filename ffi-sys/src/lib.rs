@@ -310,6 +310,8 @@ functions! {
     ttpo_job_size(job: *const ttpo_job, width: *mut u32, height: *mut u32) -> u32;
     ttpo_job_progress_overall(job: *const ttpo_job, overall: *mut f64) -> u32;
     ttpo_job_estimate(job: *mut ttpo_job, seconds: *mut f64, stage_seconds: *mut f64) -> u32;
+    ttpo_job_contact_sheet_size(job: *const ttpo_job, width: *mut u32, height: *mut u32) -> u32;
+    ttpo_job_contact_sheet(job: *const ttpo_job, out: *const ttpo_image) -> u32;
     ttpo_options_new() -> *mut ttpo_options;
     ttpo_options_free(options: *mut ttpo_options);
     ttpo_options_set_seed(options: *mut ttpo_options, value: u64) -> u32;

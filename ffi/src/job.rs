@@ -134,7 +134,7 @@ impl Drop for Exclusive<'_> {
 impl ttpo_job {
     /// A query: reads the job if no stage holds it right now, or, on the thread running
     /// this job's choice callback, the view that call lent (see [`ChoiceView`]).
-    fn with<T>(&self, f: impl FnOnce(&View) -> FfiResult<T>) -> FfiResult<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&View) -> FfiResult<T>) -> FfiResult<T> {
         if let Some(view) = ChoiceView::current(self) {
             // Read-only: a panic here leaves nothing half-updated, so it fails this call only.
             return catch(|| f(view));
@@ -203,8 +203,8 @@ fn held<T>(s: &mut State, f: impl FnOnce(&mut State) -> FfiResult<T>) -> FfiResu
 }
 
 /// What a query reads of a job.
-struct View<'a> {
-    job: &'a ttpo::Job,
+pub(crate) struct View<'a> {
+    pub(crate) job: &'a ttpo::Job,
     metric_names: &'a [CString],
     alpha: Option<&'a [f32]>,
 }
@@ -250,7 +250,7 @@ unsafe fn job_ref<'a>(job: *const ttpo_job) -> FfiResult<&'a ttpo_job> {
 }
 
 /// Runs `f` on a job with its error recorded on the handle.
-unsafe fn on_job(job: *const ttpo_job, f: impl FnOnce(&ttpo_job) -> FfiResult) -> u32 {
+pub(crate) unsafe fn on_job(job: *const ttpo_job, f: impl FnOnce(&ttpo_job) -> FfiResult) -> u32 {
     let Some(j) = job.as_ref() else {
         return guard(None, || Err(Failure::null("job")));
     };
@@ -843,12 +843,23 @@ pub unsafe extern "C" fn ttpo_job_size(
     width: *mut u32,
     height: *mut u32,
 ) -> u32 {
+    size_query(job, width, height, |s| {
+        Ok((s.job.input().width() as u32, s.job.input().height() as u32))
+    })
+}
+
+/// A query that answers a width and a height: both pointers are checked before either is
+/// written (outputs only on success).
+pub(crate) unsafe fn size_query(
+    job: *const ttpo_job,
+    width: *mut u32,
+    height: *mut u32,
+    f: impl FnOnce(&View) -> FfiResult<(u32, u32)>,
+) -> u32 {
     on_job(job, |j| {
-        // Both pointers are checked before either is written: outputs only on success.
         let width = width.as_mut().ok_or_else(|| Failure::null("width"))?;
         let height = height.as_mut().ok_or_else(|| Failure::null("height"))?;
-        let (w, h) =
-            j.with(|s| Ok((s.job.input().width() as u32, s.job.input().height() as u32)))?;
+        let (w, h) = j.with(f)?;
         *width = w;
         *height = h;
         Ok(())

@@ -14,5 +14,6 @@ pub mod job;
 pub mod model;
 pub mod options;
 pub mod panic;
+pub mod sheet;
 pub mod status;
 pub mod version;

@@ -290,6 +290,114 @@ static void test_misuse(ttpo_engine *engine) {
     ttpo_job_free(job);
 }
 
+/* The contact sheet (core's ttpo::sheet, the one the CLI saves): before candidates and with
+ * NULLs a status and nothing written; the natural size of 3 candidates; the chosen pair's
+ * frame colours (and that they follow a new choice); the input's thumbnail shows the input;
+ * a host-sized float RGBA frame; too small, too large and short-stride buffers refused. */
+static const uint8_t *sheet_px(const uint8_t *rgb, uint32_t w, uint32_t x, uint32_t y) {
+    return rgb + 3 * ((size_t)y * w + x);
+}
+
+static int is_rgb(const uint8_t *px, int r, int g, int b) {
+    return px[0] == r && px[1] == g && px[2] == b;
+}
+
+static void check_frames(const uint8_t *rgb, uint32_t w, uint32_t p, uint32_t d) {
+    for (uint32_t i = 0; i < 4; i++) {
+        /* 2 x 2 grid: 8-px gaps, tiles 168 x 210; a pixel of each tile's top frame. */
+        const uint8_t *f = sheet_px(rgb, w, 8 + (i % 2) * 176 + 84, 8 + (i / 2) * 218 + 1);
+        if (i == 3) CHECK(is_rgb(f, 20, 20, 20)); /* no 4th candidate: background */
+        else if (i == p) CHECK(is_rgb(f, 40, 200, 60));
+        else if (i == d) CHECK(is_rgb(f, 230, 50, 40));
+        else CHECK(is_rgb(f, 90, 90, 90));
+    }
+}
+
+static void test_contact_sheet(ttpo_engine *engine) {
+    ttpo_options *o = fast_options();
+    ttpo_image in = crop_view();
+    ttpo_job *job = NULL;
+    CHECK_STATUS(ttpo_job_new(engine, o, &in, &job), TTPO_STATUS_OK);
+    ttpo_options_free(o);
+    uint32_t w = 7, h = 7, p = 0, d = 0;
+    uint8_t probe[4 * 4 * 4];
+    memset(probe, 0xAB, sizeof probe);
+    ttpo_image pv = {probe, 4, 4, 16, TTPO_FORMAT_U8, TTPO_LAYOUT_RGBA};
+    CHECK_STATUS(ttpo_job_contact_sheet_size(job, &w, &h), TTPO_STATUS_INVALID_STATE);
+    CHECK(strstr(ttpo_job_last_error(job), "candidates") != NULL);
+    CHECK(w == 7 && h == 7);
+    CHECK_STATUS(ttpo_job_contact_sheet(job, &pv), TTPO_STATUS_INVALID_STATE);
+    CHECK(probe[0] == 0xAB);
+    CHECK_STATUS(ttpo_job_contact_sheet_size(NULL, &w, &h), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_contact_sheet(NULL, &pv), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_contact_sheet(job, NULL), TTPO_STATUS_NULL_POINTER);
+
+    CHECK_STATUS(ttpo_job_generate_candidates(job), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_job_contact_sheet_size(job, NULL, &h), TTPO_STATUS_NULL_POINTER);
+    CHECK_STATUS(ttpo_job_contact_sheet_size(job, &w, NULL), TTPO_STATUS_NULL_POINTER);
+    CHECK(w == 7 && h == 7);
+    CHECK_STATUS(ttpo_job_contact_sheet_size(job, &w, &h), TTPO_STATUS_OK);
+    /* 3 candidates: 2 x 2 tiles of 160 + 2 * 4 by 160 + 42 (labels) + 2 * 4, 8-px gaps. */
+    CHECK(w == 2 * 168 + 3 * 8 && h == 2 * 210 + 3 * 8);
+    uint8_t *rgb = calloc((size_t)3 * w * h, 1);
+    ttpo_image sv = {rgb, w, h, (intptr_t)(3 * w), TTPO_FORMAT_U8, TTPO_LAYOUT_RGB};
+    CHECK_STATUS(ttpo_job_contact_sheet(job, &sv), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_job_get_choice(job, &p, &d), TTPO_STATUS_OK);
+    CHECK(is_rgb(sheet_px(rgb, w, 0, 0), 20, 20, 20));
+    check_frames(rgb, w, p, d);
+    /* Tile 0 is the input (48 x 40) enlarged to 160 x 133 (nearest), centred in its box:
+     * its mean equals the input's mean within rounding. */
+    double sheet_sum = 0, in_sum = 0;
+    for (uint32_t y = 0; y < 133; y++)
+        for (uint32_t x = 0; x < 160; x++)
+            sheet_sum += sheet_px(rgb, w, 8 + 4 + x, 8 + 4 + 13 + y)[1];
+    for (uint32_t y = 0; y < CROP_H; y++)
+        for (uint32_t x = 0; x < CROP_W; x++)
+            in_sum += ((uint8_t *)in.data)[in.stride * (intptr_t)y + 4 * x + 1];
+    double sheet_mean = sheet_sum / (133.0 * 160.0), in_mean = in_sum / (CROP_W * CROP_H);
+    CHECK(sheet_mean > in_mean - 3.0 && sheet_mean < in_mean + 3.0);
+    /* Label text (240, 240, 240) under tile 0. */
+    int text = 0;
+    for (uint32_t y = 8 + 4 + 160; y < 8 + 210 - 4; y++)
+        for (uint32_t x = 8; x < 8 + 168; x++) text += is_rgb(sheet_px(rgb, w, x, y), 240, 240, 240);
+    CHECK(text > 50);
+    /* The marks follow the choice. */
+    CHECK_STATUS(ttpo_job_choose(job, d, p), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_job_contact_sheet(job, &sv), TTPO_STATUS_OK);
+    check_frames(rgb, w, d, p);
+
+    /* A host's frame: 320 x 180 float RGBA, opaque, the grid fitted and centred. */
+    enum { FW = 320, FH = 180 };
+    float *f = malloc(sizeof(float) * 4 * FW * FH);
+    for (size_t i = 0; i < 4 * FW * FH; i++) f[i] = -1.0f;
+    ttpo_image fv = {f, FW, FH, (intptr_t)(sizeof(float) * 4 * FW), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
+    CHECK_STATUS(ttpo_job_contact_sheet(job, &fv), TTPO_STATUS_OK);
+    int opaque = 1, green = 0, red = 0;
+    for (size_t i = 0; i < FW * FH; i++) {
+        const float *q = f + 4 * i;
+        if (q[3] != 1.0f) opaque = 0;
+        green += q[0] == 40.0f / 255 && q[1] == 200.0f / 255 && q[2] == 60.0f / 255;
+        red += q[0] == 230.0f / 255 && q[1] == 50.0f / 255 && q[2] == 40.0f / 255;
+    }
+    CHECK(opaque);
+    CHECK(green > 100 && red > 100);
+    CHECK(f[0] == 20.0f / 255);
+
+    /* Too small for 3 thumbnails, larger than max_pixels, a short stride: nothing written. */
+    CHECK_STATUS(ttpo_job_contact_sheet(job, &pv), TTPO_STATUS_INVALID_IMAGE);
+    CHECK(strstr(ttpo_job_last_error(job), "cannot hold 3 candidates") != NULL);
+    CHECK(probe[0] == 0xAB);
+    ttpo_image big = pv;
+    big.width = 100000; big.height = 100000;
+    CHECK_STATUS(ttpo_job_contact_sheet(job, &big), TTPO_STATUS_INVALID_IMAGE);
+    ttpo_image short_stride = sv;
+    short_stride.stride = 3 * w - 1;
+    CHECK_STATUS(ttpo_job_contact_sheet(job, &short_stride), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK(probe[0] == 0xAB);
+    free(rgb); free(f);
+    ttpo_job_free(job);
+}
+
 /* Cancel from another thread once progress reaches `at`; count progress after it. */
 struct cancel_ctx {
     ttpo_job *job;
@@ -429,6 +537,7 @@ int main(int argc, char **argv) {
     if (!engine) return 1;
     test_happy_path(engine);
     test_misuse(engine);
+    test_contact_sheet(engine);
     test_cancel(engine, TTPO_STAGE_CANDIDATES);
     test_cancel(engine, TTPO_STAGE_REFINE);
     test_choice_callback(engine);

@@ -34,11 +34,14 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// A human-readable description for logs and JSON.
-    pub fn describe(&self) -> serde_json::Value {
+    /// Where the model comes from, as JSON reports and candidates.json give it.
+    pub fn describe(&self) -> crate::saved::ModelRef {
         match &self.dir {
-            Some(d) => serde_json::json!({ "dir": d }),
-            None => serde_json::json!({ "repo": self.repo, "revision": self.revision }),
+            Some(d) => crate::saved::ModelRef::Dir { dir: d.clone() },
+            None => crate::saved::ModelRef::Repo {
+                repo: self.repo.clone(),
+                revision: self.revision.clone(),
+            },
         }
     }
 

@@ -1,12 +1,13 @@
-//! Terminal concerns: progress display, Ctrl-C handling, atomic output files.
+//! Terminal concerns: progress display, status lines, Ctrl-C handling, atomic output files.
 
+use crate::args::Global;
 use crate::error::{CliError, CliResult};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
-use ttpo::{CancelToken, Progress, Stage};
+use ttpo::{CancelToken, Job, Progress, Stage};
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -251,4 +252,36 @@ pub fn save_text(text: &str, path: &Path) -> CliResult<()> {
     write_atomic(path, |tmp| {
         std::fs::write(tmp, text).map_err(|e| CliError::generic(format!("{}: {e}", tmp.display())))
     })
+}
+
+/// The effective progress mode (`--quiet` wins).
+pub fn progress_mode(g: &Global) -> ProgressMode {
+    if g.quiet {
+        ProgressMode::None
+    } else {
+        g.progress
+    }
+}
+
+/// A status line on stderr, unless `--quiet`.
+pub fn status(g: &Global, msg: impl AsRef<str>) {
+    if !g.quiet {
+        eprintln!("{}", msg.as_ref());
+    }
+}
+
+/// Runs `f` with progress shown and Ctrl-C wired to the job's cancel token.
+pub fn with_job<T>(
+    g: &Global,
+    job: &mut Job,
+    prefix: &str,
+    f: impl FnOnce(&mut Job, &mut dyn FnMut(&Progress)) -> ttpo::Result<T>,
+) -> CliResult<T> {
+    let _active = ActiveJob::register(job.cancel_token());
+    let mut bars = StageProgress::new(progress_mode(g), prefix);
+    let r = f(job, &mut |p| bars.update(p));
+    bars.finish();
+    let v = r?;
+    check_interrupt()?;
+    Ok(v)
 }

@@ -511,8 +511,9 @@ fn usage_errors_exit_2_with_one_line() {
     assert_eq!(e.status.code(), Some(2), "{}", stderr(&e));
 }
 
-/// The saved options are core's serde form (every option, `clip_model` included), and a
-/// candidates.json written before the option names were unified still loads.
+/// The saved options are core's serde form (every option, `clip_model` included), a
+/// candidates.json written before the option names were unified still loads, and a broken
+/// one is an error naming the file, the line and the field.
 #[test]
 fn saved_options_keep_every_option_and_old_files_load() {
     let d = temp_dir("saved-options");
@@ -570,25 +571,42 @@ fn saved_options_keep_every_option_and_old_files_load() {
     assert_eq!(o["steps"], 6);
     assert_eq!(o["clip_model"], serde_json::Value::Null);
     assert!(o.get("refine").is_none() && o.get("pad").is_none(), "{o}");
-    // A saved value of the wrong type is an error, not a silent default.
-    saved["options"]["steps"] = serde_json::json!("six");
-    std::fs::write(&path, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
-    let e = model_args(
-        ttpo(&d)
-            .arg("refine")
-            .arg(&input)
-            .arg("-o")
-            .arg(d.join("o2.png")),
-    )
-    .arg("--from")
-    .arg(&dir)
-    .args(["--device", "cpu"])
-    .output()
-    .unwrap();
-    assert!(!e.status.success());
-    assert!(
-        stderr(&e).contains("saved options cannot be read"),
-        "{}",
+    // A broken file is an error naming the file, the line and the field (exit 1, no
+    // output), not a silent default.
+    let refine_broken = |saved: &serde_json::Value, out: &str| {
+        std::fs::write(&path, serde_json::to_string_pretty(saved).unwrap()).unwrap();
+        let e = model_args(
+            ttpo(&d)
+                .arg("refine")
+                .arg(&input)
+                .arg("-o")
+                .arg(d.join(out)),
+        )
+        .arg("--from")
+        .arg(&dir)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+        assert_eq!(e.status.code(), Some(1), "{}", stderr(&e));
         stderr(&e)
+    };
+    saved["options"]["steps"] = serde_json::json!("six");
+    let msg = refine_broken(&saved, "o2.png");
+    assert!(
+        msg.contains("candidates.json: line ")
+            && msg.contains("`options`: invalid type: string \"six\""),
+        "{msg}"
     );
+    // A generated candidate without its strength.
+    saved["options"]["steps"] = serde_json::json!(6);
+    saved["candidates"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("strength");
+    let msg = refine_broken(&saved, "o3.png");
+    assert!(
+        msg.contains("`candidates[1]`: missing field `strength`"),
+        "{msg}"
+    );
+    assert!(!d.join("o2.png").exists() && !d.join("o3.png").exists());
 }

@@ -1,0 +1,212 @@
+//! `ttpo models`: list, download, path and verify models (resolution itself is in
+//! `crate::models`, over the ttpo-models crate).
+
+use crate::args::{Global, ModelsCommand};
+use crate::engine;
+use crate::error::{code, CliError, CliResult};
+use crate::models::{self, ModelSpec};
+use crate::ui::status;
+use serde_json::json;
+use std::path::PathBuf;
+
+fn local_model_dir(spec: &ModelSpec) -> CliResult<PathBuf> {
+    if let Some(d) = &spec.dir {
+        if d.is_dir() {
+            return Ok(d.clone());
+        }
+        return Err(CliError::new(
+            code::MODEL_MISSING,
+            format!("model folder {} does not exist", d.display()),
+        ));
+    }
+    models::snapshot_dir(&spec.repo, &spec.revision).ok_or_else(|| {
+        CliError::new(
+            code::MODEL_MISSING,
+            format!(
+                "model {} ({}) is not in the Hugging Face cache {}; fetch it with `ttpo models download {}` or pass --model-dir DIR",
+                spec.repo,
+                spec.revision,
+                models::hub_cache_dir().display(),
+                spec.repo
+            ),
+        )
+    })
+}
+
+pub fn run(g: &Global, m: ModelsCommand) -> CliResult<()> {
+    match m {
+        ModelsCommand::List { json } => {
+            let cached = models::list_cached();
+            let env_dir = std::env::var_os("TTPO_MODEL_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "cache": models::hub_cache_dir(),
+                        "models": cached,
+                        "ttpo_model_dir": env_dir.as_ref().map(|d| json!({
+                            "path": d, "missing": models::missing_parts(d),
+                        })),
+                    })
+                );
+                return Ok(());
+            }
+            println!("Hugging Face cache: {}", models::hub_cache_dir().display());
+            if cached.is_empty() {
+                println!(
+                    "  (no models; `ttpo models download {}` fetches the default)",
+                    models::DEFAULT_REPO
+                );
+            }
+            for c in &cached {
+                let state = if c.complete {
+                    "complete".to_string()
+                } else {
+                    format!("incomplete: missing {}", c.missing.join(", "))
+                };
+                println!(
+                    "  {}  {}  {}  {}  {}",
+                    c.repo,
+                    c.revision,
+                    &c.commit[..c.commit.len().min(12)],
+                    indicatif::HumanBytes(c.bytes),
+                    state
+                );
+            }
+            if let Some(d) = env_dir {
+                let missing = models::missing_parts(&d);
+                println!(
+                    "TTPO_MODEL_DIR: {} ({})",
+                    d.display(),
+                    if missing.is_empty() {
+                        "complete".to_string()
+                    } else {
+                        format!("missing {}", missing.join(", "))
+                    }
+                );
+            }
+            Ok(())
+        }
+        ModelsCommand::Download { repo, force } => {
+            let mut spec = engine::model_spec(g, repo.clone());
+            if repo.is_some() || g.model.is_some() {
+                spec.dir = None;
+            }
+            if spec.dir.is_some() {
+                return Err(CliError::usage(
+                    "models download fetches a Hub repo; name it (`ttpo models download REPO_ID`) instead of --model-dir/TTPO_MODEL_DIR",
+                ));
+            }
+            let r = models::download(&spec, force)?;
+            for (f, size, fetched) in &r.files {
+                status(
+                    g,
+                    format!(
+                        "{} {f} ({})",
+                        if *fetched { "fetched" } else { "cached " },
+                        indicatif::HumanBytes(*size)
+                    ),
+                );
+            }
+            status(
+                g,
+                format!("{} at {} -> {}", spec.repo, &r.commit, r.dir.display()),
+            );
+            println!("{}", r.dir.display());
+            Ok(())
+        }
+        ModelsCommand::Path { repo } => {
+            let spec = engine::model_spec(g, repo);
+            let dir = local_model_dir(&spec)?;
+            let missing = models::missing_parts(&dir);
+            if !missing.is_empty() {
+                return Err(CliError::new(
+                    code::MODEL_MISSING,
+                    format!(
+                        "{} is incomplete (missing {}); complete it with `ttpo models download {}`",
+                        dir.display(),
+                        missing.join(", "),
+                        spec.repo
+                    ),
+                ));
+            }
+            println!("{}", dir.display());
+            Ok(())
+        }
+        ModelsCommand::Verify { repo, sha256, json } => {
+            verify(g, engine::model_spec(g, repo), sha256, json)
+        }
+    }
+}
+
+fn verify(g: &Global, spec: ModelSpec, sha256: bool, as_json: bool) -> CliResult<()> {
+    let dir = local_model_dir(&spec)?;
+    let listing = if spec.dir.is_none() && !spec.offline {
+        match models::fetch_listing(&spec) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                if !g.quiet {
+                    eprintln!(
+                        "warning: cannot compare with the Hub ({}); checking local structure only",
+                        e.message
+                    );
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let report = ttpo_models::verify::verify(&dir, listing.as_ref(), sha256)
+        .map_err(|e| models::cli_error(&spec, e))?;
+    let (checked, problems) = (&report.checked, &report.problems);
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "path": dir, "ok": problems.is_empty(), "checked": checked,
+                "problems": problems.iter().map(|(f, p)| json!({"file": f, "problem": p})).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        for f in checked {
+            status(g, format!("ok   {f}"));
+        }
+        for (f, p) in problems {
+            eprintln!("BAD  {f}: {p}");
+        }
+    }
+    if problems.is_empty() {
+        status(
+            g,
+            format!("{}: all {} files ok", dir.display(), checked.len()),
+        );
+        Ok(())
+    } else {
+        let (f, p) = &problems[0];
+        let fix = if spec.dir.is_none() {
+            format!(
+                "; fetch again with `ttpo models download {} --force`",
+                spec.repo
+            )
+        } else {
+            String::new()
+        };
+        let code = if report.only_missing() {
+            code::MODEL_MISSING
+        } else {
+            code::MODEL_INVALID
+        };
+        Err(CliError::new(
+            code,
+            format!(
+                "{} problem(s) in {}: first {}: {p}{fix}",
+                problems.len(),
+                dir.display(),
+                dir.join(f).display()
+            ),
+        ))
+    }
+}
