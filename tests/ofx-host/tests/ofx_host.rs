@@ -3,84 +3,14 @@
 //! negative rowBytes, render window, render scale) → parameter changes and cache hits →
 //! abort → errors → destroy/unload; and a bundle without libttpo.
 
-use std::ffi::CString;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{bundle, photo, s, temp_dir, tiny_model};
 use ttpo_ofx_host::ofx::*;
 use ttpo_ofx_host::{is_mapped, Effect, ImageBuf, Plugin, Rows, Val};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// Builds the bundle with plugins/ofx/bundle.sh (release, incremental) once per process.
-fn bundle() -> PathBuf {
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("plugins/ofx/bundle.sh"))
-            .env_remove("TTPO_OFX_ZIGBUILD")
-            .output()
-            .expect("bash runs");
-        assert!(
-            out.status.success(),
-            "bundle.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string();
-        PathBuf::from(path)
-    })
-    .clone()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ttpo-ofx-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn tiny_model() -> PathBuf {
-    static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| {
-        let d = temp_dir("model").join("tiny-sd");
-        ttpo::diffusion::tiny::write_tiny_model(&d, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
-            .expect("tiny model");
-        d
-    })
-    .clone()
-}
-
-/// A centred crop of a real photo, resized to `side` px.
-fn photo(side: u32) -> image::RgbaImage {
-    let assets = std::env::var_os("TTPO_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".cache/assets"));
-    let p = assets.join("photos/astronaut.png");
-    let img = image::open(&p)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-assets.sh)", p.display()))
-        .to_rgba8();
-    let s = img.width().min(img.height()) / 2;
-    let c = image::imageops::crop_imm(&img, (img.width() - s) / 2, (img.height() - s) / 2, s, s)
-        .to_image();
-    image::imageops::resize(&c, side, side, image::imageops::FilterType::Triangle)
-}
-
-fn s(v: &str) -> Val {
-    Val::Str(CString::new(v).unwrap())
-}
 
 fn engine_runs(e: &Effect) -> u64 {
     e.progress_updates.load(Ordering::SeqCst)
@@ -150,6 +80,7 @@ fn host_drives_the_plugin() {
             "candidate",
             "mix",
             "metrics",
+            "refine_steps",
         ] {
             assert!(
                 names.iter().any(|x| x == n),
@@ -157,6 +88,19 @@ fn host_drives_the_plugin() {
             );
         }
     }
+    // The metrics hint: libttpo is not loaded yet, so it cannot list the metrics.
+    let hint = |e: &Effect| {
+        e.param("metrics")
+            .unwrap()
+            .props
+            .get_str("OfxParamPropHint", 0)
+            .unwrap()
+    };
+    assert!(
+        hint(&f).contains("once the effect has rendered") && !hint(&f).contains("niqe"),
+        "{}",
+        hint(&f)
+    );
     assert_eq!(
         f.param("view")
             .unwrap()
@@ -205,6 +149,19 @@ fn host_drives_the_plugin() {
         t_first.as_secs_f64() * 1e3
     );
     assert!(is_mapped("libttpo.so"), "the first render loads libttpo");
+    // Now the instance's metrics hint is libttpo's list: core's table, every entry.
+    let listed = hint(&inst);
+    for m in ttpo::scoring::METRICS {
+        assert!(
+            listed.contains(&format!("\n{}: {}", m.name, m.description)),
+            "{} missing from the hint: {listed}",
+            m.name
+        );
+    }
+    assert!(!listed.contains("once the effect has rendered"), "{listed}");
+    // A describe once the library is loaded lists them too.
+    let f2 = p.describe_in_context(&d, CONTEXT_FILTER).unwrap();
+    assert_eq!(hint(&f2), listed);
     assert!(engine_runs(&inst) > 0, "progress suite used");
     assert_eq!(
         inst.progress_starts.load(Ordering::SeqCst),
