@@ -41,3 +41,25 @@ pub fn resolve(api: &Api, text: &str) -> Result<String, String> {
 fn looks_like_repo_id(t: &str) -> bool {
     !t.starts_with(['/', '.', '~']) && t.matches('/').count() <= 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_repo_id;
+
+    #[test]
+    fn ids_and_paths_are_told_apart_for_the_message() {
+        for id in ["acme/tiny", "stabilityai/stable-diffusion-2-1-base", "sd-2"] {
+            assert!(looks_like_repo_id(id), "{id}");
+        }
+        for path in [
+            "/models/sd",
+            "./sd",
+            "../sd",
+            "~/sd",
+            "models/sd/v2",
+            "/nonexistent/model",
+        ] {
+            assert!(!looks_like_repo_id(path), "{path}");
+        }
+    }
+}

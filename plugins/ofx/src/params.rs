@@ -328,3 +328,32 @@ pub fn metrics_hint(api: &crate::engine::Api) -> String {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_is_defined_once_and_read() {
+        let names: Vec<&str> = DEFS.iter().map(|d| d.name).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[..i].contains(n), "{n} defined twice");
+        }
+        // What `read` reads, in DEFS order.
+        let read = [
+            P_MODEL,
+            P_STRENGTHS,
+            P_METRICS,
+            P_SEED,
+            P_STEPS,
+            P_REFINE_STEPS,
+            P_PREFERRED,
+            P_DISPREFERRED,
+            P_CANDIDATE,
+            P_SELECTION,
+            P_VIEW,
+            P_MIX,
+        ];
+        assert_eq!(names, read);
+    }
+}
