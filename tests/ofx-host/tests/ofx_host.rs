@@ -130,6 +130,15 @@ fn host_drives_the_plugin() {
         let (st, out) = p.render(&inst, src, depth, comps, rows, None, 1.0, 0.0);
         (st, out, t.elapsed())
     };
+    // The common case: 8-bit RGBA in and out, unpadded, rows bottom-up.
+    let render8 = || {
+        render(
+            ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
+            DEPTH_BYTE,
+            4,
+            Rows::BottomUp,
+        )
+    };
 
     // --- 8-bit RGBA, padded rows.
     let (st, out8, t_first) = render(
@@ -210,12 +219,7 @@ fn host_drives_the_plugin() {
 
     // --- same parameters again: a cache hit (no engine call), identical and much faster.
     let runs = engine_runs(&inst);
-    let (st, again, t_hit) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, again, t_hit) = render8();
     assert_eq!(st, STAT_OK);
     assert_eq!(
         engine_runs(&inst),
@@ -235,12 +239,7 @@ fn host_drives_the_plugin() {
 
     // --- mix 0.5: still cached; halfway between input and result.
     p.set_param(&inst, "mix", Val::Dbl(0.5));
-    let (st, mixed, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, mixed, _) = render8();
     assert_eq!(st, STAT_OK);
     assert_eq!(engine_runs(&inst), runs);
     for r in 0..64 {
@@ -255,12 +254,7 @@ fn host_drives_the_plugin() {
 
     // --- contact sheet and one candidate: from the cached candidates.
     p.set_param(&inst, "view", Val::Int(1));
-    let (st, sheet, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, sheet, _) = render8();
     assert_eq!(st, STAT_OK);
     assert_eq!(engine_runs(&inst), runs);
     assert!(sheet.max_diff(&out8) > 0.05 && sheet.max_diff(&input8) > 0.05);
@@ -270,24 +264,14 @@ fn host_drives_the_plugin() {
         .unwrap();
     p.set_param(&inst, "view", Val::Int(2));
     p.set_param(&inst, "candidate", Val::Int(0));
-    let (st, c0, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, c0, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(
         c0.max_diff(&input8) <= 1.0 / 255.0 + 1e-4,
         "candidate 0 is the input"
     );
     p.set_param(&inst, "candidate", Val::Int(9));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_FAILED);
     assert!(inst
         .persistent
@@ -302,12 +286,7 @@ fn host_drives_the_plugin() {
     p.set_param(&inst, "selection", Val::Int(1));
     p.set_param(&inst, "preferred", Val::Int(2));
     p.set_param(&inst, "dispreferred", Val::Int(0));
-    let (st, manual, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, manual, _) = render8();
     assert_eq!(st, STAT_OK, "manual: {:?}", inst.persistent.lock().unwrap());
     assert!(
         inst.persistent.lock().unwrap().is_none(),
@@ -364,12 +343,7 @@ fn host_drives_the_plugin() {
     // --- another seed: the engine runs again and the result changes.
     p.set_param(&inst, "seed", Val::Int(8));
     let runs = engine_runs(&inst);
-    let (st, seed8, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, seed8, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(engine_runs(&inst) > runs);
     assert!(seed8.max_diff(&out8) > 0.0);
@@ -381,12 +355,7 @@ fn host_drives_the_plugin() {
     );
     p.set_param(&inst, "seed", Val::Int(7));
     let runs = engine_runs(&inst);
-    let (st, again, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, again, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(engine_runs(&inst) > runs, "purged: the engine runs");
     assert_eq!(
@@ -400,12 +369,7 @@ fn host_drives_the_plugin() {
     inst.polls.store(0, Ordering::SeqCst);
     inst.abort_after.store(2, Ordering::SeqCst);
     let msgs = inst.messages.lock().unwrap().len();
-    let (st, _, t_abort) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, t_abort) = render8();
     assert_eq!(st, STAT_FAILED, "aborted render fails");
     assert_eq!(
         inst.polls.load(Ordering::SeqCst),
@@ -426,22 +390,12 @@ fn host_drives_the_plugin() {
         "abort {t_abort:?} vs full render {t_first:?}"
     );
     inst.abort_after.store(-1, Ordering::SeqCst);
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_OK, "renders again after an abort");
 
     // --- bad parameters: a clean failure with a persistent message, cleared by the next success.
     p.set_param(&inst, "strengths", s("0.3,abc"));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_FAILED);
     assert!(inst
         .persistent
@@ -452,22 +406,12 @@ fn host_drives_the_plugin() {
         .contains("Strengths"));
     p.set_param(&inst, "strengths", s("0.3,0.6"));
     p.set_param(&inst, "modelDir", s("/nonexistent/model"));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_FAILED);
     let m = inst.persistent.lock().unwrap().clone().unwrap_or_default();
     assert!(m.contains("model"), "{m}");
     p.set_param(&inst, "modelDir", s(tiny_model().to_str().unwrap()));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(inst.persistent.lock().unwrap().is_none());
 
