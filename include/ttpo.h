@@ -622,6 +622,23 @@ uint32_t ttpo_job_estimate(ttpo_job *job, double *seconds, double *stage_seconds
 uint32_t ttpo_job_size(const ttpo_job *job, uint32_t *width, uint32_t *height);
 
 /*
+ The number of built-in quality metrics (Stage II); indexes run from 0 to this minus 1.
+ */
+uint32_t ttpo_metric_count(void);
+
+/*
+ The name of metric `index` ("niqe", "piqe", ...), as `ttpo_options_set_metrics` takes
+ it; NULL past the last metric. The string is static.
+ */
+const char *ttpo_metric_name(uint32_t index);
+
+/*
+ One line about metric `index` for people (what it measures, its direction, what it
+ needs); NULL past the last metric. The string is static.
+ */
+const char *ttpo_metric_description(uint32_t index);
+
+/*
  The default model's Hub repo id ("stabilityai/stable-diffusion-2-1-base"; static string).
  */
 const char *ttpo_model_default_repo(void);

@@ -357,6 +357,9 @@ functions! {
     ) -> u32;
     ttpo_preset_name(index: u32) -> *const c_char;
     ttpo_preset_label(index: u32) -> *const c_char;
+    ttpo_metric_count() -> u32;
+    ttpo_metric_name(index: u32) -> *const c_char;
+    ttpo_metric_description(index: u32) -> *const c_char;
     ttpo_model_default_repo() -> *const c_char;
     ttpo_model_resolve(
         model: *const c_char,

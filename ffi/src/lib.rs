@@ -11,6 +11,7 @@ pub mod abi;
 pub mod engine;
 pub mod image;
 pub mod job;
+pub mod metric;
 pub mod model;
 pub mod options;
 pub mod panic;

@@ -212,6 +212,23 @@ static void test_misuse(ttpo_engine *engine) {
         CHECK_STATUS(ttpo_options_get_steps(p, NULL), TTPO_STATUS_NULL_POINTER);
         CHECK(strcmp(ttpo_preset_name(0), "fast") == 0 && strcmp(ttpo_preset_label(2), "Best quality") == 0);
         CHECK(ttpo_preset_name(3) == NULL && ttpo_preset_label(UINT32_MAX) == NULL);
+        /* The metric list: core's table, in its order; each name is a valid metrics option. */
+        {
+            const char *want[] = {"niqe", "piqe", "brisque", "clipiqa", "sharpness"};
+            uint32_t count = ttpo_metric_count();
+            CHECK(count == sizeof want / sizeof want[0]);
+            for (uint32_t i = 0; i < count && i < sizeof want / sizeof want[0]; i++) {
+                CHECK(ttpo_metric_name(i) != NULL && strcmp(ttpo_metric_name(i), want[i]) == 0);
+                CHECK(ttpo_metric_description(i) != NULL && strlen(ttpo_metric_description(i)) > 10);
+                CHECK(ttpo_metric_name(i) == ttpo_metric_name(i)); /* static */
+                CHECK_STATUS(ttpo_options_set_metrics(p, ttpo_metric_name(i)), TTPO_STATUS_OK);
+            }
+            CHECK(strstr(ttpo_metric_description(0), "NIQE") != NULL);
+            CHECK(strstr(ttpo_metric_description(count - 1), "higher is sharper") != NULL);
+            CHECK(ttpo_metric_name(count) == NULL && ttpo_metric_description(count) == NULL);
+            CHECK(ttpo_metric_name(UINT32_MAX) == NULL && ttpo_metric_description(UINT32_MAX) == NULL);
+            CHECK_STATUS(ttpo_options_set_metrics(p, ""), TTPO_STATUS_OK);
+        }
         CHECK_STATUS(ttpo_options_set_metric_max_pixels(p, 4095), TTPO_STATUS_INVALID_ARGUMENT);
         CHECK(strstr(ttpo_last_error(), "metric_max_pixels") != NULL);
         CHECK_STATUS(ttpo_options_set_metric_max_pixels(p, 4096), TTPO_STATUS_OK);

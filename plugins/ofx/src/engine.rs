@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 // The C ABI comes from ttpo-sys (checked against include/ttpo.h), never copied here.
 use ttpo_sys::{
     pfn, ttpo_engine as Engine, ttpo_job as Job, TTPO_ABI_VERSION, TTPO_STATUS_CANCELLED,
-    TTPO_STATUS_OK as STATUS_OK,
+    TTPO_STATUS_INVALID_ARGUMENT, TTPO_STATUS_OK as STATUS_OK,
 };
 pub use ttpo_sys::{
     ttpo_image as TtpoImage, TTPO_FORMAT_F32 as FORMAT_F32, TTPO_FORMAT_U16 as FORMAT_U16,
     TTPO_FORMAT_U8 as FORMAT_U8, TTPO_LAYOUT_RGB as LAYOUT_RGB, TTPO_LAYOUT_RGBA as LAYOUT_RGBA,
+    TTPO_STATUS_MODEL_NOT_FOUND,
 };
 
 /// The libttpo functions the plug-in calls.
@@ -45,6 +46,11 @@ pub struct Api {
     status_str: pfn::ttpo_status_str,
     last_error: pfn::ttpo_last_error,
     version_api: pfn::ttpo_version_api,
+    metric_count: pfn::ttpo_metric_count,
+    metric_name: pfn::ttpo_metric_name,
+    metric_description: pfn::ttpo_metric_description,
+    model_resolve: pfn::ttpo_model_resolve,
+    model_default_repo: pfn::ttpo_model_default_repo,
 }
 
 /// The file name the loader knows libttpo by: its soname, `libttpo.so.<ABI level>`.
@@ -95,6 +101,11 @@ impl Api {
             status_str: sym!("ttpo_status_str"),
             last_error: sym!("ttpo_last_error"),
             version_api: sym!("ttpo_version_api"),
+            metric_count: sym!("ttpo_metric_count"),
+            metric_name: sym!("ttpo_metric_name"),
+            metric_description: sym!("ttpo_metric_description"),
+            model_resolve: sym!("ttpo_model_resolve"),
+            model_default_repo: sym!("ttpo_model_default_repo"),
             _lib: lib,
         };
         let abi = (api.version_api)();
@@ -105,6 +116,69 @@ impl Api {
             ));
         }
         Ok(api)
+    }
+
+    /// The built-in Stage II metrics: (name, description), in libttpo's order.
+    pub fn metrics(&self) -> Vec<(String, String)> {
+        // SAFETY: static strings (or NULL) for any index.
+        unsafe {
+            (0..(self.metric_count)())
+                .map(|i| {
+                    (
+                        cstr((self.metric_name)(i)),
+                        cstr((self.metric_description)(i)),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    /// The Hub id of the default model.
+    pub fn model_default_repo(&self) -> String {
+        unsafe { cstr((self.model_default_repo)()) }
+    }
+
+    /// `ttpo_model_resolve(text, NULL)` (never touches the network): the model's folder, or
+    /// the status and libttpo's message.
+    pub fn model_resolve(&self, text: &str) -> Result<String, (u32, String)> {
+        let c = CString::new(text).map_err(|_| {
+            (
+                TTPO_STATUS_INVALID_ARGUMENT,
+                "a NUL in the text".to_string(),
+            )
+        })?;
+        let fail = |st| (st, unsafe { cstr((self.last_error)()) });
+        // A size query, then the path (the cache could change in between: then ask again).
+        loop {
+            let mut len = 0usize;
+            let st = unsafe {
+                (self.model_resolve)(
+                    c.as_ptr(),
+                    std::ptr::null(),
+                    std::ptr::null_mut(),
+                    0,
+                    &mut len,
+                )
+            };
+            if st != STATUS_OK {
+                return Err(fail(st));
+            }
+            let mut buf = vec![0u8; len + 1];
+            let st = unsafe {
+                (self.model_resolve)(
+                    c.as_ptr(),
+                    std::ptr::null(),
+                    buf.as_mut_ptr() as *mut c_char,
+                    buf.len(),
+                    &mut len,
+                )
+            };
+            match st {
+                STATUS_OK => return Ok(unsafe { cstr(buf.as_ptr() as *const c_char) }),
+                TTPO_STATUS_INVALID_ARGUMENT if len + 1 > buf.len() => continue,
+                _ => return Err(fail(st)),
+            }
+        }
     }
 
     fn err(&self, what: &str, status: u32, job: *const Job) -> EngineError {
@@ -196,7 +270,8 @@ pub fn api() -> Result<&'static Api, String> {
 struct Ptr<T>(*mut T);
 unsafe impl<T> Send for Ptr<T> {}
 
-/// The engine (one per process, for the last model folder asked for).
+/// The engine (one per process, for the last model folder asked for; folders come from
+/// [`crate::model::resolve`]).
 static ENGINE: Mutex<Option<(String, Ptr<Engine>)>> = Mutex::new(None);
 
 fn engine(api: &Api, model_dir: &str) -> Result<*mut Engine, EngineError> {
@@ -211,12 +286,7 @@ fn engine(api: &Api, model_dir: &str) -> Result<*mut Engine, EngineError> {
     // device AUTO (0), index 0, precision AUTO (0).
     let st = unsafe { (api.engine_new)(c.as_ptr(), 0, 0, 0, &mut out) };
     if st != STATUS_OK {
-        let mut e = api.err("loading the model", st, std::ptr::null());
-        if model_dir.is_empty() {
-            e.message
-                .push_str(" (model folder parameter empty: TTPO_MODEL_DIR is used)");
-        }
-        return Err(e);
+        return Err(api.err("loading the model", st, std::ptr::null()));
     }
     if let Some((_, old)) = g.replace((model_dir.to_string(), Ptr(out))) {
         unsafe { (api.engine_free)(old.0) } // jobs keep their models alive
@@ -243,7 +313,7 @@ pub fn check_strengths(api: &Api, text: &str) -> Result<(), String> {
     }
 }
 
-/// What decides the candidates.
+/// What decides the candidates (and the job's refine steps: a job keeps its options).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Stage1Key {
     pub input_hash: u64,
@@ -253,6 +323,7 @@ pub struct Stage1Key {
     pub strengths: String, // as typed (trimmed); parsed by libttpo
     pub seed: u64,
     pub steps: u32,
+    pub refine_steps: u32,
     pub metrics: String,
 }
 
@@ -361,7 +432,7 @@ impl Cache {
                 let mut st = (api.options_set_seed)(opts, key.seed);
                 for s in [
                     (api.options_set_steps)(opts, key.steps),
-                    (api.options_set_refine_steps)(opts, key.steps),
+                    (api.options_set_refine_steps)(opts, key.refine_steps),
                     (api.options_set_strengths_str)(opts, strengths.as_ptr()),
                 ] {
                     if st == STATUS_OK {

@@ -3,84 +3,14 @@
 //! negative rowBytes, render window, render scale) → parameter changes and cache hits →
 //! abort → errors → destroy/unload; and a bundle without libttpo.
 
-use std::ffi::CString;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{bundle, photo, s, temp_dir, tiny_model};
 use ttpo_ofx_host::ofx::*;
 use ttpo_ofx_host::{is_mapped, Effect, ImageBuf, Plugin, Rows, Val};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// Builds the bundle with plugins/ofx/bundle.sh (release, incremental) once per process.
-fn bundle() -> PathBuf {
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("plugins/ofx/bundle.sh"))
-            .env_remove("TTPO_OFX_ZIGBUILD")
-            .output()
-            .expect("bash runs");
-        assert!(
-            out.status.success(),
-            "bundle.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string();
-        PathBuf::from(path)
-    })
-    .clone()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ttpo-ofx-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn tiny_model() -> PathBuf {
-    static M: OnceLock<PathBuf> = OnceLock::new();
-    M.get_or_init(|| {
-        let d = temp_dir("model").join("tiny-sd");
-        ttpo::diffusion::tiny::write_tiny_model(&d, ttpo::diffusion::tiny::TinyKind::Epsilon, 0)
-            .expect("tiny model");
-        d
-    })
-    .clone()
-}
-
-/// A centred crop of a real photo, resized to `side` px.
-fn photo(side: u32) -> image::RgbaImage {
-    let assets = std::env::var_os("TTPO_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".cache/assets"));
-    let p = assets.join("photos/astronaut.png");
-    let img = image::open(&p)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-assets.sh)", p.display()))
-        .to_rgba8();
-    let s = img.width().min(img.height()) / 2;
-    let c = image::imageops::crop_imm(&img, (img.width() - s) / 2, (img.height() - s) / 2, s, s)
-        .to_image();
-    image::imageops::resize(&c, side, side, image::imageops::FilterType::Triangle)
-}
-
-fn s(v: &str) -> Val {
-    Val::Str(CString::new(v).unwrap())
-}
 
 fn engine_runs(e: &Effect) -> u64 {
     e.progress_updates.load(Ordering::SeqCst)
@@ -150,6 +80,7 @@ fn host_drives_the_plugin() {
             "candidate",
             "mix",
             "metrics",
+            "refine_steps",
         ] {
             assert!(
                 names.iter().any(|x| x == n),
@@ -157,6 +88,19 @@ fn host_drives_the_plugin() {
             );
         }
     }
+    // The metrics hint: libttpo is not loaded yet, so it cannot list the metrics.
+    let hint = |e: &Effect| {
+        e.param("metrics")
+            .unwrap()
+            .props
+            .get_str("OfxParamPropHint", 0)
+            .unwrap()
+    };
+    assert!(
+        hint(&f).contains("once the effect has rendered") && !hint(&f).contains("niqe"),
+        "{}",
+        hint(&f)
+    );
     assert_eq!(
         f.param("view")
             .unwrap()
@@ -186,6 +130,15 @@ fn host_drives_the_plugin() {
         let (st, out) = p.render(&inst, src, depth, comps, rows, None, 1.0, 0.0);
         (st, out, t.elapsed())
     };
+    // The common case: 8-bit RGBA in and out, unpadded, rows bottom-up.
+    let render8 = || {
+        render(
+            ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
+            DEPTH_BYTE,
+            4,
+            Rows::BottomUp,
+        )
+    };
 
     // --- 8-bit RGBA, padded rows.
     let (st, out8, t_first) = render(
@@ -205,6 +158,19 @@ fn host_drives_the_plugin() {
         t_first.as_secs_f64() * 1e3
     );
     assert!(is_mapped("libttpo.so"), "the first render loads libttpo");
+    // Now the instance's metrics hint is libttpo's list: core's table, every entry.
+    let listed = hint(&inst);
+    for m in ttpo::scoring::METRICS {
+        assert!(
+            listed.contains(&format!("\n{}: {}", m.name, m.description)),
+            "{} missing from the hint: {listed}",
+            m.name
+        );
+    }
+    assert!(!listed.contains("once the effect has rendered"), "{listed}");
+    // A describe once the library is loaded lists them too.
+    let f2 = p.describe_in_context(&d, CONTEXT_FILTER).unwrap();
+    assert_eq!(hint(&f2), listed);
     assert!(engine_runs(&inst) > 0, "progress suite used");
     assert_eq!(
         inst.progress_starts.load(Ordering::SeqCst),
@@ -253,12 +219,7 @@ fn host_drives_the_plugin() {
 
     // --- same parameters again: a cache hit (no engine call), identical and much faster.
     let runs = engine_runs(&inst);
-    let (st, again, t_hit) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, again, t_hit) = render8();
     assert_eq!(st, STAT_OK);
     assert_eq!(
         engine_runs(&inst),
@@ -278,12 +239,7 @@ fn host_drives_the_plugin() {
 
     // --- mix 0.5: still cached; halfway between input and result.
     p.set_param(&inst, "mix", Val::Dbl(0.5));
-    let (st, mixed, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, mixed, _) = render8();
     assert_eq!(st, STAT_OK);
     assert_eq!(engine_runs(&inst), runs);
     for r in 0..64 {
@@ -298,12 +254,7 @@ fn host_drives_the_plugin() {
 
     // --- contact sheet and one candidate: from the cached candidates.
     p.set_param(&inst, "view", Val::Int(1));
-    let (st, sheet, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, sheet, _) = render8();
     assert_eq!(st, STAT_OK);
     assert_eq!(engine_runs(&inst), runs);
     assert!(sheet.max_diff(&out8) > 0.05 && sheet.max_diff(&input8) > 0.05);
@@ -313,24 +264,14 @@ fn host_drives_the_plugin() {
         .unwrap();
     p.set_param(&inst, "view", Val::Int(2));
     p.set_param(&inst, "candidate", Val::Int(0));
-    let (st, c0, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, c0, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(
         c0.max_diff(&input8) <= 1.0 / 255.0 + 1e-4,
         "candidate 0 is the input"
     );
     p.set_param(&inst, "candidate", Val::Int(9));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_FAILED);
     assert!(inst
         .persistent
@@ -345,12 +286,7 @@ fn host_drives_the_plugin() {
     p.set_param(&inst, "selection", Val::Int(1));
     p.set_param(&inst, "preferred", Val::Int(2));
     p.set_param(&inst, "dispreferred", Val::Int(0));
-    let (st, manual, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, manual, _) = render8();
     assert_eq!(st, STAT_OK, "manual: {:?}", inst.persistent.lock().unwrap());
     assert!(
         inst.persistent.lock().unwrap().is_none(),
@@ -407,12 +343,7 @@ fn host_drives_the_plugin() {
     // --- another seed: the engine runs again and the result changes.
     p.set_param(&inst, "seed", Val::Int(8));
     let runs = engine_runs(&inst);
-    let (st, seed8, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, seed8, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(engine_runs(&inst) > runs);
     assert!(seed8.max_diff(&out8) > 0.0);
@@ -424,12 +355,7 @@ fn host_drives_the_plugin() {
     );
     p.set_param(&inst, "seed", Val::Int(7));
     let runs = engine_runs(&inst);
-    let (st, again, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, again, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(engine_runs(&inst) > runs, "purged: the engine runs");
     assert_eq!(
@@ -443,12 +369,7 @@ fn host_drives_the_plugin() {
     inst.polls.store(0, Ordering::SeqCst);
     inst.abort_after.store(2, Ordering::SeqCst);
     let msgs = inst.messages.lock().unwrap().len();
-    let (st, _, t_abort) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, t_abort) = render8();
     assert_eq!(st, STAT_FAILED, "aborted render fails");
     assert_eq!(
         inst.polls.load(Ordering::SeqCst),
@@ -469,22 +390,12 @@ fn host_drives_the_plugin() {
         "abort {t_abort:?} vs full render {t_first:?}"
     );
     inst.abort_after.store(-1, Ordering::SeqCst);
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_OK, "renders again after an abort");
 
     // --- bad parameters: a clean failure with a persistent message, cleared by the next success.
     p.set_param(&inst, "strengths", s("0.3,abc"));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_FAILED);
     assert!(inst
         .persistent
@@ -495,22 +406,12 @@ fn host_drives_the_plugin() {
         .contains("Strengths"));
     p.set_param(&inst, "strengths", s("0.3,0.6"));
     p.set_param(&inst, "modelDir", s("/nonexistent/model"));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_FAILED);
     let m = inst.persistent.lock().unwrap().clone().unwrap_or_default();
     assert!(m.contains("model"), "{m}");
     p.set_param(&inst, "modelDir", s(tiny_model().to_str().unwrap()));
-    let (st, _, _) = render(
-        ImageBuf::from_rgba8(&img, DEPTH_BYTE, 4, Rows::BottomUp, 0),
-        DEPTH_BYTE,
-        4,
-        Rows::BottomUp,
-    );
+    let (st, _, _) = render8();
     assert_eq!(st, STAT_OK);
     assert!(inst.persistent.lock().unwrap().is_none());
 

@@ -1,0 +1,303 @@
+//! The render action and the actions around it (identity, regions of interest): read the
+//! parameters, resolve the model, get candidates / the refined result from the cache (the
+//! job's life cycle is engine.rs'), then write the render window mixed with the input.
+//! An instance keeps no state of its own: the results live in the process-wide cache,
+//! keyed by what decides them, so instances showing the same frame share them.
+
+use std::ffi::c_int;
+use std::sync::Arc;
+
+use crate::image::Image;
+use crate::ofx::*;
+use crate::params::{self, Params};
+use crate::suites::{post_error, Props, Suites};
+use crate::{engine, model, pixels};
+
+/// The host's abort poll and progress bar for one render.
+struct HostHooks {
+    s: Suites,
+    effect: Handle,
+    started: bool,
+    user_cancel: bool,
+}
+
+impl engine::Hooks for HostHooks {
+    fn cancelled(&mut self) -> bool {
+        self.user_cancel || unsafe { (self.s.effect.abort)(self.effect) } != 0
+    }
+    fn progress(&mut self, f: f64) {
+        if let Some(p) = self.s.progress {
+            unsafe {
+                if !self.started {
+                    self.started = (p.progress_start)(self.effect, c"TTPO".as_ptr()) == STAT_OK;
+                }
+                if self.started && (p.progress_update)(self.effect, f) == STAT_REPLY_NO {
+                    self.user_cancel = true;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for HostHooks {
+    fn drop(&mut self) {
+        if let (true, Some(p)) = (self.started, self.s.progress) {
+            unsafe { (p.progress_end)(self.effect) };
+        }
+    }
+}
+
+enum Failure {
+    Error(String),
+    Cancelled,
+}
+
+/// The render action: a failure posts a persistent error (an abort posts nothing); a
+/// success clears it.
+pub unsafe fn render(s: &Suites, effect: Handle, in_args: Handle) -> OfxStatus {
+    match render_inner(s, effect, in_args) {
+        Ok(()) => {
+            if let Some(m2) = s.msg2 {
+                (m2.clear_persistent_message)(effect);
+            }
+            STAT_OK
+        }
+        Err(Failure::Cancelled) => STAT_FAILED,
+        Err(Failure::Error(m)) => {
+            post_error(s, effect, &m);
+            STAT_FAILED
+        }
+    }
+}
+
+/// `OfxPropTime` of an action's in-arguments (0 when absent).
+fn time(s: &Suites, in_args: Handle) -> f64 {
+    Props {
+        s: s.prop,
+        h: in_args,
+    }
+    .get_dbl("OfxPropTime", 0)
+    .unwrap_or(0.0)
+}
+
+unsafe fn render_inner(s: &Suites, effect: Handle, in_args: Handle) -> Result<(), Failure> {
+    let ia = Props {
+        s: s.prop,
+        h: in_args,
+    };
+    let t = time(s, in_args);
+    let scale = ia
+        .get_dbl("OfxImageEffectPropRenderScale", 0)
+        .unwrap_or(1.0);
+    let draft = ia
+        .get_int("OfxImageEffectPropRenderQualityDraft", 0)
+        .unwrap_or(0)
+        != 0
+        || scale < 0.999;
+    let mut win = [0i32; 4];
+    for (i, w) in win.iter_mut().enumerate() {
+        *w = ia
+            .get_int("OfxImageEffectPropRenderWindow", i as c_int)
+            .unwrap_or(if i < 2 { i32::MIN } else { i32::MAX });
+    }
+    let p = params::read(s, effect, t).map_err(Failure::Error)?;
+    let src = Image::fetch(s, effect, CLIP_SOURCE, t).map_err(Failure::Error)?;
+    let out = Image::fetch(s, effect, CLIP_OUTPUT, t).map_err(Failure::Error)?;
+    if p.steps < 1 {
+        return Err(Failure::Error("Steps must be at least 1".into()));
+    }
+    let api = engine::api().map_err(Failure::Error)?;
+    // The library is loaded now: the instance's metrics hint lists its metrics.
+    params::set_hint(s, effect, params::P_METRICS, &params::metrics_hint(api));
+    let strengths = p.strengths.trim().to_string();
+    engine::check_strengths(api, &strengths)
+        .map_err(|e| Failure::Error(format!("Strengths {:?}: {e}", p.strengths)))?;
+    let model_dir = model::resolve(api, &p.model).map_err(Failure::Error)?;
+    let key = stage1_key(&p, &src, model_dir, strengths, draft);
+    let result = compute(s, effect, api, &p, &key, &src)?;
+    write_output(&p, &src, &out, win, &result);
+    Ok(())
+}
+
+/// What decides the candidates; draft renders take a quarter of the steps.
+fn stage1_key(
+    p: &Params,
+    src: &Image,
+    model_dir: String,
+    strengths: String,
+    draft: bool,
+) -> engine::Stage1Key {
+    let steps = |n: i32| {
+        let n = n.max(1) as u32;
+        if draft {
+            n.div_ceil(4)
+        } else {
+            n
+        }
+    };
+    engine::Stage1Key {
+        input_hash: src.content_hash(),
+        width: src.width() as u32,
+        height: src.height() as u32,
+        model_dir,
+        strengths,
+        seed: p.seed.max(0) as u64,
+        steps: steps(p.steps),
+        refine_steps: steps(if p.refine_steps > 0 {
+            p.refine_steps
+        } else {
+            p.steps
+        }),
+        metrics: p.metrics.clone(),
+    }
+}
+
+/// The view's pixels (RGBA f32, top row first), from the cache or the engine.
+unsafe fn compute(
+    s: &Suites,
+    effect: Handle,
+    api: &'static engine::Api,
+    p: &Params,
+    key: &engine::Stage1Key,
+    src: &Image,
+) -> Result<Arc<Vec<f32>>, Failure> {
+    let (w, h) = (src.width(), src.height());
+    let input = src.ttpo();
+    let mut hooks = HostHooks {
+        s: *s,
+        effect,
+        started: false,
+        user_cancel: false,
+    };
+    if engine::Hooks::cancelled(&mut hooks) {
+        return Err(Failure::Cancelled);
+    }
+    let mut g = engine::cache();
+    let cache = g.as_mut().unwrap();
+    let conv = |e: engine::EngineError| {
+        if e.cancelled {
+            Failure::Cancelled
+        } else {
+            Failure::Error(format!("TTPO: {}", e.message))
+        }
+    };
+    Ok(match p.view {
+        1 => {
+            let e = cache
+                .candidates(api, key, &input, &mut hooks)
+                .map_err(conv)?;
+            Arc::new(pixels::contact_sheet(&e.candidates, w, h))
+        }
+        2 => {
+            let e = cache
+                .candidates(api, key, &input, &mut hooks)
+                .map_err(conv)?;
+            let n = e.candidates.len();
+            e.candidates
+                .get(p.candidate.max(0) as usize)
+                .cloned()
+                .ok_or_else(|| {
+                    Failure::Error(format!(
+                        "Candidate {} does not exist: there are {n} (0..{})",
+                        p.candidate,
+                        n.saturating_sub(1)
+                    ))
+                })?
+        }
+        _ => {
+            let choice = p
+                .manual
+                .then_some((p.preferred.max(0) as u32, p.dispreferred.max(0) as u32));
+            if let Some((a, b)) = choice {
+                if a == b {
+                    return Err(Failure::Error(
+                        "Preferred and Dispreferred must differ".into(),
+                    ));
+                }
+            }
+            cache
+                .refined(api, key, &input, choice, &mut hooks)
+                .map_err(conv)?
+        }
+    })
+}
+
+/// Writes the render window (clipped to the output), mixing with the input.
+fn write_output(p: &Params, src: &Image, out: &Image, win: [i32; 4], result: &[f32]) {
+    let w = src.width();
+    let mix = p.mix.clamp(0.0, 1.0) as f32;
+    let (x1, y1) = (win[0].max(out.bounds[0]), win[1].max(out.bounds[1]));
+    let (x2, y2) = (win[2].min(out.bounds[2]), win[3].min(out.bounds[3]));
+    for y in y1..y2 {
+        for x in x1..x2 {
+            let inside =
+                x >= src.bounds[0] && x < src.bounds[2] && y >= src.bounds[1] && y < src.bounds[3];
+            let v = if inside {
+                let r = (src.bounds[3] - 1 - y) as usize;
+                let i = (r * w + (x - src.bounds[0]) as usize) * 4;
+                let mut v = [result[i], result[i + 1], result[i + 2], result[i + 3]];
+                if mix < 1.0 {
+                    // SAFETY: (x, y) is inside the source image.
+                    let a = unsafe { pixels::read(src.at(x, y), src.depth, src.comps) };
+                    for c in 0..3 {
+                        v[c] = a[c] + mix * (v[c] - a[c]);
+                    }
+                    v[3] = a[3];
+                }
+                v
+            } else {
+                [0.0; 4]
+            };
+            // SAFETY: (x, y) is inside the output image (the window is clipped to it).
+            unsafe { pixels::write(out.at(x, y), out.depth, out.comps, v) };
+        }
+    }
+}
+
+/// Mix 0 is the identity (the host may skip the render and pass the source through).
+pub unsafe fn is_identity(
+    s: &Suites,
+    effect: Handle,
+    in_args: Handle,
+    out_args: Handle,
+) -> OfxStatus {
+    match params::mix(s, effect, time(s, in_args)) {
+        Ok(m) if m <= 0.0 => {
+            Props {
+                s: s.prop,
+                h: out_args,
+            }
+            .set_str("OfxPropName", 0, "Source");
+            STAT_OK
+        }
+        _ => STAT_REPLY_DEFAULT,
+    }
+}
+
+/// The engine needs the whole source frame whatever the render window.
+pub unsafe fn regions_of_interest(
+    s: &Suites,
+    effect: Handle,
+    in_args: Handle,
+    out_args: Handle,
+) -> OfxStatus {
+    let t = time(s, in_args);
+    let mut ch = std::ptr::null_mut();
+    if (s.effect.clip_get_handle)(effect, CLIP_SOURCE.as_ptr(), &mut ch, std::ptr::null_mut())
+        != STAT_OK
+    {
+        return STAT_REPLY_DEFAULT;
+    }
+    let mut rod = OfxRectD::default();
+    if (s.effect.clip_get_region_of_definition)(ch, t, &mut rod) != STAT_OK {
+        return STAT_REPLY_DEFAULT;
+    }
+    let o = Props {
+        s: s.prop,
+        h: out_args,
+    };
+    for (i, v) in [rod.x1, rod.y1, rod.x2, rod.y2].into_iter().enumerate() {
+        o.set_dbl("OfxImageClipPropRoI_Source", i as c_int, v);
+    }
+    STAT_OK
+}
