@@ -7,14 +7,17 @@
 #                             HUB (the endpoint, for HF_ENDPOINT). OUT: a scratch file.
 #   resolves HF_HOME          "<status> <folder>" of the default model as libttpo resolves it
 #                             with that cache (4 = TTPO_STATUS_MODEL_NOT_FOUND).
-#   answer_download NAME      after OK in the settings dialog: "Download it now?" ->
-#                             Download; returns when the download dialog is up.
+#   no_model NAME HF_HOME     fails unless the default model is missing from that cache.
+#   answer_download NAME      in the focused settings dialog: OK, then "Download it now?"
+#                             -> Download; returns when the download dialog is up.
 #   cancel_download NAME      2 s into the download, its dialog's Cancel.
 #   watch_download NAME DIR   screenshots of the download dialog every 0.5 s until it
-#                             closes (into DIR); sets N (shots) and SHOTS (distinct ones),
-#                             fails unless the dialog changed at least twice.
+#                             closes (into DIR); sets N (shots) and SHOTS (distinct states
+#                             of the progress bar), fails unless the bar moved twice.
 #   choose_folder NAME PATH   in the focused settings dialog (focus in the model entry):
 #                             the folder button's "Other…" file dialog picks PATH.
+#   refine_in_picker NAME     after OK with "Let me pick" remembered: the picker must come
+#                             (not the download question), Refine.
 REPO=stabilityai/stable-diffusion-2-1-base
 DL_QUESTION="download the model$"
 DL_DIALOG="downloading the model$"
@@ -34,8 +37,13 @@ st = lib.ttpo_model_resolve(None, None, buf, 4096, ctypes.byref(n)); print(st, b
     "$PWD/target/release/libttpo.so"
 }
 
+no_model() {
+  [ "$(resolves "$2")" = "4 " ] || fail "$1: the default model resolves: $(resolves "$2")"
+}
+
 answer_download() {
   local w
+  xdotool key Return   # OK (the model entry activates the default button)
   w=$(wait_window "$DL_QUESTION" 30) || fail "$1: no \"Download it now?\" question"
   sleep 0.5
   focus "$w"
@@ -63,9 +71,18 @@ watch_download() {
     [ $N -lt 200 ] || fail "$1: still downloading after 100 s"
     sleep 0.5
   done
-  # Distinct screenshots (PPM has no timestamps: equal pixels, equal bytes).
-  SHOTS=$(python3 -c 'import sys; print(len({open(f, "rb").read() for f in sys.argv[1:]}))' "$2"/dl-*.ppm)
-  [ "$SHOTS" -ge 3 ] || fail "$1: the download dialog showed $SHOTS different states in $N shots (no moving progress)"
+  # Distinct states of the band between the label and the buttons, where the bar is (PPM
+  # shots: no timestamps, so equal pixels are equal bytes; the label with the file name is
+  # above the band, so a changing label alone does not count).
+  SHOTS=$(python3 -c 'import sys
+def band(path):
+    d = open(path, "rb").read()
+    magic, w, h, maxval = d.split(maxsplit=4)[:4]   # import writes no comments
+    rows = d[len(d) - int(w) * int(h) * 3:]
+    y0, y1 = int(int(h) * 0.30), int(int(h) * 0.62)
+    return rows[y0 * int(w) * 3:y1 * int(w) * 3]
+print(len({band(f) for f in sys.argv[1:] if open(f, "rb").read(2) == b"P6"}))' "$2"/dl-*.ppm)
+  [ "$SHOTS" -ge 3 ] || fail "$1: the download's progress bar showed $SHOTS different states in $N shots (not moving)"
 }
 
 # The folder button is a combo of folders ending with "Other…" (GTK 2 and 3), which opens
@@ -84,4 +101,14 @@ choose_folder() {
   xdotool key Delete Return
   for _ in $(seq 20); do xdotool search --onlyvisible --name "choose the model folder" >/dev/null 2>&1 || return 0; sleep 0.25; done
   fail "$1: the folder dialog did not close"
+}
+
+refine_in_picker() {
+  local p
+  p=$(wait_window "pick the best and the worst|$DL_QUESTION" 90) || fail "$1: no picker"
+  [ "$(xdotool getwindowname "$p")" = "TTPO — pick the best and the worst" ] \
+    || fail "$1: the chosen folder was not used (the download was offered)"
+  sleep 0.5
+  focus "$p"
+  xdotool key --clearmodifiers alt+r   # _Refine
 }
