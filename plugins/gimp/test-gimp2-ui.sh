@@ -14,6 +14,8 @@
 # settings dialog's model field stays empty (= the default model), TTPO_MODEL_DIR is unset.
 #   batch:     a non-interactive call with the model missing fails with the clear message
 #              and downloads nothing.
+#   hub-id:    a Hub id the Hub lacks typed in the model field: the download is offered,
+#              fails, and the library's message is shown and returned.
 #   dl-cancel: OK, "Download it now?" -> Download, the download dialog's Cancel mid-way: the
 #              call returns cancelled, the model does not resolve, the image is unchanged.
 #   download:  the same with the download left to finish: the dialog changes while it runs
@@ -129,6 +131,17 @@ grep -q "TTPO model not on this computer: model $REPO (main) is not in the Huggi
 grep -q "runs from scripts never download" <<<"$OUT" || fail "batch: the message does not say it never downloads: $OUT"
 [ ! -e "$T/hf" ] || fail "batch: the non-interactive call wrote to the Hugging Face cache: $(find "$T/hf" | head)"
 echo "batch: fails with \"${OUT:0:90}…\", nothing downloaded"
+
+# ---- hub-id: a Hub id typed in the model field that the Hub does not have: the download
+# is offered, fails, and the library's message is shown (error dialog) and returned
+T0=$(date +%s)
+open_settings hubid
+failed_download hub-id nobody/missing
+wait_file "$T/hubid.rc" 20 || fail "hub-id: the plug-in call did not return after the error dialog"
+grep -q "TTPO could not download the model nobody/missing: .*nobody/missing.*127.0.0.1" "$T/hubid.out" \
+  || fail "hub-id: not the download's message: $(cat "$T/hubid.out")"
+[ "$(layer_count $IMG)" = 1 ] || fail "hub-id: the image has $(layer_count $IMG) layers, not its one layer"
+echo "hub-id: download offered, failed with \"$(grep -o 'TTPO could not.*' "$T/hubid.out" | cut -c1-110)…\" ($(( $(date +%s) - T0 )) s)"
 
 # ---- dl-cancel: Cancel during the download
 T0=$(date +%s)

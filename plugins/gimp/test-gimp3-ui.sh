@@ -8,7 +8,7 @@
 #   cancel: a long job (steps typed as 1000) stopped with the progress dialog's Cancel: the
 #           call returns "cancel" within seconds, the plug-in process is gone, the image has
 #           its one layer and its pixels are identical.
-#   batch, dl-cancel, download, chooser: the model tests of test-gimp2-ui.sh (ui-models.sh):
+#   batch, hub-id, dl-cancel, download, chooser: the model tests of test-gimp2-ui.sh (ui-models.sh):
 #           the default model from a fake Hub into an empty HF_HOME (TTPO_MODEL_DIR unset):
 #           a non-interactive call fails clearly and downloads nothing; Cancel during the
 #           download leaves no model and the image unchanged; a finished download (the
@@ -81,9 +81,11 @@ def interactive(phase):
     image, layer = load(96, 64)
     before = pixels(layer)
     log('%s-start' % phase)
-    st = refine(image, layer).index(0)
+    r = refine(image, layer)
+    st = r.index(0)
     layers = image.get_layers()
     log('%s-end %.3f' % (phase, time.time()))
+    log('%s message=%s' % (phase, r.index(1) if r.length() > 1 else ''))
     log('%s status=%s layers=%d top=%s original-unchanged=%s new-changed=%s' % (
         phase, st.value_nick, len(layers), layers[0].get_name(), pixels(layer) == before,
         pixels(layers[0]) != before))
@@ -93,7 +95,7 @@ image, layer = load(32, 32)
 r = refine(image, layer, Gimp.RunMode.NONINTERACTIVE)
 log('batch status=%s cache-exists=%s message=%s' % (r.index(0).value_nick, os.path.exists('/ttpo-ui-test/hf'),
                                                    r.index(1) if r.length() > 1 else ''))
-for phase in ('dlcancel', 'download', 'pick', 'cancel'):
+for phase in ('hubid', 'dlcancel', 'download', 'pick', 'cancel'):
     interactive(phase)
 
 # kill: the harness starts the filter from the image window (as from the menu) and stops it
@@ -155,6 +157,17 @@ grep -q "^batch status=execution-error cache-exists=False message=TTPO model not
   || fail "batch: not a failure with the clear message, or the cache was written"
 no_model batch "$W/hf"
 echo "batch: fails with the clear message, nothing downloaded"
+
+# ---- hub-id: a Hub id the Hub lacks, typed in the model field: the download fails with the
+# library's message (error dialog, and the call's error)
+T0=$(date +%s)
+open_settings hubid
+failed_download hub-id nobody/missing
+wait_line "^hubid status" 20 || fail "hub-id: the call did not return after the error dialog"
+grep -q "^hubid message=TTPO could not download the model nobody/missing: .*nobody/missing.*127.0.0.1" "$RES" \
+  || fail "hub-id: not the download's message"
+grep -q "^hubid status=execution-error layers=1 " "$RES" || fail "hub-id: not an execution error with the one layer"
+echo "hub-id: download offered, failed with the library's message ($(( $(date +%s) - T0 )) s)"
 
 # ---- dl-cancel
 T0=$(date +%s)

@@ -8,8 +8,12 @@
 #   resolves HF_HOME          "<status> <folder>" of the default model as libttpo resolves it
 #                             with that cache (4 = TTPO_STATUS_MODEL_NOT_FOUND).
 #   no_model NAME HF_HOME     fails unless the default model is missing from that cache.
-#   answer_download NAME      in the focused settings dialog: OK, then "Download it now?"
-#                             -> Download; returns when the download dialog is up.
+#   answer_download NAME [fails]  in the focused settings dialog: OK, then "Download it
+#                             now?" -> Download; returns when the download dialog is up
+#                             (with "fails": at once, the dialog may be gone already).
+#   failed_download NAME HUB_ID  in the focused settings dialog: HUB_ID typed in the model
+#                             field, OK, Download; the download fails at once: the error
+#                             dialog must come; it is closed.
 #   cancel_download NAME      2 s into the download, its dialog's Cancel.
 #   watch_download NAME DIR   screenshots of the download dialog every 0.5 s until it
 #                             closes (into DIR); sets N (shots) and SHOTS (distinct states
@@ -49,7 +53,17 @@ answer_download() {
   focus "$w"
   shot "$w" docs/img/gimp-download-ask.png
   xdotool key --clearmodifiers alt+d   # _Download
-  wait_window "$DL_DIALOG" 20 >/dev/null || fail "$1: no download dialog"
+  [ "${2:-}" = fails ] || wait_window "$DL_DIALOG" 20 >/dev/null || fail "$1: no download dialog"
+}
+
+failed_download() {
+  xdotool type --delay 20 "$2"
+  answer_download "$1" fails
+  local e
+  e=$(wait_window "^TTPO$" 20) || fail "$1: no error dialog"
+  sleep 0.5
+  focus "$e"
+  xdotool key Escape
 }
 
 cancel_download() {
