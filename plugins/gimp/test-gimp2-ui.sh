@@ -9,7 +9,21 @@
 #   kill:   the filter started from the image window (Search Actions, as from the menu), so
 #           GIMP's progress is the status bar; its Cancel button makes GIMP SIGKILL the
 #           plug-in: the process is gone, GIMP answers later calls, the image is untouched.
-# Saves docs/img/gimp-dialog.png and docs/img/gimp-picker.png when TTPO_SCREENSHOTS=1.
+# The model comes from a fake Hugging Face Hub on 127.0.0.1 (models/examples/fake_hub.rs,
+# serving the tiny model as the default repo, slowed to ~7 s) into an empty HF_HOME; the
+# settings dialog's model field stays empty (= the default model), TTPO_MODEL_DIR is unset.
+#   batch:     a non-interactive call with the model missing fails with the clear message
+#              and downloads nothing.
+#   hub-id:    a Hub id the Hub lacks typed in the model field: the download is offered,
+#              fails, and the library's message is shown and returned.
+#   dl-cancel: OK, "Download it now?" -> Download, the download dialog's Cancel mid-way: the
+#              call returns cancelled, the model does not resolve, the image is unchanged.
+#   download:  the same with the download left to finish: the dialog changes while it runs
+#              (bar and bytes), then the job runs on the downloaded model: a new layer.
+#   chooser:   the cache removed, a model folder picked with the folder button (its "Other…"
+#              file dialog): the job runs on it, and it is the remembered model.
+# Saves docs/img/gimp-dialog.png, gimp-picker.png, gimp-download-ask.png and
+# gimp-download.png when TTPO_SCREENSHOTS=1.
 # Needs: gimp libgimp2.0-dev pkg-config xvfb xauth xdotool imagemagick python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,8 +51,11 @@ mkdir -p "$GIMP2_DIRECTORY/gradients"
 plugins/gimp/install.sh 2.10 >/dev/null
 cargo build --release -p ttpo --example make_tiny_model >&2
 target/release/examples/make_tiny_model "$T/tiny" >/dev/null
-export TTPO_MODEL_DIR=$T/tiny   # the dialog's empty model folder means this
 cp "$PHOTO" "$T/photo.png"
+. plugins/gimp/ui-models.sh
+hub_start "$T/tiny" "$T/hub.out"
+unset TTPO_MODEL_DIR HF_HUB_CACHE HUGGINGFACE_HUB_CACHE HF_HUB_OFFLINE HF_TOKEN
+export HF_ENDPOINT=$HUB HF_HOME=$T/hf XDG_CACHE_HOME=$T/xdg-cache
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 GTK2_RC_FILES=/dev/null gimp-2.10 -n -d -f -s \
   -b "(plug-in-script-fu-server RUN-NONINTERACTIVE \"127.0.0.1\" $PORT \"$T/server.log\")" >"$T/log" 2>&1 &
@@ -70,15 +87,25 @@ new_image() { sf "(let* ((i (car (gimp-file-load RUN-NONINTERACTIVE \"$T/photo.p
 layer_of() { sf "(car (gimp-image-get-active-layer $1))"; }
 layer_count() { sf "(car (gimp-image-get-layers $1))"; }
 save_layer() { sf "(file-pnm-save RUN-NONINTERACTIVE $1 $2 \"$3\" \"x.ppm\" 1)" >/dev/null; }
-# The settings dialog: focus starts in the model folder entry; four Tabs reach Steps (folder,
-# preset, strengths, seed, steps); Tab selects the entry's text, so typing replaces it;
-# Return commits the spin button and presses the default button (OK).
+# open_settings NAME: a 96x64 image (IMG, L; its pixels in NAME-before.ppm), the interactive
+# call in the background, its settings dialog (W) up and focused.
+open_settings() {
+  IMG=$(new_image 96 64); L=$(layer_of $IMG)
+  save_layer $IMG $L "$T/$1-before.ppm"
+  sf_bg "$1" "(plug-in-ttpo-refine RUN-INTERACTIVE $IMG $L \"\" 0 0 \"\" 0 0 0)"
+  W=$(wait_window "test-time preference optimization" 60) || fail "$1: settings dialog did not appear"
+  sleep 0.5
+  focus "$W"
+}
+# The settings dialog: focus starts in the model entry; five Tabs reach Steps (model entry,
+# folder button, preset, strengths, seed, steps); Tab selects the entry's text, so typing
+# replaces it; Return commits the spin button and presses the default button (OK).
 settings_long_job() {
   local w
   w=$(wait_window "test-time preference optimization" 60) || fail "$1: settings dialog did not appear"
   sleep 0.5
   focus "$w"
-  xdotool key Tab Tab Tab Tab
+  xdotool key Tab Tab Tab Tab Tab
   sleep 0.2
   xdotool type 1000
   xdotool key Return
@@ -95,18 +122,68 @@ for _ in $(seq 1 120); do sf '(car (gimp-version))' >/dev/null 2>&1 && break; ki
 sf '(car (gimp-version))' >/dev/null || fail "the Script-Fu server did not answer"
 echo "GIMP up after $(( $(date +%s) - START )) s"
 
+# ---- batch: a non-interactive call never downloads
+no_model batch "$T/hf"
+IMG=$(new_image 32 32); L=$(layer_of $IMG)
+OUT=$(sf "(plug-in-ttpo-refine RUN-NONINTERACTIVE $IMG $L \"\" 0 2 \"0.2\" 0 0 0)" 2>&1) && fail "batch: the call succeeded"
+grep -q "TTPO model not on this computer: model $REPO (main) is not in the Hugging Face cache" <<<"$OUT" \
+  || fail "batch: not the clear message: $OUT"
+grep -q "runs from scripts never download" <<<"$OUT" || fail "batch: the message does not say it never downloads: $OUT"
+[ ! -e "$T/hf" ] || fail "batch: the non-interactive call wrote to the Hugging Face cache: $(find "$T/hf" | head)"
+echo "batch: fails with \"${OUT:0:90}…\", nothing downloaded"
+
+# ---- hub-id: a Hub id typed in the model field that the Hub does not have: the download
+# is offered, fails, and the library's message is shown (error dialog) and returned
+T0=$(date +%s)
+open_settings hubid
+failed_download hub-id nobody/missing
+wait_file "$T/hubid.rc" 20 || fail "hub-id: the plug-in call did not return after the error dialog"
+grep -q "TTPO could not download the model nobody/missing: .*nobody/missing.*127.0.0.1" "$T/hubid.out" \
+  || fail "hub-id: not the download's message: $(cat "$T/hubid.out")"
+[ "$(layer_count $IMG)" = 1 ] || fail "hub-id: the image has $(layer_count $IMG) layers, not its one layer"
+echo "hub-id: download offered, failed with \"$(grep -o 'TTPO could not.*' "$T/hubid.out" | cut -c1-110)…\" ($(( $(date +%s) - T0 )) s)"
+
+# ---- dl-cancel: Cancel during the download
+T0=$(date +%s)
+open_settings dlcancel
+answer_download dl-cancel
+cancel_download dl-cancel
+[ -e "$T/dlcancel.rc" ] && fail "dl-cancel: the call returned before Cancel"
+wait_file "$T/dlcancel.rc" 20 || fail "dl-cancel: the plug-in call did not return within 20 s of Cancel"
+[ "$(cat "$T/dlcancel.rc") $(cat "$T/dlcancel.out")" = "0 (#f)" ] \
+  || fail "dl-cancel: the call did not return 'cancelled': $(cat "$T/dlcancel.out")"
+no_model dl-cancel "$T/hf"
+[ "$(layer_count $IMG)" = 1 ] || fail "dl-cancel: the image has $(layer_count $IMG) layers, not its one layer"
+save_layer $IMG $L "$T/dlcancel-after.ppm"
+cmp -s "$T/dlcancel-before.ppm" "$T/dlcancel-after.ppm" || fail "dl-cancel: the original layer was modified"
+PART=$(du -sb "$T/hf" | cut -f1)
+echo "dl-cancel: cancelled mid-download ($PART bytes kept for resume), model not found, image unchanged ($(( $(date +%s) - T0 )) s)"
+
+# ---- download: the same, left to finish; then the job runs on the downloaded model
+T0=$(date +%s)
+open_settings download
+answer_download download
+watch_download download "$T"
+wait_file "$T/download.rc" 120 || fail "download: the plug-in call did not return"
+[ "$(cat "$T/download.rc") $(cat "$T/download.out")" = "0 (#t)" ] || fail "download: the call failed: $(cat "$T/download.out")"
+read -r ST DIR <<<"$(resolves "$T/hf")"
+[ "$ST" = 0 ] && [[ "$DIR" == "$T/hf/hub/models--stabilityai--stable-diffusion-2-1-base/snapshots/"* ]] \
+  || fail "download: the model does not resolve into the cache: $ST $DIR"
+cmp -s "$T/tiny/unet/diffusion_pytorch_model.safetensors" "$DIR/unet/diffusion_pytorch_model.safetensors" \
+  || fail "download: the downloaded UNet differs from the served one"
+[ "$(layer_count $IMG)" = 2 ] || fail "download: no new layer after the download"
+TOP=$(sf "(aref (cadr (gimp-image-get-layers $IMG)) 0)")
+save_layer $IMG $TOP "$T/download-new.ppm"
+cmp -s "$T/download-before.ppm" "$T/download-new.ppm" && fail "download: the new layer has the original's pixels"
+echo "download: $N shots of the download dialog, its bar in $SHOTS states; model in the cache, job ran on it ($(( $(date +%s) - T0 )) s)"
+
 # ---- pick: settings dialog -> progress -> picker -> new layer
 T0=$(date +%s)
-IMG=$(new_image 96 64); L=$(layer_of $IMG)
-save_layer $IMG $L "$T/pick-before.ppm"
-sf_bg pick "(plug-in-ttpo-refine RUN-INTERACTIVE $IMG $L \"\" 0 0 \"\" 0 0 0)"
-W=$(wait_window "test-time preference optimization" 60) || fail "settings dialog did not appear"
-sleep 1
-focus "$W"
-# Five Tabs reach "Selection" (folder, preset, strengths, seed, steps, selection); Down
+open_settings pick
+# Six Tabs reach "Selection" (model, folder button, preset, strengths, seed, steps); Down
 # switches a focused GTK 2 combo to the next item ("Let me pick") without popping it up;
 # Alt+O is OK.
-xdotool key Tab Tab Tab Tab Tab
+xdotool key Tab Tab Tab Tab Tab Tab
 sleep 0.3
 xdotool key Down
 sleep 0.5
@@ -188,6 +265,32 @@ kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
 save_layer $IMG $L "$T/kill-after.ppm"
 cmp -s "$T/kill-before.ppm" "$T/kill-after.ppm" || fail "kill: the original layer was modified"
 echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS) in $GONE s, GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+
+# ---- chooser: the folder button picks the model folder
+T0=$(date +%s)
+rm -rf "$T/hf"   # the default model is gone: only the chosen folder can serve the job
+no_model chooser "$T/hf"
+cp -r "$T/tiny" "$T/chosen"
+open_settings chooser
+choose_folder chooser "$T/chosen"
+sleep 0.5
+shot "$W" docs/img/gimp-dialog-model.png
+focus "$W"
+xdotool key --clearmodifiers alt+o   # OK
+# "Let me pick" is remembered from the pick run: the picker comes once Stage I+II ran on
+# the chosen folder (without it the download question would).
+refine_in_picker chooser
+wait_file "$T/chooser.rc" 60 || fail "chooser: the plug-in call did not return"
+[ "$(cat "$T/chooser.rc") $(cat "$T/chooser.out")" = "0 (#t)" ] || fail "chooser: the call failed: $(cat "$T/chooser.out")"
+[ "$(layer_count $IMG)" = 2 ] || fail "chooser: no new layer"
+TOP=$(sf "(aref (cadr (gimp-image-get-layers $IMG)) 0)")
+save_layer $IMG $TOP "$T/chooser-new.ppm"
+cmp -s "$T/chooser-before.ppm" "$T/chooser-new.ppm" && fail "chooser: the new layer has the original's pixels"
+# The remembered settings (TtpoParams, the model first) name the chosen folder.
+KEPT=$(sf '(cadr (gimp-procedural-db-get-data "plug-in-ttpo-refine"))' | python3 -c 'import re, sys
+b = bytes(int(v) & 255 for v in re.findall(r"-?\d+", sys.stdin.read())); print(b[:b.index(0)].decode())')
+[ "$KEPT" = "$T/chosen" ] || fail "chooser: the remembered model is \"$KEPT\", not $T/chosen"
+echo "chooser: folder picked in the file dialog, job ran on it, remembered ($(( $(date +%s) - T0 )) s)"
 
 sf '(gimp-quit 1)' >/dev/null 2>&1 || true
 for _ in $(seq 1 60); do kill -0 $GIMP_PID 2>/dev/null || break; sleep 0.5; done

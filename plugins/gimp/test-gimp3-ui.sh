@@ -8,6 +8,12 @@
 #   cancel: a long job (steps typed as 1000) stopped with the progress dialog's Cancel: the
 #           call returns "cancel" within seconds, the plug-in process is gone, the image has
 #           its one layer and its pixels are identical.
+#   batch, hub-id, dl-cancel, download, chooser: the model tests of test-gimp2-ui.sh (ui-models.sh):
+#           the default model from a fake Hub into an empty HF_HOME (TTPO_MODEL_DIR unset):
+#           a non-interactive call fails clearly and downloads nothing; Cancel during the
+#           download leaves no model and the image unchanged; a finished download (the
+#           dialog changing while it runs) feeds the job; a folder picked with the folder
+#           button serves a job once the cache is gone.
 # Needs root, debootstrap, xvfb xauth xdotool imagemagick (installed with apt when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -57,24 +63,40 @@ def pixels(layer):
     buf = layer.get_buffer()
     return bytes(buf.get(buf.get_extent(), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
 
-def refine_interactive(image, layer):
+def refine(image, layer, mode=Gimp.RunMode.INTERACTIVE):
     proc = Gimp.get_pdb().lookup_procedure('plug-in-ttpo-refine')
     cfg = proc.create_config()
-    cfg.set_property('run-mode', Gimp.RunMode.INTERACTIVE)
+    cfg.set_property('run-mode', mode)
     cfg.set_property('image', image)
     cfg.set_core_object_array('drawables', [layer])
-    return proc.run(cfg).index(0)
+    return proc.run(cfg)
 
-for phase in ('pick', 'cancel'):
+def wait_for(name):
+    for _ in range(600):
+        if os.path.exists('/ttpo-ui-test/' + name):
+            return
+        time.sleep(0.2)
+
+def interactive(phase):
     image, layer = load(96, 64)
     before = pixels(layer)
     log('%s-start' % phase)
-    st = refine_interactive(image, layer)
+    r = refine(image, layer)
+    st = r.index(0)
     layers = image.get_layers()
     log('%s-end %.3f' % (phase, time.time()))
+    log('%s message=%s' % (phase, r.index(1) if r.length() > 1 else ''))
     log('%s status=%s layers=%d top=%s original-unchanged=%s new-changed=%s' % (
         phase, st.value_nick, len(layers), layers[0].get_name(), pixels(layer) == before,
         pixels(layers[0]) != before))
+
+# batch: the model is not in the (empty) cache; a non-interactive call must not download it.
+image, layer = load(32, 32)
+r = refine(image, layer, Gimp.RunMode.NONINTERACTIVE)
+log('batch status=%s cache-exists=%s message=%s' % (r.index(0).value_nick, os.path.exists('/ttpo-ui-test/hf'),
+                                                   r.index(1) if r.length() > 1 else ''))
+for phase in ('hubid', 'dlcancel', 'download', 'pick', 'cancel'):
+    interactive(phase)
 
 # kill: the harness starts the filter from the image window (as from the menu) and stops it
 # with the Cancel button of GIMP's status bar; this script waits, then looks at the image.
@@ -87,10 +109,16 @@ for _ in range(600):
     time.sleep(0.2)
 layers = image.get_layers()
 log('kill layers=%d original-unchanged=%s' % (len(layers), pixels(layer) == before))
+# chooser: the harness removes the cache, then picks a model folder with the folder button.
+wait_for('chooser-go')
+interactive('chooser')
 log('done')
 PY
 
-GIMP3_ENV="DISPLAY=$DISPLAY XAUTHORITY=/ttpo-ui-test/Xauthority TTPO_MODEL_DIR=/ttpo-ui-test/tiny"
+fail() { echo "FAIL: $*" >&2; exit 1; }   # until GIMP runs (below: with its log)
+. plugins/gimp/ui-models.sh
+hub_start "$W/tiny" "$W/hub.out"
+GIMP3_ENV="DISPLAY=$DISPLAY XAUTHORITY=/ttpo-ui-test/Xauthority HF_ENDPOINT=$HUB HF_HOME=/ttpo-ui-test/hf"
 inroot timeout 300 gimp-3.0 -n -d -f -s --quit --batch-interpreter python-fu-eval \
   -b "exec(open('/ttpo-ui-test/ui.py').read())" >"$W/log" 2>&1 &
 GIMP_PID=$!
@@ -111,17 +139,68 @@ wait_window() { # name regex, seconds
   return 1
 }
 focus() { xdotool windowactivate --sync "$1" 2>/dev/null || xdotool windowfocus --sync "$1"; }
+shot() { :; }   # the docs' screenshots come from test-gimp2-ui.sh
 plugin_pids() { pgrep -f "^/ttpo-ui-test/profile/plug-ins/ttpo/ttpo " || true; }
+
+# open_settings NAME: waits for the phase's call and focuses its settings dialog (D).
+open_settings() {
+  wait_line "^$1-start" 60 || fail "$1: the batch script did not go on"
+  D=$(wait_window "test-time preference optimization" 60) || fail "$1: settings dialog did not appear"
+  sleep 0.5
+  focus "$D"
+}
+
+# ---- batch
+wait_line "^batch status" 120 || fail "GIMP 3 did not run the batch script"
+echo "GIMP 3 up after $(( $(date +%s) - START )) s"
+grep -q "^batch status=execution-error cache-exists=False message=TTPO model not on this computer: model $REPO (main) is not in the Hugging Face cache.*runs from scripts never download" "$RES" \
+  || fail "batch: not a failure with the clear message, or the cache was written"
+no_model batch "$W/hf"
+echo "batch: fails with the clear message, nothing downloaded"
+
+# ---- hub-id: a Hub id the Hub lacks, typed in the model field: the download fails with the
+# library's message (error dialog, and the call's error)
+T0=$(date +%s)
+open_settings hubid
+failed_download hub-id nobody/missing
+wait_line "^hubid status" 20 || fail "hub-id: the call did not return after the error dialog"
+grep -q "^hubid message=TTPO could not download the model nobody/missing: .*nobody/missing.*127.0.0.1" "$RES" \
+  || fail "hub-id: not the download's message"
+grep -q "^hubid status=execution-error layers=1 " "$RES" || fail "hub-id: not an execution error with the one layer"
+echo "hub-id: download offered, failed with the library's message ($(( $(date +%s) - T0 )) s)"
+
+# ---- dl-cancel
+T0=$(date +%s)
+open_settings dlcancel
+answer_download dl-cancel
+cancel_download dl-cancel
+wait_line "^dlcancel status" 20 || fail "dl-cancel: the call did not return within 20 s of Cancel"
+grep -q "^dlcancel status=cancel layers=1 top=.* original-unchanged=True new-changed=False$" "$RES" \
+  || fail "dl-cancel: not cancelled with the one original, unchanged layer"
+no_model dl-cancel "$W/hf"
+echo "dl-cancel: cancelled mid-download, model not found, image unchanged ($(( $(date +%s) - T0 )) s)"
+
+# ---- download
+T0=$(date +%s)
+open_settings download
+answer_download download
+watch_download download "$W"
+wait_line "^download status" 120 || fail "download: the call did not return"
+grep -q "^download status=success layers=2 top=TTPO (seed 0) original-unchanged=True new-changed=True$" "$RES" \
+  || fail "download: no new layer with changed pixels after the download"
+read -r ST DIR <<<"$(resolves "$W/hf")"
+[ "$ST" = 0 ] && cmp -s "$W/tiny/unet/diffusion_pytorch_model.safetensors" "$DIR/unet/diffusion_pytorch_model.safetensors" \
+  || fail "download: the model does not resolve to the served files: $ST $DIR"
+echo "download: $N shots of the download dialog, its bar in $SHOTS states; model in the cache, job ran on it ($(( $(date +%s) - T0 )) s)"
 
 # ---- pick
 T0=$(date +%s)
-wait_line "^pick-start" 120 || fail "GIMP 3 did not start the batch script"
-echo "GIMP 3 up after $(( $(date +%s) - START )) s"
+wait_line "^pick-start" 120 || fail "pick: the batch script did not go on"
 D=$(wait_window "test-time preference optimization" 60) || fail "pick: settings dialog did not appear"
 sleep 1
 focus "$D"
-# Same keys as for 2.10: five Tabs reach "Selection", Down picks "Let me pick", Alt+O is OK.
-xdotool key Tab Tab Tab Tab Tab
+# Same keys as for 2.10: six Tabs reach "Selection", Down picks "Let me pick", Alt+O is OK.
+xdotool key Tab Tab Tab Tab Tab Tab
 sleep 0.3
 xdotool key Down
 sleep 0.5
@@ -141,7 +220,7 @@ wait_line "^cancel-start" 30 || fail "cancel: the batch script did not go on"
 D=$(wait_window "test-time preference optimization" 60) || fail "cancel: settings dialog did not appear"
 sleep 0.5
 focus "$D"
-xdotool key Tab Tab Tab Tab   # Steps; Tab selects its text
+xdotool key Tab Tab Tab Tab Tab   # Steps; Tab selects its text
 sleep 0.2
 xdotool type 1000
 xdotool key Return
@@ -179,7 +258,7 @@ xdotool key Return
 D=$(wait_window "test-time preference optimization" 60) || fail "kill: settings dialog did not appear"
 sleep 0.5
 focus "$D"
-xdotool key Tab Tab Tab Tab
+xdotool key Tab Tab Tab Tab Tab
 sleep 0.2
 xdotool type 1000
 xdotool key Return
@@ -203,6 +282,24 @@ touch "$W/kill-done"
 wait_line "^kill layers" 20 || fail "kill: GIMP did not answer the batch script after the kill"
 grep -q "^kill layers=1 original-unchanged=True$" "$RES" || fail "kill: not the one original, unchanged layer"
 echo "kill: status-bar Cancel at ${XY/ /,} ended the plug-in (pid $PIDS) in $GONE s, GIMP answers, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+
+# ---- chooser: the cache removed, the folder button picks the model folder
+T0=$(date +%s)
+rm -rf "$W/hf"
+cp -r "$W/tiny" "$W/chosen"
+touch "$W/chooser-go"
+open_settings chooser
+choose_folder chooser /ttpo-ui-test/chosen
+sleep 0.5
+focus "$D"
+xdotool key --clearmodifiers alt+o   # OK
+# "Let me pick" is remembered from the pick run: the picker comes once Stage I+II ran on
+# the chosen folder (without it the download question would).
+refine_in_picker chooser
+wait_line "^chooser status" 60 || fail "chooser: the call did not return"
+grep -q "^chooser status=success layers=2 top=TTPO (seed 0) original-unchanged=True new-changed=True$" "$RES" \
+  || fail "chooser: no new layer with changed pixels"
+echo "chooser: folder picked in the file dialog, job ran on it ($(( $(date +%s) - T0 )) s)"
 wait_line "^done" 10 || fail "the batch script did not finish"
 for _ in $(seq 1 60); do kill -0 $GIMP_PID 2>/dev/null || break; sleep 0.5; done
 echo "GIMP 3 dialog tests passed ($(( $(date +%s) - START )) s in all)"

@@ -357,6 +357,175 @@ guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *t
     return thumb;
 }
 
+/* ---- Models: found like the CLI finds them, downloaded only when a person says so ---- */
+
+/* The repo a download of `model` would fetch, or NULL when `model` names a folder (or ""
+   names $TTPO_MODEL_DIR). Whether a string is a repo id is the library's call: it refuses a
+   download handle for anything else (nothing is contacted by _new). */
+static gchar *download_repo(const char *model) {
+    if (!model || !*model) {
+        const char *env = g_getenv("TTPO_MODEL_DIR");
+        return env && *env ? NULL : g_strdup(ttpo_model_default_repo());
+    }
+    ttpo_model_download *d = NULL;
+    if (ttpo_model_download_new(model, NULL, &d) != TTPO_STATUS_OK) return NULL;
+    ttpo_model_download_free(d);
+    return g_strdup(model);
+}
+
+uint32_t ttpo_model_find(const char *model, gchar **path, gchar **repo, gchar **message) {
+    *path = *repo = *message = NULL;
+    char buf[4096];
+    size_t len = 0;
+    uint32_t st = ttpo_model_resolve(model, NULL, buf, sizeof buf, &len);
+    if (st == TTPO_STATUS_OK) {
+        *path = g_strdup(buf);
+        return st;
+    }
+    gchar *detail = g_strdup(ttpo_last_error()); /* before download_repo's calls replace it */
+    *repo = st == TTPO_STATUS_MODEL_NOT_FOUND ? download_repo(model) : NULL;
+    if (*repo)
+        *message = g_strdup_printf("TTPO model not on this computer: %s. Run TTPO from the Filters menu to "
+                                   "download it (runs from scripts never download), or choose a model folder.",
+                                   detail);
+    else if (st == TTPO_STATUS_MODEL_NOT_FOUND)
+        *message = g_strdup_printf("TTPO model folder not found: %s (choose the model folder, or set "
+                                   "TTPO_MODEL_DIR).", detail);
+    else
+        *message = g_strdup_printf("TTPO failed while finding the model: %s (%s)", detail, ttpo_status_str(st));
+    g_free(detail);
+    return st;
+}
+
+const char *ttpo_model_size_hint(const char *repo) {
+    /* SD 2.1 base, the files the engine fetches: fp16 UNet 1.73 GB, text encoder 0.68 GB,
+       VAE 0.17 GB, plus configs and tokenizer. */
+    if (repo && strcmp(repo, ttpo_model_default_repo()) == 0) return "about 2.6 GB";
+    return "several GB";
+}
+
+struct TtpoDownload {
+    ttpo_model_download *handle;
+    GThread *thread;
+    TtpoDownloadNotify notify;
+    gpointer user;
+
+    GMutex lock; /* guards the fields below */
+    guint idle;  /* the waiting notification's source id, 0 if none */
+    gboolean running;
+    guint64 done, total;
+    gchar *file;
+    uint32_t status;
+    gchar *path, *message;
+};
+
+static gboolean download_idle(gpointer data) {
+    TtpoDownload *d = data;
+    g_mutex_lock(&d->lock);
+    d->idle = 0;
+    g_mutex_unlock(&d->lock);
+    d->notify(d, d->user);
+    return G_SOURCE_REMOVE;
+}
+
+/* With d->lock held (so the id is stored before the idle can run and clear it). The
+   worker only posts; the UI reads the latest state when the idle runs. */
+static void download_post(TtpoDownload *d) {
+    if (!d->idle) d->idle = g_idle_add(download_idle, d);
+}
+
+static void download_progress(void *user, const char *file, uint64_t file_done, uint64_t file_total, uint64_t done,
+                              uint64_t total) {
+    TtpoDownload *d = user;
+    (void)file_done;
+    (void)file_total;
+    g_mutex_lock(&d->lock);
+    if (!d->file || strcmp(d->file, file) != 0) {
+        g_free(d->file);
+        d->file = g_strdup(file);
+    }
+    d->done = done;
+    d->total = total;
+    download_post(d);
+    g_mutex_unlock(&d->lock);
+}
+
+static gpointer download_worker(gpointer data) {
+    TtpoDownload *d = data;
+    char buf[4096];
+    size_t len = 0;
+    uint32_t st = ttpo_model_download_run(d->handle, buf, sizeof buf, &len);
+    /* The library's message is per thread: read it here. */
+    gchar *msg = st == TTPO_STATUS_OK ? NULL : g_strdup(ttpo_model_download_last_error(d->handle));
+    g_mutex_lock(&d->lock);
+    d->status = st;
+    d->path = st == TTPO_STATUS_OK ? g_strdup(buf) : NULL;
+    d->message = msg;
+    d->running = FALSE;
+    download_post(d);
+    g_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+TtpoDownload *ttpo_download_start(const char *repo, TtpoDownloadNotify notify, gpointer user, gchar **message) {
+    ttpo_model_download *handle = NULL;
+    if (ttpo_model_download_new(repo, NULL, &handle) != TTPO_STATUS_OK) {
+        *message = g_strdup(ttpo_last_error());
+        return NULL;
+    }
+    TtpoDownload *d = g_new0(TtpoDownload, 1);
+    d->handle = handle;
+    d->notify = notify;
+    d->user = user;
+    d->running = TRUE;
+    g_mutex_init(&d->lock);
+    ttpo_model_download_set_progress_callback(handle, download_progress, d);
+    d->thread = g_thread_new("ttpo-download", download_worker, d);
+    return d;
+}
+
+gboolean ttpo_download_state(TtpoDownload *d, guint64 *done, guint64 *total, gchar **file) {
+    g_mutex_lock(&d->lock);
+    *done = d->done;
+    *total = d->total;
+    *file = g_strdup(d->file);
+    gboolean running = d->running;
+    g_mutex_unlock(&d->lock);
+    return running;
+}
+
+void ttpo_download_cancel(TtpoDownload *d) {
+    ttpo_model_download_cancel(d->handle);
+}
+
+uint32_t ttpo_download_finish(TtpoDownload *d, gchar **path, gchar **message) {
+    g_thread_join(d->thread); /* the handle is freed only after its run has returned */
+    if (d->idle) g_source_remove(d->idle); /* no notification after this */
+    ttpo_model_download_free(d->handle);
+    uint32_t st = d->status;
+    *path = d->path;
+    *message = d->message;
+    g_free(d->file);
+    g_mutex_clear(&d->lock);
+    g_free(d);
+    return st;
+}
+
+/* The model's folder for this run: found, or (interactive, a Hub repo) downloaded after
+   the person agreed. CANCELLED when they declined or cancelled the download. */
+static uint32_t model_folder(const TtpoHost *host, const char *model, gboolean interactive, gchar **path,
+                             gchar **message) {
+    gchar *repo = NULL;
+    uint32_t st = ttpo_model_find(model, path, &repo, message);
+    if (st == TTPO_STATUS_MODEL_NOT_FOUND && repo && interactive) {
+        g_clear_pointer(message, g_free);
+        st = host->download(repo, path, message);
+        if (st == TTPO_STATUS_CANCELLED && !*message) *message = g_strdup("TTPO was cancelled.");
+    }
+    g_free(repo);
+    return st;
+}
+
 /* Mirrors the task's progress to the host's progress bar (text only when it changes). */
 static void host_progress(double fraction, const char *text, void *user) {
     const TtpoHost *host = user;
@@ -387,7 +556,17 @@ TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, g
     gint x, y, w, h;
     float *in = host->read(ctx, &x, &y, &w, &h, message);
     if (!in) return TTPO_PROCESS_FAILED;
-    TtpoTask *t = ttpo_task_new(p, in, (guint)w, (guint)h);
+    gchar *folder = NULL;
+    uint32_t found = model_folder(host, p->model_dir, interactive, &folder, message);
+    if (found != TTPO_STATUS_OK) {
+        g_free(in);
+        return found == TTPO_STATUS_CANCELLED ? TTPO_PROCESS_CANCELLED : TTPO_PROCESS_FAILED;
+    }
+    /* The task loads the folder; p keeps what the person chose (a repo id stays one). */
+    TtpoParams run = *p;
+    g_strlcpy(run.model_dir, folder, sizeof run.model_dir);
+    g_free(folder);
+    TtpoTask *t = ttpo_task_new(&run, in, (guint)w, (guint)h);
     g_free(in);
 
     void *hook_user = (void *)host;

@@ -13,6 +13,8 @@
 
 /* Everything the dialog edits; stored as one blob for "last values" (GIMP 2.10). */
 typedef struct {
+    /* The model as the CLI takes it: a folder (diffusers layout), a Hugging Face repo id
+       (org/name), or "" = $TTPO_MODEL_DIR if set, else ttpo_model_default_repo(). */
     gchar  model_dir[1024];
     gint32 seed;
     gint32 steps;
@@ -69,6 +71,32 @@ const float *ttpo_task_output(TtpoTask *t);
 /* Candidate thumbnail (RGB8, g_free it) and info; valid after GENERATE. */
 guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *tw, int *th);
 
+/* Finds the model's local folder without network access (ttpo_model_resolve). Returns
+   TTPO_STATUS_OK with *path, else an error with *message (a sentence for people); when a
+   download could get it (a Hub repo that is not in the cache), *repo names it. Free with
+   g_free; the outputs not set are NULL. */
+uint32_t ttpo_model_find(const char *model, gchar **path, gchar **repo, gchar **message);
+/* "about 2.6 GB" for the default model; the size of another repo is known only once its
+   download has listed it. */
+const char *ttpo_model_size_hint(const char *repo);
+
+/* A model download on a worker thread (ttpo_model_download_run). The library reports
+   progress on that thread; here it becomes `notify` calls on the main context (g_idle_add,
+   at most one waiting), where a dialog may read the state. The last call comes after the
+   download ended (ttpo_download_state returns FALSE). */
+typedef struct TtpoDownload TtpoDownload;
+typedef void (*TtpoDownloadNotify)(TtpoDownload *d, gpointer user);
+/* Starts downloading `repo`; NULL with *message when the library refuses the repo id. */
+TtpoDownload *ttpo_download_start(const char *repo, TtpoDownloadNotify notify, gpointer user, gchar **message);
+/* The latest progress: bytes done/total of the whole model and the current file (g_free;
+   NULL before the first file). Returns TRUE while the download runs. */
+gboolean ttpo_download_state(TtpoDownload *d, guint64 *done, guint64 *total, gchar **file);
+/* Asks the download to stop (ttpo_model_download_cancel); any thread. */
+void ttpo_download_cancel(TtpoDownload *d);
+/* Joins the worker, then frees the handle and `d`. Returns the status: OK with *path (the
+   model folder), else *message (the library's). */
+uint32_t ttpo_download_finish(TtpoDownload *d, gchar **path, gchar **message);
+
 /* What one run of the plug-in needs from its GIMP version (2.10 or 3): the layer's pixels,
    the result layer, the host's progress bar, and the dialogs (ttpo-ui.c, given here so
    this file stays free of libgimp and GTK). Everything else is ttpo_process(). */
@@ -86,13 +114,17 @@ typedef struct {
     uint32_t (*run_phase)(TtpoTask *t, TtpoPhase phase, guint pref, guint dispref,
                           void (*hook)(double fraction, const char *text, void *user), void *user);
     gboolean (*pick)(TtpoTask *t, guint *preferred, guint *dispreferred);
+    /* ttpo_ui_download (interactive runs only): asks, downloads `repo` with progress and
+       Cancel; OK with *path, CANCELLED, or an error with *message. */
+    uint32_t (*download)(const char *repo, gchar **path, gchar **message);
 } TtpoHost;
 
 typedef enum { TTPO_PROCESS_OK, TTPO_PROCESS_CANCELLED, TTPO_PROCESS_FAILED } TtpoProcessResult;
 
-/* One run: reads the layer, runs the engine (interactive: in dialogs, with a pick when
-   selection is 1; else on the worker with the host's progress bar), writes the result
-   layer. Updates p->preferred/dispreferred with a pick. On failure *message (g_free) says why. */
+/* One run: reads the layer, finds the model (interactive: offers its download when it is
+   a Hub repo not on this computer; otherwise never downloads), runs the engine
+   (interactive: in dialogs, with a pick when selection is 1; else on the worker with the
+   host's progress bar), writes the result layer. Updates p->preferred/dispreferred with a pick. On failure *message (g_free) says why. */
 TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, gboolean interactive,
                                gchar **message);
 

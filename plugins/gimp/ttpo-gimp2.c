@@ -24,7 +24,8 @@ static void query(void) {
         {GIMP_PDB_INT32, "run-mode", "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1), RUN-WITH-LAST-VALS (2) }"},
         {GIMP_PDB_IMAGE, "image", "Input image"},
         {GIMP_PDB_DRAWABLE, "drawable", "Input layer"},
-        {GIMP_PDB_STRING, "model-folder", "Stable Diffusion model folder (diffusers layout); empty = $TTPO_MODEL_DIR"},
+        {GIMP_PDB_STRING, "model-folder", "Model: a folder (diffusers layout) or a Hugging Face repo id (org/name); empty = "
+         "$TTPO_MODEL_DIR, else the default model. Non-interactive calls never download."},
         {GIMP_PDB_INT32, "seed", "Job seed (>= 0)"},
         {GIMP_PDB_INT32, "steps", "Sampler steps of Stage I and Stage III (1..1000)"},
         {GIMP_PDB_STRING, "strengths", "img2img strengths of the candidates, comma-separated, e.g. \"0.1,0.2,0.3\""},
@@ -87,7 +88,8 @@ static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gin
 }
 
 static const TtpoHost HOST = {host_read,           host_write,         gimp_progress_init, gimp_progress_set_text,
-                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick};
+                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick,
+                              ttpo_ui_download};
 
 /* Runs the engine on the selection's bounds of `drawable` and puts the result into a new
    layer. Returns a status; on failure *message (g_free) says why. */

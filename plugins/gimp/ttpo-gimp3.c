@@ -43,7 +43,10 @@ static GimpProcedure *ttpo_create_procedure(GimpPlugIn *plug_in, const gchar *na
         name);
     gimp_procedure_set_attribution(p, "TTPO authors", "TTPO authors", "2026");
     gimp_procedure_add_string_argument(p, "model-folder", "Model folder",
-                                       "Stable Diffusion model folder (diffusers layout); empty = $TTPO_MODEL_DIR", "",
+                                       "Model: a folder (diffusers layout) or a Hugging Face repo id (org/name); "
+                                       "empty = $TTPO_MODEL_DIR, else the default model. Non-interactive calls never "
+                                       "download.",
+                                       "",
                                        G_PARAM_READWRITE);
     gimp_procedure_add_int_argument(p, "seed", "Seed", "Job seed", 0, G_MAXINT32, d.seed, G_PARAM_READWRITE);
     gimp_procedure_add_int_argument(p, "steps", "Steps", "Sampler steps of Stage I and Stage III", 1, 1000, d.steps,
@@ -145,7 +148,8 @@ static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gin
 }
 
 static const TtpoHost HOST = {host_read,           host_write,         gimp_progress_init, gimp_progress_set_text,
-                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick};
+                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick,
+                              ttpo_ui_download};
 
 static GimpPDBStatusType process(GimpImage *image, GimpDrawable *drawable, TtpoParams *p, gboolean interactive,
                                  gchar **message) {

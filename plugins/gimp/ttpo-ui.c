@@ -18,22 +18,67 @@ GtkWidget *ttpo_ui_hbox(int spacing) {
 #endif
 }
 
+/* A modal progress dialog: a label, a bar and Cancel. Cancel, Escape and the window's
+   close button call `cancel` once; the window stays (insensitive) until the caller's work
+   has stopped and it destroys the dialog. */
 typedef struct {
-    TtpoTask *task;
     GtkWidget *dialog, *label, *bar;
+    void (*cancel)(gpointer data);
+    gpointer data;
+    gboolean cancelled;
+} Progress;
+
+static void progress_on_response(GtkDialog *d, gint response, gpointer data) {
+    Progress *pr = data;
+    (void)d;
+    (void)response;
+    if (pr->cancelled) return;
+    pr->cancelled = TRUE;
+    gtk_label_set_text(GTK_LABEL(pr->label), "Cancelling…");
+    pr->cancel(pr->data);
+    gtk_widget_set_sensitive(pr->dialog, FALSE);
+}
+
+static gboolean progress_on_delete(GtkWidget *w, GdkEvent *e, gpointer data) {
+    (void)w;
+    (void)e;
+    progress_on_response(NULL, GTK_RESPONSE_CANCEL, data);
+    return TRUE; /* keep the window until the work has stopped */
+}
+
+static void progress_open(Progress *pr, const char *title, const char *text) {
+    pr->dialog = gtk_dialog_new_with_buttons(title, NULL, GTK_DIALOG_MODAL, "_Cancel", GTK_RESPONSE_CANCEL, NULL);
+    gtk_window_set_default_size(GTK_WINDOW(pr->dialog), 360, -1);
+    GtkWidget *box = ttpo_ui_vbox(6);
+    gtk_container_set_border_width(GTK_CONTAINER(box), 12);
+    gtk_box_pack_start(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(pr->dialog))), box, TRUE, TRUE, 0);
+    pr->label = gtk_label_new(text);
+    gtk_box_pack_start(GTK_BOX(box), pr->label, FALSE, FALSE, 0);
+    pr->bar = gtk_progress_bar_new();
+#if GTK_CHECK_VERSION(3, 0, 0)
+    gtk_progress_bar_set_show_text(GTK_PROGRESS_BAR(pr->bar), TRUE);
+#endif
+    gtk_box_pack_start(GTK_BOX(box), pr->bar, FALSE, FALSE, 0);
+    g_signal_connect(pr->dialog, "response", G_CALLBACK(progress_on_response), pr);
+    g_signal_connect(pr->dialog, "delete-event", G_CALLBACK(progress_on_delete), pr);
+    gtk_widget_show_all(pr->dialog);
+}
+
+typedef struct {
+    Progress pr;
+    TtpoTask *task;
     GMainLoop *loop;
     TtpoProgressHook hook;
     void *user;
-    gboolean cancelled;
 } Run;
 
 static gboolean poll_task(gpointer data) {
     Run *r = data;
     char text[128];
     double f = ttpo_task_progress(r->task, text, sizeof text);
-    if (r->cancelled) g_strlcpy(text, "Cancelling…", sizeof text);
-    gtk_label_set_text(GTK_LABEL(r->label), text);
-    gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(r->bar), f);
+    if (r->pr.cancelled) g_strlcpy(text, "Cancelling…", sizeof text);
+    gtk_label_set_text(GTK_LABEL(r->pr.label), text);
+    gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(r->pr.bar), f);
     if (r->hook) r->hook(f, text, r->user);
     if (!ttpo_task_running(r->task)) {
         g_main_loop_quit(r->loop);
@@ -42,21 +87,8 @@ static gboolean poll_task(gpointer data) {
     return G_SOURCE_CONTINUE;
 }
 
-static void on_response(GtkDialog *d, gint response, gpointer data) {
-    Run *r = data;
-    (void)d;
-    (void)response;
-    /* Cancel button, Escape and the window's close button all cancel the engine. */
-    r->cancelled = TRUE;
-    ttpo_task_cancel(r->task);
-    gtk_widget_set_sensitive(r->dialog, FALSE);
-}
-
-static gboolean on_delete(GtkWidget *w, GdkEvent *e, gpointer data) {
-    (void)w;
-    (void)e;
-    on_response(NULL, GTK_RESPONSE_CANCEL, data);
-    return TRUE; /* keep the window until the worker has stopped */
+static void cancel_task(gpointer data) {
+    ttpo_task_cancel(((Run *)data)->task); /* reaches the engine's cancel */
 }
 
 uint32_t ttpo_ui_run_phase(TtpoTask *t, TtpoPhase phase, guint pref, guint dispref, TtpoProgressHook hook,
@@ -65,18 +97,9 @@ uint32_t ttpo_ui_run_phase(TtpoTask *t, TtpoPhase phase, guint pref, guint dispr
     r.task = t;
     r.hook = hook;
     r.user = user;
-    r.dialog = gtk_dialog_new_with_buttons("TTPO", NULL, GTK_DIALOG_MODAL, "_Cancel", GTK_RESPONSE_CANCEL, NULL);
-    gtk_window_set_default_size(GTK_WINDOW(r.dialog), 360, -1);
-    GtkWidget *box = ttpo_ui_vbox(6);
-    gtk_container_set_border_width(GTK_CONTAINER(box), 12);
-    gtk_box_pack_start(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(r.dialog))), box, TRUE, TRUE, 0);
-    r.label = gtk_label_new(phase == TTPO_PHASE_REFINE ? "Stage III: refining" : "Loading the model");
-    gtk_box_pack_start(GTK_BOX(box), r.label, FALSE, FALSE, 0);
-    r.bar = gtk_progress_bar_new();
-    gtk_box_pack_start(GTK_BOX(box), r.bar, FALSE, FALSE, 0);
-    g_signal_connect(r.dialog, "response", G_CALLBACK(on_response), &r);
-    g_signal_connect(r.dialog, "delete-event", G_CALLBACK(on_delete), &r);
-    gtk_widget_show_all(r.dialog);
+    r.pr.cancel = cancel_task;
+    r.pr.data = &r;
+    progress_open(&r.pr, "TTPO", phase == TTPO_PHASE_REFINE ? "Stage III: refining" : "Loading the model");
 
     r.loop = g_main_loop_new(NULL, FALSE);
     ttpo_task_start(t, phase, pref, dispref);
@@ -84,8 +107,84 @@ uint32_t ttpo_ui_run_phase(TtpoTask *t, TtpoPhase phase, guint pref, guint dispr
     g_main_loop_run(r.loop);
     g_main_loop_unref(r.loop);
     ttpo_task_wait(t, NULL, NULL); /* joins the finished worker */
-    gtk_widget_destroy(r.dialog);
+    gtk_widget_destroy(r.pr.dialog);
     return ttpo_task_status(t);
+}
+
+/* ---- The model download: ask, then a progress dialog fed by the download's notifications */
+
+typedef struct {
+    Progress pr;
+    TtpoDownload *download;
+    GMainLoop *loop;
+} Fetch;
+
+static void cancel_download(gpointer data) {
+    ttpo_download_cancel(((Fetch *)data)->download);
+}
+
+/* On the main context (ttpo-common.c marshals the worker's reports with g_idle_add). */
+static void fetch_notify(TtpoDownload *d, gpointer data) {
+    Fetch *f = data;
+    guint64 done = 0, total = 0;
+    gchar *file = NULL;
+    gboolean running = ttpo_download_state(d, &done, &total, &file);
+    if (file && !f->pr.cancelled) {
+        gchar *text = g_strdup_printf("Downloading %s", file);
+        gtk_label_set_text(GTK_LABEL(f->pr.label), text);
+        g_free(text);
+    }
+    if (total) {
+        gchar *a = g_format_size(done), *b = g_format_size(total);
+        gchar *text = g_strdup_printf("%s of %s", a, b);
+        gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(f->pr.bar), CLAMP((double)done / (double)total, 0.0, 1.0));
+        gtk_progress_bar_set_text(GTK_PROGRESS_BAR(f->pr.bar), text);
+        g_free(text);
+        g_free(a);
+        g_free(b);
+    }
+    g_free(file);
+    if (!running) g_main_loop_quit(f->loop);
+}
+
+/* "Download it now?" Returns TRUE for Download. */
+static gboolean ask_download(const char *repo) {
+    GtkWidget *d = gtk_message_dialog_new(NULL, GTK_DIALOG_MODAL, GTK_MESSAGE_QUESTION, GTK_BUTTONS_NONE,
+                                          "The model %s is not on this computer (%s). Download it now?", repo,
+                                          ttpo_model_size_hint(repo));
+    gtk_message_dialog_format_secondary_text(
+        GTK_MESSAGE_DIALOG(d), "It goes into the Hugging Face cache, where TTPO finds it next time. A cancelled "
+                               "download resumes where it stopped.");
+    gtk_dialog_add_buttons(GTK_DIALOG(d), "_Cancel", GTK_RESPONSE_CANCEL, "_Download", GTK_RESPONSE_ACCEPT, NULL);
+    gtk_dialog_set_default_response(GTK_DIALOG(d), GTK_RESPONSE_ACCEPT);
+    gtk_window_set_title(GTK_WINDOW(d), "TTPO — download the model");
+    gboolean yes = gtk_dialog_run(GTK_DIALOG(d)) == GTK_RESPONSE_ACCEPT;
+    gtk_widget_destroy(d);
+    return yes;
+}
+
+uint32_t ttpo_ui_download(const char *repo, gchar **path, gchar **message) {
+    *path = *message = NULL;
+    if (!ask_download(repo)) return TTPO_STATUS_CANCELLED;
+    Fetch f = {0};
+    gchar *err = NULL;
+    f.loop = g_main_loop_new(NULL, FALSE);
+    f.download = ttpo_download_start(repo, fetch_notify, &f, &err);
+    uint32_t st = TTPO_STATUS_INVALID_ARGUMENT;
+    if (f.download) {
+        f.pr.cancel = cancel_download;
+        f.pr.data = &f;
+        progress_open(&f.pr, "TTPO — downloading the model", "Connecting…");
+        g_main_loop_run(f.loop); /* until the notification after the download ended */
+        st = ttpo_download_finish(f.download, path, &err);
+        gtk_widget_destroy(f.pr.dialog);
+    }
+    g_main_loop_unref(f.loop);
+    if (st != TTPO_STATUS_OK && st != TTPO_STATUS_CANCELLED)
+        *message = g_strdup_printf("TTPO could not download the model %s: %s (%s)", repo, err ? err : "",
+                                   ttpo_status_str(st));
+    g_free(err);
+    return st;
 }
 
 static void free_pixels(guchar *px, gpointer data) {
@@ -189,7 +288,7 @@ void ttpo_ui_error(const char *message) {
 }
 
 typedef struct {
-    GtkWidget *folder, *preset, *strengths, *seed, *steps, *selection, *device;
+    GtkWidget *model, *folder, *preset, *strengths, *seed, *steps, *selection, *device;
     gboolean updating;
 } Settings;
 
@@ -219,6 +318,14 @@ static void on_custom(GtkWidget *w, gpointer data) {
     if (!s->updating) gtk_combo_box_set_active(GTK_COMBO_BOX(s->preset), ttpo_n_presets() - 1);
 }
 
+/* The folder button writes the chosen folder into the model entry (the one value). */
+static void on_folder(GtkFileChooserButton *b, gpointer data) {
+    Settings *s = data;
+    gchar *dir = gtk_file_chooser_get_filename(GTK_FILE_CHOOSER(b));
+    if (dir) gtk_entry_set_text(GTK_ENTRY(s->model), dir);
+    g_free(dir);
+}
+
 static void add_row(GtkWidget *box, GtkSizeGroup *sg, const char *label, GtkWidget *widget) {
     GtkWidget *row = ttpo_ui_hbox(8);
     GtkWidget *l = gtk_label_new_with_mnemonic(label);
@@ -244,15 +351,32 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
     gtk_box_pack_start(GTK_BOX(gtk_dialog_get_content_area(GTK_DIALOG(dialog))), box, TRUE, TRUE, 0);
     GtkSizeGroup *sg = gtk_size_group_new(GTK_SIZE_GROUP_HORIZONTAL);
 
-    /* A plain entry (empty = $TTPO_MODEL_DIR) plus a folder chooser button. */
-    GtkWidget *frow = ttpo_ui_hbox(4);
-    s.folder = gtk_entry_new();
-    gtk_entry_set_text(GTK_ENTRY(s.folder), p->model_dir);
-    gtk_entry_set_activates_default(GTK_ENTRY(s.folder), TRUE);
-    gtk_widget_set_tooltip_text(s.folder, "A Stable Diffusion model folder (diffusers layout). Empty: $TTPO_MODEL_DIR.");
-    gtk_entry_set_width_chars(GTK_ENTRY(s.folder), 36);
-    gtk_box_pack_start(GTK_BOX(frow), s.folder, TRUE, TRUE, 0);
-    add_row(box, sg, "_Model folder:", frow);
+    /* The model as the CLI takes it: a Hub repo id or a folder, typed or picked with the
+       folder button. Empty: $TTPO_MODEL_DIR if set, else the default model. */
+    GtkWidget *mrow = ttpo_ui_hbox(4);
+    s.model = gtk_entry_new();
+    gtk_entry_set_text(GTK_ENTRY(s.model), p->model_dir);
+    gtk_entry_set_activates_default(GTK_ENTRY(s.model), TRUE);
+    gtk_entry_set_width_chars(GTK_ENTRY(s.model), 36);
+    gchar *tip = g_strdup_printf("A Hugging Face model (org/name) or a model folder (diffusers layout; the button "
+                                 "picks one). Empty: $TTPO_MODEL_DIR if set, else %s. A Hub model that is not on "
+                                 "this computer is offered for download when you press OK.",
+                                 ttpo_model_default_repo());
+    gtk_widget_set_tooltip_text(s.model, tip);
+    g_free(tip);
+#if GTK_CHECK_VERSION(3, 2, 0)
+    gtk_entry_set_placeholder_text(GTK_ENTRY(s.model), ttpo_model_default_repo());
+#endif
+    gtk_box_pack_start(GTK_BOX(mrow), s.model, TRUE, TRUE, 0);
+    s.folder = gtk_file_chooser_button_new("TTPO — choose the model folder", GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER);
+    gtk_widget_set_tooltip_text(s.folder, "Choose a model folder (diffusers layout: model_index.json, unet/, vae/, …)");
+    if (g_file_test(p->model_dir, G_FILE_TEST_IS_DIR))
+        gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(s.folder), p->model_dir);
+    else /* not GTK 2's "Recently Used", which lists no folders */
+        gtk_file_chooser_set_current_folder(GTK_FILE_CHOOSER(s.folder), g_get_home_dir());
+    g_signal_connect(s.folder, "file-set", G_CALLBACK(on_folder), &s);
+    gtk_box_pack_start(GTK_BOX(mrow), s.folder, FALSE, FALSE, 0);
+    add_row(box, sg, "_Model:", mrow);
 
     const char *names[16];
     int n_presets = MIN(ttpo_n_presets(), (int)G_N_ELEMENTS(names));
@@ -299,7 +423,9 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
             g_free(err);
             continue;
         }
-        g_strlcpy(p->model_dir, gtk_entry_get_text(GTK_ENTRY(s.folder)), sizeof p->model_dir);
+        gchar *model = g_strstrip(g_strdup(gtk_entry_get_text(GTK_ENTRY(s.model))));
+        g_strlcpy(p->model_dir, model, sizeof p->model_dir);
+        g_free(model);
         g_strlcpy(p->strengths, gtk_entry_get_text(GTK_ENTRY(s.strengths)), sizeof p->strengths);
         p->preset = gtk_combo_box_get_active(GTK_COMBO_BOX(s.preset));
         p->seed = gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(s.seed));

@@ -17,16 +17,20 @@ uint32_t ttpo_ui_run_phase(TtpoTask *t, TtpoPhase phase, guint pref, guint dispr
    the automatic choice is preselected. Returns FALSE if the person cancelled. */
 gboolean ttpo_ui_pick(TtpoTask *t, guint *preferred, guint *dispreferred);
 
+/* A Hub model that is not on this computer: asks "Download it now?" (Download / Cancel),
+   then downloads it on a worker thread with a progress dialog (bytes done of total, Cancel).
+   Returns TTPO_STATUS_OK with *path (the model folder), TTPO_STATUS_CANCELLED (declined
+   or cancelled; partial files stay for a later resume), or an error with *message. */
+uint32_t ttpo_ui_download(const char *repo, gchar **path, gchar **message);
+
 /* Shows an error message in a modal dialog. */
 void ttpo_ui_error(const char *message);
 
-/* A combo box with the presets; GTK 2/3 neutral helpers. */
+/* GTK 2/3 neutral boxes. */
 GtkWidget *ttpo_ui_vbox(int spacing);
 GtkWidget *ttpo_ui_hbox(int spacing);
 
-
-
-/* The settings dialog (model folder, preset, strengths, seed, steps, selection mode,
-   device). Edits *p; returns TRUE on OK. */
+/* The settings dialog (model: a Hub id or a folder, with a folder chooser; preset,
+   strengths, seed, steps, selection mode, device). Edits *p; returns TRUE on OK. */
 gboolean ttpo_ui_settings(TtpoParams *p);
 #endif
