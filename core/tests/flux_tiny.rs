@@ -88,6 +88,29 @@ fn tiny_flux_folders_load_and_sample() {
             outs[0].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             outs[1].flatten_all().unwrap().to_vec1::<f32>().unwrap()
         );
+        // bf16 (the GPU precision; candle's generic ops on the CPU) loads and runs
+        // (conformance_flow.rs compares it with diffusers' bf16 output).
+        let half = FluxTransformer::load(
+            &dir.join("transformer"),
+            &Device::Cpu,
+            DType::BF16,
+            Variant::Auto,
+        )
+        .unwrap();
+        let t = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
+        let x = pack_latents(&x0).unwrap();
+        let low = half
+            .forward(&x, &txt, &pooled, &t, g, &img_ids, &txt_ids)
+            .unwrap();
+        assert_eq!(low.dtype(), DType::BF16);
+        let low = low.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+        assert!(low.to_vec1::<f32>().unwrap().iter().all(|v| v.is_finite()));
+        // Inputs of the wrong width are refused with the expected shapes in the message.
+        let err = model
+            .forward(&txt, &txt, &pooled, &t, g, &img_ids, &txt_ids)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("want (B, N, 64)"), "{err}");
         // A missing or unexpected guidance input is an error, not a silent default.
         let t = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
         let wrong = if guidance { None } else { Some(&t) };

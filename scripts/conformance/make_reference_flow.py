@@ -19,6 +19,7 @@ Each model folder is in the diffusers layout (model_index.json, transformer/, sc
 with f32 safetensors, plus reference.safetensors and reference.json. Kept apart from
 make_reference.py so that changing it does not regenerate the SD references.
 """
+import copy
 import json
 import os
 import sys
@@ -222,6 +223,15 @@ def make_tiny(root, name, guidance):
         ref["step_out"] = sched.step(ref["out_1"], t1, packed, return_dict=False)[0]
         meta["step"] = dict(num_inference_steps=n, mu=mu, index=1, model_output="out_1",
                             sample="packed")
+
+        # The same call as out_1 with the model and inputs in bf16 (the GPU precision).
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        bf = lambda k: ref[k].to(torch.bfloat16)
+        ref["out_bf16_1"] = half(hidden_states=bf("packed"), encoder_hidden_states=bf("txt"),
+                                 pooled_projections=bf("pooled"), timestep=bf("timestep_1"),
+                                 img_ids=img_ids, txt_ids=txt_ids,
+                                 guidance=g.to(torch.bfloat16) if guidance else None,
+                                 return_dict=False)[0]
 
     ref = {k: v.detach().contiguous().float() for k, v in ref.items()}
     save_file(ref, os.path.join(out, "reference.safetensors"))

@@ -640,7 +640,28 @@ impl FluxTransformer {
         txt_ids: &Tensor,
     ) -> Result<Tensor> {
         let dt = self.dtype;
-        let b = img.dim(0)?;
+        let c = &self.config;
+        let (b, n, f) = img.dims3()?;
+        let (bt, l, ft) = txt.dims3()?;
+        let inputs_fit = f == c.in_channels
+            && (bt, ft) == (b, c.joint_attention_dim)
+            && pooled.dims() == [b, c.pooled_projection_dim]
+            && img_ids.dims() == [n, 3]
+            && txt_ids.dims() == [l, 3];
+        if !inputs_fit {
+            return Err(shape_error(format!(
+                "FluxTransformer: img {:?} (want (B, N, {})), txt {:?} (want (B, L, {})), \
+                 pooled {:?} (want (B, {})), img_ids {:?} (want (N, 3)), txt_ids {:?} (want (L, 3))",
+                img.dims(),
+                c.in_channels,
+                txt.dims(),
+                c.joint_attention_dim,
+                pooled.dims(),
+                c.pooled_projection_dim,
+                img_ids.dims(),
+                txt_ids.dims()
+            )));
+        }
         let img = self.x_embedder.forward(&img.to_dtype(dt)?)?;
         // diffusers: `timestep.to(dtype) * 1000`, the sinusoid in f32, then back to dtype.
         let features = |t: &Tensor| -> Result<Tensor> {
@@ -797,6 +818,18 @@ mod tests {
             y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             x.flatten_all().unwrap().to_vec1::<f32>().unwrap()
         );
+    }
+
+    #[test]
+    fn layer_norm_keeps_the_variance_under_a_large_mean() {
+        // Values 4096 + {-1, 0, 1, 0}: in f32, E[x^2] - mean^2 cancels to garbage; the
+        // two-pass form gives the exact normalised values (-sqrt 2, 0, sqrt 2, 0).
+        let x = Tensor::new(&[[4095f32, 4096.0, 4097.0, 4096.0]], &Device::Cpu).unwrap();
+        let y = layer_norm(&x, 0.0).unwrap().to_vec2::<f32>().unwrap();
+        let want = [-(2f32.sqrt()), 0.0, 2f32.sqrt(), 0.0];
+        for (g, w) in y[0].iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{:?}", y);
+        }
     }
 
     #[test]
