@@ -57,6 +57,10 @@ fn d_time_shift() -> TimeShift {
 /// `scheduler/scheduler_config.json` of a flow model (diffusers' field names and defaults).
 #[derive(Clone, Debug, Deserialize)]
 pub struct FlowMatchConfig {
+    /// diffusers' class; when present it must be `FlowMatchEulerDiscreteScheduler` (a DDIM
+    /// config would otherwise read as a flow config of defaults).
+    #[serde(rename = "_class_name", default)]
+    pub class_name: Option<String>,
     /// Length of the training schedule.
     #[serde(default = "d_train")]
     pub num_train_timesteps: usize,
@@ -185,6 +189,15 @@ pub fn np_linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
 impl FlowMatch {
     /// A scheduler from a config; unsupported options are refused.
     pub fn new(config: FlowMatchConfig) -> std::result::Result<Self, String> {
+        if let Some(class) = config
+            .class_name
+            .as_deref()
+            .filter(|c| *c != "FlowMatchEulerDiscreteScheduler")
+        {
+            return Err(format!(
+                "scheduler class {class}: a flow model needs FlowMatchEulerDiscreteScheduler"
+            ));
+        }
         let unsupported = [
             ("invert_sigmas", config.invert_sigmas),
             ("shift_terminal", config.shift_terminal.is_some()),
@@ -454,9 +467,13 @@ mod tests {
             r#"{"shift_terminal": 0.1}"#,
             r#"{"use_karras_sigmas": true}"#,
             r#"{"stochastic_sampling": true}"#,
+            r#"{"_class_name": "DDIMScheduler"}"#,
         ] {
             let e = FlowMatch::new(serde_json::from_str(j).unwrap()).unwrap_err();
-            assert!(e.contains("not supported"), "{j}: {e}");
+            assert!(
+                e.contains("not supported") || e.contains("DDIMScheduler"),
+                "{j}: {e}"
+            );
         }
     }
 

@@ -377,10 +377,11 @@ impl Attention {
     /// Joint attention over `[txt, img]` (double blocks): returns the projected
     /// (img, txt) outputs.
     fn forward_joint(&self, img: &Tensor, txt: &Tensor, rope: &Rope) -> Result<(Tensor, Tensor)> {
-        let added = self
-            .added
-            .as_ref()
-            .expect("double block has added projections");
+        let (Some(added), Some(to_out)) = (&self.added, &self.to_out) else {
+            return Err(shape_error(
+                "joint attention without text projections".into(),
+            ));
+        };
         let q = rms_norm(&self.heads4(&self.to_q.forward(img)?)?, &self.norm_q)?;
         let k = rms_norm(&self.heads4(&self.to_k.forward(img)?)?, &self.norm_k)?;
         let v = self.to_v.forward(img)?;
@@ -401,7 +402,6 @@ impl Attention {
         let li = img.dim(1)?;
         let o_img = o.narrow(1, lt, li)?;
         let o_txt = o.narrow(1, 0, lt)?;
-        let to_out = self.to_out.as_ref().expect("double block has to_out");
         Ok((
             to_out.forward(&o_img.contiguous()?)?,
             added.to_add_out.forward(&o_txt.contiguous()?)?,
