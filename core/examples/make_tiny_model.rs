@@ -1,6 +1,9 @@
-//! Writes a tiny diffusers-layout Stable Diffusion folder with deterministic weights.
+//! Writes a tiny diffusers-layout model folder with deterministic weights.
 //!
-//! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--prediction epsilon|v|sd21-base-full] [--seed N]`
+//! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--arch sd|flux|flux-schnell] [--prediction epsilon|v|sd21-base-full] [--seed N]`
+//!
+//! `--arch flux` writes a FLUX.1-dev style folder (transformer + scheduler only, so far),
+//! `--arch flux-schnell` the schnell variant; `--prediction` applies to `--arch sd`.
 
 use std::path::PathBuf;
 use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};
@@ -9,10 +12,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut dir = None;
     let mut kind = TinyKind::Epsilon;
+    let mut arch = "sd".to_string();
     let mut seed = 0u64;
-    let usage = "usage: make_tiny_model <dir> [--prediction epsilon|v|sd21-base-full] [--seed N]";
+    let usage = "usage: make_tiny_model <dir> [--arch sd|flux|flux-schnell] \
+                 [--prediction epsilon|v|sd21-base-full] [--seed N]";
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--arch" => arch = args.next().unwrap_or_else(|| fail(usage)),
             "--prediction" => {
                 kind = match args.next().as_deref() {
                     Some("epsilon") => TinyKind::Epsilon,
@@ -36,6 +42,12 @@ fn main() {
         }
     }
     let dir = dir.unwrap_or_else(|| fail(usage));
+    kind = match arch.as_str() {
+        "sd" => kind,
+        "flux" | "flux-dev" => TinyKind::FluxDev,
+        "flux-schnell" => TinyKind::FluxSchnell,
+        other => fail(&format!("unknown arch {other:?}; {usage}")),
+    };
     if let Err(e) = write_tiny_model(&dir, kind, seed) {
         fail(&e.to_string());
     }

@@ -31,8 +31,10 @@
 //!   steps and the decoder; measured 1.4e-6..4.8e-6. tanh-GELU gives 4e-5..1e-4 here.
 //! * timesteps, img2img start indices and token ids: exact.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
-use std::collections::HashMap;
+use common::compare::{f64s, from_workspace, Failures, Reference};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use ttpo::diffusion::scheduler::{Ddim, Prediction, Spacing};
@@ -47,16 +49,6 @@ const TOL_CALL: f64 = 1e-5;
 const TOL_SCHED: f64 = 1e-5;
 const TOL_ALPHAS: f64 = 1e-7;
 const TOL_RUN: f64 = 2e-5;
-
-/// `path` as given, or relative to the workspace root when relative (cargo runs test
-/// binaries in the package folder, not where `cargo test` was typed).
-fn from_workspace(path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
-        path
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-    }
-}
 
 /// The reference root from `TTPO_REFERENCE`; panics (fails the test) when unusable.
 fn reference_root() -> PathBuf {
@@ -82,18 +74,15 @@ fn reference_root() -> PathBuf {
 
 /// One reference folder: the model loaded by the production path plus its tensors.
 struct Case {
-    name: &'static str,
     dir: PathBuf,
     sd: StableDiffusion,
-    t: HashMap<String, Tensor>,
-    meta: serde_json::Value,
+    r: Reference,
 }
 
-impl Case {
-    fn get(&self, key: &str) -> &Tensor {
-        self.t
-            .get(key)
-            .unwrap_or_else(|| panic!("{}: reference tensor {key} missing", self.name))
+impl std::ops::Deref for Case {
+    type Target = Reference;
+    fn deref(&self) -> &Reference {
+        &self.r
     }
 }
 
@@ -101,79 +90,14 @@ fn load_case(name: &'static str) -> Case {
     let dir = reference_root().join(name);
     let sd = StableDiffusion::load(&dir, &Device::Cpu, DType::F32, Variant::Auto)
         .unwrap_or_else(|e| panic!("{name}: loading {} failed: {e}", dir.display()));
-    let t = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
-        .expect("reference.safetensors");
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("reference.json")).expect("reference.json"),
-    )
-    .expect("reference.json parses");
-    Case {
-        name,
-        dir,
-        sd,
-        t,
-        meta,
-    }
+    let r = Reference::load(name, &dir);
+    Case { dir, sd, r }
 }
 
 /// Both cases, loaded once per test binary.
 fn cases() -> &'static [Arc<Case>] {
     static C: OnceLock<Vec<Arc<Case>>> = OnceLock::new();
     C.get_or_init(|| MODELS.iter().map(|m| Arc::new(load_case(m))).collect())
-}
-
-fn f64s(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-}
-
-/// `max |got - want| / max |want|`, in f64; shapes must match.
-fn rel_err(got: &Tensor, want: &Tensor) -> f64 {
-    assert_eq!(got.dims(), want.dims(), "shape mismatch");
-    let (g, w) = (f64s(got), f64s(want));
-    let diff = g
-        .iter()
-        .zip(&w)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    let scale = w.iter().map(|v| v.abs()).fold(0.0, f64::max);
-    assert!(g.iter().all(|v| v.is_finite()), "non-finite output");
-    diff / scale.max(1e-30)
-}
-
-/// Compares, prints the measured error, and returns whether it is within `tol`.
-fn check(case: &str, what: &str, got: &Tensor, want: &Tensor, tol: f64) -> bool {
-    let e = rel_err(got, want);
-    let ok = e <= tol;
-    println!(
-        "conformance {case:8} {what:42} max rel err {e:.3e}  (tol {tol:.0e}) {}",
-        if ok { "ok" } else { "FAIL" }
-    );
-    ok
-}
-
-/// Collects failures so every comparison is printed before the test fails.
-#[derive(Default)]
-struct Failures(Vec<String>);
-impl Failures {
-    fn check(&mut self, case: &str, what: &str, got: &Tensor, want: &Tensor, tol: f64) {
-        if !check(case, what, got, want, tol) {
-            self.0.push(format!("{case}: {what}"));
-        }
-    }
-    fn expect(&mut self, ok: bool, msg: String) {
-        if !ok {
-            println!("conformance FAIL {msg}");
-            self.0.push(msg);
-        }
-    }
-    fn finish(self) {
-        assert!(self.0.is_empty(), "failed comparisons: {:#?}", self.0);
-    }
 }
 
 fn i64s(v: &serde_json::Value) -> Vec<i64> {

@@ -17,44 +17,16 @@
 //! feed-forward gives 9.6e-5 on the SD 2.1 UNet at this size, which a 1e-4 tolerance would
 //! miss; 2e-5 keeps a ~5x margin on both sides.
 
-use candle_core::{DType, Device, Tensor};
-use std::path::{Path, PathBuf};
+mod common;
+
+use candle_core::{DType, Device};
+use common::compare::{from_workspace, rel_err};
+use std::path::PathBuf;
 use std::time::Instant;
 use ttpo::diffusion::sd::{StableDiffusion, Variant};
 use ttpo::diffusion::Backbone;
 
 const TOL: f64 = 2e-5;
-
-/// `path` as given, or relative to the workspace root when relative (cargo runs test
-/// binaries in the package folder, not where `cargo test` was typed).
-fn from_workspace(path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
-        path
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-    }
-}
-
-fn f64s(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-}
-
-fn rel_err(got: &Tensor, want: &Tensor) -> f64 {
-    assert_eq!(got.dims(), want.dims(), "shape mismatch");
-    let (g, w) = (f64s(got), f64s(want));
-    assert!(g.iter().all(|v| v.is_finite()), "non-finite output");
-    let diff = g
-        .iter()
-        .zip(&w)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    diff / w.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-30)
-}
 
 #[test]
 #[ignore = "needs full-size reference models (~5 GB each): scripts/conformance/run.sh"]

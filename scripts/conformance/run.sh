@@ -7,6 +7,9 @@
 # 2. Tiny reference models + tensors into ${TTPO_REFERENCE:-<repo>/.cache/reference},
 #    regenerated only when make_reference.py / requirements.txt changed (stamp file).
 # 3. cargo test -p ttpo --test conformance -- --ignored --nocapture
+# 3b. Rectified-flow (FLUX.1) references from make_reference_flow.py into
+#    ${TTPO_REFERENCE}/flow (own stamp: changing it does not regenerate the SD ones), then
+#    cargo test -p ttpo --test conformance_flow -- --ignored --nocapture
 # 4. Unless TTPO_SKIP_FULL=1: full-size SD 1.5 and SD 2.1-base references (random weights,
 #    ~5 GB on disk and ~5.5 GB peak RAM each while generating) into
 #    ${TTPO_REFERENCE_FULL:-<repo>/.cache/reference-full}, same stamp logic, then
@@ -32,13 +35,15 @@ part() { # name start
   echo "run.sh: $1 took $s s"
 }
 
-# The stamp: anything that changes the generated files.
-STAMP=$( (cat "$HERE/make_reference.py" "$HERE/requirements.txt") | sha256sum | cut -c1-16)
+# The stamp of a generator script: anything that changes the files it writes.
+stamp_of() { (cat "$HERE/$1" "$HERE/requirements.txt") | sha256sum | cut -c1-16; }
 
-# generate OUT_DIR STAMP_NAME CHECK_FILE... -- MAKE_REFERENCE_ARGS...
+# generate SCRIPT OUT_DIR STAMP_NAME CHECK_FILE... -- SCRIPT_ARGS...
 generate() {
-  local out=$1 name=$2
-  shift 2
+  local script=$1 out=$2 name=$3
+  shift 3
+  local STAMP
+  STAMP=$(stamp_of "$script")
   local checks=()
   while [[ $1 != "--" ]]; do checks+=("$1"); shift; done
   shift
@@ -53,7 +58,7 @@ generate() {
   mkdir -p "$out"
   rm -f "$stampfile"
   echo "run.sh: generating $name references into $out"
-  "$PY" "$HERE/make_reference.py" "$out" "$@"
+  "$PY" "$HERE/$script" "$out" "$@"
   echo "$STAMP" > "$stampfile"
 }
 
@@ -62,17 +67,26 @@ bash "$HERE/setup.sh"
 part "setup.sh (venv)" "$t"
 
 t=$(now)
-generate "$TTPO_REFERENCE" tiny sd1_eps/reference.safetensors sd2_v/reference.safetensors \
+generate make_reference.py "$TTPO_REFERENCE" tiny sd1_eps/reference.safetensors sd2_v/reference.safetensors \
   sd1_eps_tf5/text_encoder/model.safetensors sd2_v_tf5/text_encoder/model.safetensors --
 part "tiny references" "$t"
 
 t=$(now)
-cargo test -p ttpo --test conformance --test conformance_full --no-run
+generate make_reference_flow.py "$TTPO_REFERENCE/flow" flow scheduler.json flux_full_shapes.json \
+  flux_dev/reference.safetensors flux_schnell/reference.safetensors --
+part "flow (FLUX) references" "$t"
+
+t=$(now)
+cargo test -p ttpo --test conformance --test conformance_flow --test conformance_full --no-run
 part "cargo build (tests)" "$t"
 
 t=$(now)
 cargo test -p ttpo --test conformance -- --ignored --nocapture
 part "conformance (tiny) tests" "$t"
+
+t=$(now)
+cargo test -p ttpo --test conformance_flow -- --ignored --nocapture
+part "conformance_flow (FLUX transformer, flow scheduler)" "$t"
 
 t=$(now)
 TTPO_PYTHON="$VENV/bin/python" cargo test -p ttpo --test clip_iqa -- --include-ignored --nocapture
@@ -81,7 +95,7 @@ part "CLIP-IQA vs transformers CLIPModel" "$t"
 if [[ "${TTPO_SKIP_FULL:-0}" != 1 ]]; then
   for m in sd15 sd21; do
     t=$(now)
-    generate "$TTPO_REFERENCE_FULL" "$m" "${m}_full/reference.safetensors" -- --full "$m"
+    generate make_reference.py "$TTPO_REFERENCE_FULL" "$m" "${m}_full/reference.safetensors" -- --full "$m"
     part "full references ($m)" "$t"
   done
   t=$(now)

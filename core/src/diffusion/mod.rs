@@ -1,8 +1,11 @@
 //! Diffusion backbones: the [`Backbone`] trait the TTPO stages are written against, and
-//! its Stable Diffusion 1.x / 2.x implementation with its parts.
+//! its Stable Diffusion 1.x / 2.x implementation with its parts; the rectified-flow parts
+//! (FLUX.1 transformer, flow-match scheduler) that the flow backbones are built from.
 
 pub mod clip_text;
 pub mod config;
+pub mod flow_scheduler;
+pub mod flux;
 pub mod layers;
 pub mod scheduler;
 pub mod sd;
@@ -10,6 +13,8 @@ pub mod sd;
 /// fuzzers need it (feature `testing`).
 #[cfg(feature = "testing")]
 pub mod tiny;
+#[cfg(feature = "testing")]
+mod tiny_flux;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;

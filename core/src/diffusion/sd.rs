@@ -117,13 +117,13 @@ pub fn weight_files(
 
 /// How a component's weights are read: their data, or only their names and shapes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(crate) enum Read {
     Data,
     ShapesOnly,
 }
 
 #[allow(clippy::too_many_arguments)]
-fn load_component<T>(
+pub(crate) fn load_component<T>(
     dir: &Path,
     component: &str,
     base: &str,

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// What the tiny model predicts; also selects the SD generation it imitates.
+/// What the tiny model predicts; also selects the model family and generation it imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TinyKind {
     /// SD 1.x style: epsilon prediction, conv projections, QuickGELU text encoder.
@@ -32,6 +32,11 @@ pub enum TinyKind {
     /// encoder; epsilon prediction) with random weights, for benchmarks. About 5 GB; the
     /// text encoder keeps the tiny vocabulary (token count does not affect speed).
     Sd21Base,
+    /// FLUX.1-dev style transformer (guidance embedding, dynamic-shift flow scheduler); see
+    /// `tiny_flux.rs` for what the folder holds.
+    FluxDev,
+    /// FLUX.1-schnell style transformer (no guidance embedding, static shift 1).
+    FluxSchnell,
 }
 
 /// Corpus the tiny BPE merges are learned from: the default quality prompt and a few
@@ -42,7 +47,7 @@ hyper sharpness, perfect without deformations. a photo of an astronaut riding a 
 a cat sitting on a sofa, the quick brown fox jumps over the lazy dog, high quality sharp photo";
 
 /// Invents tensors deterministically from (seed, name) and records them.
-struct Inventor {
+pub(super) struct Inventor {
     seed: u64,
     made: Arc<Mutex<HashMap<String, Tensor>>>,
 }
@@ -110,7 +115,7 @@ impl SimpleBackend for Inventor {
     }
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(super) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -118,7 +123,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-fn invent<T>(
+pub(super) fn invent<T>(
     seed: u64,
     file: &Path,
     build: impl FnOnce(VarBuilder) -> candle_core::Result<T>,
@@ -143,6 +148,11 @@ fn invent<T>(
 
 /// Writes a tiny SD-style model folder to `dir` (created if needed).
 pub fn write_tiny_model(dir: &Path, kind: TinyKind, seed: u64) -> Result<()> {
+    match kind {
+        TinyKind::FluxDev => return super::tiny_flux::write(dir, seed, true),
+        TinyKind::FluxSchnell => return super::tiny_flux::write(dir, seed, false),
+        _ => {}
+    }
     let v = kind == TinyKind::V;
     let full = kind == TinyKind::Sd21Base;
     std::fs::create_dir_all(dir.join("tokenizer")).map_err(|e| Error::io(dir, e))?;

@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: tiny model folders and test images.
 #![allow(dead_code)]
 
+pub mod compare;
+pub mod recording;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};

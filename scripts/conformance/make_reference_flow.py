@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Generate rectified-flow (FLUX.1) reference models and tensors with diffusers, for TTPO's
+Rust conformance tests (core/tests/conformance_flow.rs).
+
+    python make_reference_flow.py OUT_DIR
+
+writes
+  OUT_DIR/flux_dev/       tiny FluxTransformer2DModel with guidance embedding (FLUX.1-dev
+                          style, dynamic shifting scheduler) + reference tensors
+  OUT_DIR/flux_schnell/   the same without guidance embedding (FLUX.1-schnell style,
+                          static shift 1.0)
+  OUT_DIR/scheduler.json  FlowMatchEulerDiscreteScheduler sigmas/timesteps for several
+                          configs, step counts and mu values, img2img start indices
+  OUT_DIR/flux_full_shapes.json
+                          every tensor name and shape of the full-size FLUX.1-dev and
+                          FLUX.1-schnell transformers (built on the meta device: no weights)
+
+Each model folder is in the diffusers layout (model_index.json, transformer/, scheduler/)
+with f32 safetensors, plus reference.safetensors and reference.json. Kept apart from
+make_reference.py so that changing it does not regenerate the SD references.
+"""
+import copy
+import json
+import os
+import sys
+import types
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+from diffusers.pipelines.flux.pipeline_flux import FluxPipeline, calculate_shift
+from diffusers.pipelines.flux.pipeline_flux_img2img import FluxImg2ImgPipeline
+from safetensors.torch import save_file
+
+SEED = 20251201
+
+# Published transformer/config.json of black-forest-labs/FLUX.1-dev (schnell: no guidance).
+FULL_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38,
+                attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096,
+                pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=[16, 56, 56])
+FULL_SCHNELL = dict(FULL_DEV, guidance_embeds=False)
+
+# Published scheduler/scheduler_config.json files.
+SCHED_DEV = dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
+                 num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True)
+SCHED_SCHNELL = dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096,
+                     max_shift=1.15, num_train_timesteps=1000, shift=1.0,
+                     use_dynamic_shifting=False)
+SCHED_SD3 = dict(num_train_timesteps=1000, shift=3.0)
+SCHED_LINEAR = dict(SCHED_DEV, time_shift_type="linear")
+SCHEDULERS = dict(flux_dev=SCHED_DEV, flux_schnell=SCHED_SCHNELL, sd3=SCHED_SD3,
+                  dynamic_linear=SCHED_LINEAR)
+
+# Tiny: width 2 heads x 16, RoPE axes 4 + 6 + 6, latent 16 channels (64 packed features).
+TINY = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=2,
+            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=24,
+            pooled_projection_dim=20, axes_dims_rope=[4, 6, 6])
+B, C, H, W = 2, 16, 8, 12     # latent (non-square: rows and columns are distinguishable)
+PIX_H, PIX_W = 8 * H, 8 * W   # pixel size FluxPipeline's _unpack_latents is given
+TXT_LEN = 7
+STEPS = [1, 2, 3, 4, 7, 20, 28, 50]
+SEQ_LENS = [24, 256, 1024, 4096, 6000]
+IMG2IMG = [(10, 0.3), (10, 0.5), (28, 0.6), (50, 0.15), (20, 0.75), (7, 0.33), (4, 1.0),
+           (50, 0.1), (3, 0.9)]
+
+
+def f32s(t):
+    return [float(v) for v in torch.as_tensor(t, dtype=torch.float32).flatten()]
+
+
+def perturb(model, gen):
+    """RMSNorm weights 1 + 0.1 N; every other parameter + 0.02 N on top of its init."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".norm_" in name and name.endswith("weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.add_(0.02 * torch.randn(p.shape, generator=gen))
+
+
+def scheduler_refs():
+    out = {}
+    for name, cfg in SCHEDULERS.items():
+        s = FlowMatchEulerDiscreteScheduler(**cfg)
+        entry = dict(config=cfg, flux_sigmas={}, default={})
+        for n in STEPS:
+            for seq in SEQ_LENS:
+                mu = calculate_shift(seq, s.config.get("base_image_seq_len", 256),
+                                     s.config.get("max_image_seq_len", 4096),
+                                     s.config.get("base_shift", 0.5),
+                                     s.config.get("max_shift", 1.15))
+                # FluxPipeline: custom sigmas np.linspace(1, 1/n, n) and mu.
+                s.set_timesteps(sigmas=np.linspace(1.0, 1 / n, n), mu=mu)
+                entry["flux_sigmas"][f"{n}/{seq}"] = dict(
+                    mu=mu, sigmas=f32s(s.sigmas), timesteps=f32s(s.timesteps))
+                # SD3 pipelines: no custom sigmas (mu only with dynamic shifting).
+                s.set_timesteps(n, mu=mu if cfg.get("use_dynamic_shifting") else None)
+                entry["default"][f"{n}/{seq}"] = dict(
+                    mu=mu, sigmas=f32s(s.sigmas), timesteps=f32s(s.timesteps))
+        out[name] = entry
+    # FluxImg2ImgPipeline.get_timesteps itself, on a stand-in `self`.
+    i2i = []
+    s = FlowMatchEulerDiscreteScheduler(**SCHED_DEV)
+    for n, strength in IMG2IMG:
+        s.set_timesteps(sigmas=np.linspace(1.0, 1 / n, n), mu=1.0)
+        ts, left = FluxImg2ImgPipeline.get_timesteps(types.SimpleNamespace(scheduler=s), n,
+                                                     strength, "cpu")
+        i2i.append(dict(num_inference_steps=n, strength=strength, t_start=n - left,
+                        timesteps=f32s(ts)))
+    return dict(schedulers=out, img2img=i2i)
+
+
+def full_shapes():
+    out = {}
+    for name, cfg in (("flux_dev", FULL_DEV), ("flux_schnell", FULL_SCHNELL)):
+        with torch.device("meta"):
+            m = FluxTransformer2DModel(**cfg)
+        out[name] = dict(config=cfg, tensors={k: list(v.shape) for k, v in m.state_dict().items()})
+    return out
+
+
+def write_folder(out, model, sched_cfg):
+    model.save_pretrained(os.path.join(out, "transformer"), safe_serialization=True)
+    sched = FlowMatchEulerDiscreteScheduler(**sched_cfg)
+    sched.save_pretrained(os.path.join(out, "scheduler"))
+    with open(os.path.join(out, "model_index.json"), "w") as fh:
+        json.dump({"_class_name": "FluxPipeline", "_diffusers_version": "0.35.2",
+                   "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+                   "transformer": ["diffusers", "FluxTransformer2DModel"],
+                   "text_encoder": [None, None], "text_encoder_2": [None, None],
+                   "tokenizer": [None, None], "tokenizer_2": [None, None],
+                   "vae": [None, None]}, fh, indent=1)
+    return sched
+
+
+def make_tiny(root, name, guidance):
+    out = os.path.join(root, name)
+    torch.manual_seed(SEED + (1 if guidance else 2))
+    gen = torch.Generator().manual_seed(SEED + (10 if guidance else 20))
+    model = FluxTransformer2DModel(**TINY, guidance_embeds=guidance)
+    perturb(model, gen)
+    model.eval()
+    sched_cfg = SCHED_DEV if guidance else SCHED_SCHNELL
+    sched = write_folder(out, model, sched_cfg)
+    ref, meta = {}, dict(model=name, seed=SEED, guidance_embeds=guidance,
+                         latent=[B, C, H, W], pixel=[PIX_H, PIX_W],
+                         timestep_convention="the transformer is given timestep = t/1000 "
+                                             "(sigma) and guidance = the scale; it multiplies "
+                                             "both by 1000 itself")
+    with torch.no_grad():
+        lat = torch.randn(B, C, H, W, generator=gen)
+        packed = FluxPipeline._pack_latents(lat, B, C, H, W)
+        img_ids = FluxPipeline._prepare_latent_image_ids(B, H // 2, W // 2, "cpu", torch.float32)
+        txt = torch.randn(B, TXT_LEN, TINY["joint_attention_dim"], generator=gen)
+        pooled = torch.randn(B, TINY["pooled_projection_dim"], generator=gen)
+        txt_ids = torch.zeros(TXT_LEN, 3)
+        ref.update(latents=lat, packed=packed, img_ids=img_ids, txt=txt, pooled=pooled,
+                   txt_ids=txt_ids)
+        g = torch.tensor([3.5, 1.25]) if guidance else None
+        if guidance:
+            ref["guidance"] = g
+        calls = []
+        for i, t in enumerate([[1.0, 1.0], [0.75, 0.3], [0.02, 0.5]]):
+            tt = torch.tensor(t)
+            o = model(hidden_states=packed, encoder_hidden_states=txt, pooled_projections=pooled,
+                      timestep=tt, img_ids=img_ids, txt_ids=txt_ids, guidance=g,
+                      return_dict=False)[0]
+            ref[f"timestep_{i}"] = tt
+            ref[f"out_{i}"] = o
+            calls.append(t)
+        meta["calls"] = calls
+        ref["unpacked_out_0"] = FluxPipeline._unpack_latents(ref["out_0"], PIX_H, PIX_W, 8)
+
+        # The pipeline's loop (FluxPipeline.__call__ without text encoders and VAE):
+        # 4 steps from pure noise on FluxPipeline's schedule for this sequence length.
+        n = 4
+        seq = packed.shape[1]
+        mu = calculate_shift(seq, sched.config.get("base_image_seq_len", 256),
+                             sched.config.get("max_image_seq_len", 4096),
+                             sched.config.get("base_shift", 0.5),
+                             sched.config.get("max_shift", 1.15))
+        gscale = 3.5
+        gvec = torch.full([1], gscale, dtype=torch.float32).expand(B) if guidance else None
+
+        def run(x, timesteps):
+            for t in timesteps:
+                x = sched.step(model(hidden_states=x, encoder_hidden_states=txt,
+                                     pooled_projections=pooled,
+                                     timestep=t.expand(B).to(x.dtype) / 1000, img_ids=img_ids,
+                                     txt_ids=txt_ids, guidance=gvec, return_dict=False)[0],
+                               t, x, return_dict=False)[0]
+            return x
+
+        noise = torch.randn(B, C, H, W, generator=gen)
+        noise_p = FluxPipeline._pack_latents(noise, B, C, H, W)
+        sched.set_timesteps(sigmas=np.linspace(1.0, 1 / n, n), mu=mu)
+        ref["t2i_noise"] = noise
+        ref["t2i_out"] = FluxPipeline._unpack_latents(run(noise_p, sched.timesteps),
+                                                      PIX_H, PIX_W, 8)
+        meta["t2i"] = dict(num_inference_steps=n, mu=mu, guidance_scale=gscale,
+                           timesteps=f32s(sched.timesteps), sigmas=f32s(sched.sigmas))
+
+        # img2img: FluxImg2ImgPipeline's start index and scale_noise, then the same loop.
+        n, strength = 5, 0.6
+        sched.set_timesteps(sigmas=np.linspace(1.0, 1 / n, n), mu=mu)
+        ts, left = FluxImg2ImgPipeline.get_timesteps(types.SimpleNamespace(scheduler=sched), n,
+                                                     strength, "cpu")
+        x0 = torch.randn(B, C, H, W, generator=gen)
+        eps = torch.randn(B, C, H, W, generator=gen)
+        x0_p = FluxPipeline._pack_latents(x0, B, C, H, W)
+        eps_p = FluxPipeline._pack_latents(eps, B, C, H, W)
+        xs = sched.scale_noise(x0_p, ts[:1].repeat(B), eps_p)
+        ref["i2i_x0"], ref["i2i_noise"] = x0, eps
+        ref["i2i_noised"] = FluxPipeline._unpack_latents(xs, PIX_H, PIX_W, 8)
+        ref["i2i_out"] = FluxPipeline._unpack_latents(run(xs, ts), PIX_H, PIX_W, 8)
+        meta["i2i"] = dict(num_inference_steps=n, strength=strength, t_start=n - left, mu=mu,
+                           guidance_scale=gscale, timesteps=f32s(ts))
+
+        # One scheduler step on the model's own output (scheduler arithmetic only).
+        sched.set_timesteps(sigmas=np.linspace(1.0, 1 / n, n), mu=mu)
+        t1 = sched.timesteps[1]
+        sched._step_index = 1
+        ref["step_out"] = sched.step(ref["out_1"], t1, packed, return_dict=False)[0]
+        meta["step"] = dict(num_inference_steps=n, mu=mu, index=1, model_output="out_1",
+                            sample="packed")
+
+        # The same call as out_1 with the model and inputs in bf16 (the GPU precision).
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        bf = lambda k: ref[k].to(torch.bfloat16)
+        ref["out_bf16_1"] = half(hidden_states=bf("packed"), encoder_hidden_states=bf("txt"),
+                                 pooled_projections=bf("pooled"), timestep=bf("timestep_1"),
+                                 img_ids=img_ids, txt_ids=txt_ids,
+                                 guidance=g.to(torch.bfloat16) if guidance else None,
+                                 return_dict=False)[0]
+
+    ref = {k: v.detach().contiguous().float() for k, v in ref.items()}
+    save_file(ref, os.path.join(out, "reference.safetensors"))
+    meta["versions"] = dict(torch=torch.__version__,
+                            diffusers=__import__("diffusers").__version__,
+                            numpy=np.__version__)
+    with open(os.path.join(out, "reference.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    root = sys.argv[1]
+    os.makedirs(root, exist_ok=True)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    make_tiny(root, "flux_dev", True)
+    make_tiny(root, "flux_schnell", False)
+    with open(os.path.join(root, "scheduler.json"), "w") as fh:
+        json.dump(scheduler_refs(), fh)
+    with open(os.path.join(root, "flux_full_shapes.json"), "w") as fh:
+        json.dump(full_shapes(), fh, indent=0)
+    print(f"make_reference_flow: wrote {root}")
+
+
+if __name__ == "__main__":
+    main()
