@@ -47,6 +47,10 @@ pub struct Global {
     /// No progress and no status lines (errors and --json output only).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Do not print the time estimate before a job (it measures a few model calls once per
+    /// model and tile size: a few seconds on a CPU).
+    #[arg(long, global = true)]
+    pub no_estimate: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -270,6 +270,53 @@ pub fn status(g: &Global, msg: impl AsRef<str>) {
     }
 }
 
+/// Which stages a command runs, for its time estimate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stages {
+    /// Stage I and II (`ttpo candidates`).
+    CandidatesOnly,
+    /// What is left of the whole job (`ttpo refine`, `ttpo batch`).
+    Rest,
+}
+
+/// Before a long job: a status line saying what it will take on this device (unless
+/// `--quiet` or `--no-estimate`), e.g. "estimate: about 3 min 20 s (candidates 2 min 10 s,
+/// scoring 3 s, refinement 1 min 07 s)". A failed estimate is said and the job goes on.
+pub fn announce_estimate(g: &Global, job: &mut Job, prefix: &str, stages: Stages) {
+    if g.quiet || g.no_estimate {
+        return;
+    }
+    let describe = ttpo::Estimate::describe;
+    match job.estimate() {
+        Ok(e) => {
+            let refine = if stages == Stages::Rest {
+                e.refine
+            } else {
+                0.0
+            };
+            // Stages already done (0 s) are left out of the list.
+            let parts: Vec<String> = [
+                ("candidates", e.candidates),
+                ("scoring", e.scoring),
+                ("refinement", refine),
+            ]
+            .iter()
+            .filter(|(_, s)| *s > 0.0)
+            .map(|(name, s)| format!("{name} {}", describe(*s)))
+            .collect();
+            status(
+                g,
+                format!(
+                    "{prefix}estimate: about {} ({})",
+                    describe(e.candidates + e.scoring + refine),
+                    parts.join(", ")
+                ),
+            );
+        }
+        Err(e) => status(g, format!("{prefix}no time estimate: {e}")),
+    }
+}
+
 /// Runs `f` with progress shown and Ctrl-C wired to the job's cancel token.
 pub fn with_job<T>(
     g: &Global,

@@ -36,6 +36,36 @@ fn refine_writes_the_output_and_a_json_report() {
         .filter(|e| e.file_name().to_string_lossy().contains("ttpo-tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    // Before the job, a status line said what it would take, stage by stage.
+    let log = stderr(&r);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("estimate: about "))
+        .unwrap_or_else(|| panic!("no estimate line:\n{log}"));
+    for stage in ["candidates ", "scoring ", "refinement "] {
+        assert!(line.contains(stage), "{line}");
+    }
+    assert!(line.ends_with(" s)"), "{line}");
+}
+
+#[test]
+fn the_estimate_is_left_out_when_asked_or_quiet() {
+    let d = temp_dir("no-estimate");
+    let input = photo(&d, "in.png", 64, 0);
+    for flag in ["--no-estimate", "--quiet"] {
+        let r = run_ok(
+            model_args(
+                ttpo(&d)
+                    .arg(flag)
+                    .arg("refine")
+                    .arg(&input)
+                    .arg("-o")
+                    .arg(d.join("out.png")),
+            )
+            .args(FAST),
+        );
+        assert!(!stderr(&r).contains("estimate: "), "{flag}: {}", stderr(&r));
+    }
 }
 
 fn pixel(img: &image::RgbImage, x: u32, y: u32) -> [u8; 3] {

@@ -71,6 +71,7 @@ pub fn run(g: &Global, a: BatchArgs) -> CliResult<()> {
             let e = shared.clone().expect("loaded");
             let mut job = Job::new(e, input, options.clone())?;
             let prefix = format!("[{}/{n}] {stem} ", k + 1);
+            ui::announce_estimate(g, &mut job, &prefix, ui::Stages::Rest);
             let img = with_job(g, &mut job, &prefix, |j, p| j.run(p))?;
             ui::save_image_with_alpha(&img, alpha.as_deref(), &out)
         })();

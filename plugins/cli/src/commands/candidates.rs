@@ -20,6 +20,7 @@ pub fn run(g: &Global, a: CandidatesArgs) -> CliResult<()> {
     ui::check_interrupt()?;
     let hash = pixel_hash(&input);
     let mut job = Job::new(loaded.engine.clone(), input, options)?;
+    ui::announce_estimate(g, &mut job, "", ui::Stages::CandidatesOnly);
     with_job(g, &mut job, "", |j, p| j.generate_candidates(p))?;
     let dir = &a.output;
     std::fs::create_dir_all(dir)

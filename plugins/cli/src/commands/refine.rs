@@ -36,6 +36,7 @@ pub fn run(g: &Global, a: RefineArgs) -> CliResult<()> {
     let (mut job, saved) = match saved {
         Some((s, candidates)) => {
             let mut job = Job::from_candidates(loaded.engine.clone(), input, options, candidates)?;
+            ui::announce_estimate(g, &mut job, "", ui::Stages::Rest);
             let n = job.candidates().len();
             let have_choice = a.prefer.is_some() && a.avoid.is_some();
             if rescore || (!have_choice && s.choice().is_none()) {
@@ -52,6 +53,7 @@ pub fn run(g: &Global, a: RefineArgs) -> CliResult<()> {
         }
         None => {
             let mut job = Job::new(loaded.engine.clone(), input, options)?;
+            ui::announce_estimate(g, &mut job, "", ui::Stages::Rest);
             with_job(g, &mut job, "", |j, p| j.generate_candidates(p))?;
             (job, None)
         }
