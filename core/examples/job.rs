@@ -7,7 +7,8 @@
 //!   [--precision f32|f16|bf16] [--steps N] [--refine-steps N] [--strengths a,b]
 //!   [--seeds-per-strength N] [--max-batch N] [--size PX] [--compare-cpu] [--out FILE]`
 //!
-//! Prints one JSON object.
+//! Prints one JSON object, with the job's time estimate (`Job::estimate`, made before the
+//! run) next to the measured stage times.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,8 @@ fn run(
     )?);
     let load = t.elapsed().as_secs_f64();
     let mut job = Job::new(engine, input.clone(), opts.clone())?;
+    // What the adapters show before a job, to compare with what it then takes.
+    let est = job.estimate()?;
     let mut ticks = std::collections::HashMap::<Stage, usize>::new();
     let image = job.run(&mut |p| {
         if p.step > 0 {
@@ -67,6 +70,11 @@ fn run(
             "load": load, "candidates": tm.candidates, "scoring": tm.scoring, "refine": tm.refine,
             "stage1_unet_calls_per_s": stage1_calls as f64 / tm.candidates,
             "stage3_unet_calls_per_s": stage3_calls as f64 / tm.refine,
+            "estimate": {
+                "candidates": est.candidates, "scoring": est.scoring, "refine": est.refine,
+                "total": est.total(), "probe": est.probe,
+                "total_over_actual": est.total() / (tm.candidates + tm.scoring + tm.refine),
+            },
         }),
         unet_calls: stage1_calls + stage3_calls,
         image,

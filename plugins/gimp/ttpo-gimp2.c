@@ -11,6 +11,7 @@
 #include <string.h>
 #include "ttpo-common.h"
 #include "ttpo-ui.h"
+#include "ttpo-host.h"
 
 static void query(void);
 static void run(const gchar *name, gint nparams, const GimpParam *param, gint *nreturn_vals, GimpParam **return_vals);
@@ -42,66 +43,7 @@ static void query(void) {
     gimp_plugin_menu_register(TTPO_PROC, "<Image>/Filters/Enhance");
 }
 
-/* The GIMP 2.10 glue of one run (the rest is ttpo_process in ttpo-common.c). */
-typedef struct {
-    gint32 image, drawable;
-} Host;
-
-static float *host_read(void *ctx, gint *x, gint *y, gint *w, gint *h, gchar **message) {
-    Host *host = ctx;
-    if (!gimp_item_is_layer(host->drawable) || gimp_item_is_group(host->drawable)) {
-        *message = g_strdup("TTPO works on a layer: select a pixel layer (not a mask, channel or group).");
-        return NULL;
-    }
-    if (!gimp_drawable_mask_intersect(host->drawable, x, y, w, h) || *w <= 0 || *h <= 0) {
-        *message = g_strdup("The selection does not touch the layer: nothing to do.");
-        return NULL;
-    }
-    float *in = g_malloc((gsize)*w * *h * 4 * sizeof(float));
-    GeglBuffer *src = gimp_drawable_get_buffer(host->drawable);
-    gegl_buffer_get(src, GEGL_RECTANGLE(*x, *y, *w, *h), 1.0, babl_format("R'G'B'A float"), in,
-                    GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
-    g_object_unref(src);
-    return in;
-}
-
-static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed) {
-    Host *host = ctx;
-    gimp_image_undo_group_start(host->image);
-    gint32 layer = gimp_layer_new_from_drawable(host->drawable, host->image);
-    gchar *name = g_strdup_printf("TTPO (seed %d)", seed);
-    gimp_item_set_name(layer, name);
-    g_free(name);
-    gimp_image_insert_layer(host->image, layer, gimp_item_get_parent(host->drawable),
-                            gimp_image_get_item_position(host->image, host->drawable));
-    /* The shadow buffer merged with the selection as mask: a feathered or partial
-       selection limits the change, outside it the copy keeps the original pixels. */
-    GeglBuffer *shadow = gimp_drawable_get_shadow_buffer(layer);
-    GeglBuffer *copy = gimp_drawable_get_buffer(layer);
-    gegl_buffer_copy(copy, NULL, GEGL_ABYSS_NONE, shadow, NULL); /* exact pixels outside the result */
-    g_object_unref(copy);
-    gegl_buffer_set(shadow, GEGL_RECTANGLE(x, y, w, h), 0, babl_format("R'G'B'A float"), rgba, GEGL_AUTO_ROWSTRIDE);
-    g_object_unref(shadow);
-    gimp_drawable_merge_shadow(layer, TRUE);
-    gimp_drawable_update(layer, x, y, w, h);
-    gimp_image_undo_group_end(host->image);
-}
-
-static const TtpoHost HOST = {host_read,           host_write,         gimp_progress_init, gimp_progress_set_text,
-                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick,
-                              ttpo_ui_download};
-
-/* Runs the engine on the selection's bounds of `drawable` and puts the result into a new
-   layer. Returns a status; on failure *message (g_free) says why. */
-static GimpPDBStatusType process(gint32 image, gint32 drawable, TtpoParams *p, gboolean interactive,
-                                 gchar **message) {
-    Host host = {image, drawable};
-    switch (ttpo_process(&HOST, &host, p, interactive, message)) {
-    case TTPO_PROCESS_OK: return GIMP_PDB_SUCCESS;
-    case TTPO_PROCESS_CANCELLED: return GIMP_PDB_CANCEL;
-    default: return GIMP_PDB_EXECUTION_ERROR;
-    }
-}
+/* host_read, host_write, HOST and process(): ttpo-host.h, shared with the other GIMP version. */
 
 
 static void run(const gchar *name, gint nparams, const GimpParam *param, gint *nreturn_vals, GimpParam **return_vals) {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "ttpo-common.h"
 #include "ttpo-ui.h"
+#include "ttpo-host.h"
 
 typedef struct { GimpPlugIn parent_instance; } Ttpo;
 typedef struct { GimpPlugInClass parent_class; } TtpoClass;
@@ -102,64 +103,7 @@ static void params_to_config(const TtpoParams *p, GimpProcedureConfig *config) {
                  p->device, "preset", p->preset, NULL);
 }
 
-/* The GIMP 3 glue of one run (the rest is ttpo_process in ttpo-common.c). */
-typedef struct {
-    GimpImage *image;
-    GimpDrawable *drawable;
-} Host;
-
-static float *host_read(void *ctx, gint *x, gint *y, gint *w, gint *h, gchar **message) {
-    Host *host = ctx;
-    if (!GIMP_IS_LAYER(host->drawable) || gimp_item_is_group(GIMP_ITEM(host->drawable))) {
-        *message = g_strdup("TTPO works on a layer: select one pixel layer (not a mask, channel or group).");
-        return NULL;
-    }
-    if (!gimp_drawable_mask_intersect(host->drawable, x, y, w, h) || *w <= 0 || *h <= 0) {
-        *message = g_strdup("The selection does not touch the layer: nothing to do.");
-        return NULL;
-    }
-    float *in = g_malloc((gsize)*w * *h * 4 * sizeof(float));
-    GeglBuffer *src = gimp_drawable_get_buffer(host->drawable);
-    gegl_buffer_get(src, GEGL_RECTANGLE(*x, *y, *w, *h), 1.0, babl_format("R'G'B'A float"), in,
-                    GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
-    g_object_unref(src);
-    return in;
-}
-
-static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed) {
-    Host *host = ctx;
-    gimp_image_undo_group_start(host->image);
-    GimpLayer *layer = gimp_layer_new_from_drawable(host->drawable, host->image);
-    gchar *name = g_strdup_printf("TTPO (seed %d)", seed);
-    gimp_item_set_name(GIMP_ITEM(layer), name);
-    g_free(name);
-    gimp_image_insert_layer(host->image, layer, GIMP_LAYER(gimp_item_get_parent(GIMP_ITEM(host->drawable))),
-                            gimp_image_get_item_position(host->image, GIMP_ITEM(host->drawable)));
-    GimpDrawable *ld = GIMP_DRAWABLE(layer);
-    GeglBuffer *shadow = gimp_drawable_get_shadow_buffer(ld);
-    GeglBuffer *copy = gimp_drawable_get_buffer(ld);
-    gegl_buffer_copy(copy, NULL, GEGL_ABYSS_NONE, shadow, NULL); /* exact pixels outside the result */
-    g_object_unref(copy);
-    gegl_buffer_set(shadow, GEGL_RECTANGLE(x, y, w, h), 0, babl_format("R'G'B'A float"), rgba, GEGL_AUTO_ROWSTRIDE);
-    g_object_unref(shadow);
-    gimp_drawable_merge_shadow(ld, TRUE); /* with the selection as mask */
-    gimp_drawable_update(ld, x, y, w, h);
-    gimp_image_undo_group_end(host->image);
-}
-
-static const TtpoHost HOST = {host_read,           host_write,         gimp_progress_init, gimp_progress_set_text,
-                              gimp_progress_update, gimp_progress_end, ttpo_ui_run_phase,  ttpo_ui_pick,
-                              ttpo_ui_download};
-
-static GimpPDBStatusType process(GimpImage *image, GimpDrawable *drawable, TtpoParams *p, gboolean interactive,
-                                 gchar **message) {
-    Host host = {image, drawable};
-    switch (ttpo_process(&HOST, &host, p, interactive, message)) {
-    case TTPO_PROCESS_OK: return GIMP_PDB_SUCCESS;
-    case TTPO_PROCESS_CANCELLED: return GIMP_PDB_CANCEL;
-    default: return GIMP_PDB_EXECUTION_ERROR;
-    }
-}
+/* host_read, host_write, HOST and process(): ttpo-host.h, shared with the other GIMP version. */
 
 static GimpValueArray *ttpo_run(GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
                                 GimpDrawable **drawables, GimpProcedureConfig *config, gpointer run_data) {
