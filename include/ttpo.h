@@ -27,6 +27,19 @@
 #define TTPO_ABI_VERSION 1
 
 /*
+ `ttpo_model_verify` flag: also hash every weight file and compare it with its LFS
+ SHA-256 (from the Hub's listing with `TTPO_MODEL_VERIFY_ONLINE`, else the cache blob's
+ name, which is that hash). Reads every byte: minutes for a full model.
+ */
+#define TTPO_MODEL_VERIFY_SHA256 1
+
+/*
+ `ttpo_model_verify` flag: compare every file's size (and hash) with the Hub's listing
+ of the repo (network; a Hub repo only).
+ */
+#define TTPO_MODEL_VERIFY_ONLINE 2
+
+/*
  Major version of the library (the soname follows `TTPO_ABI_VERSION`, not this).
  */
 #define TTPO_VERSION_MAJOR 0
@@ -667,6 +680,24 @@ uint32_t ttpo_model_resolve(const char *model,
                             char *path_out,
                             size_t capacity,
                             size_t *length_out);
+
+/*
+ Checks a model on this machine, as `ttpo models verify` does: every part the engine
+ needs present, every `*.safetensors` structurally sound (header, offsets, sizes), every
+ `*.json` parsing; with the flags above, sizes against the Hub and SHA-256 hashes.
+ `model` and `revision` name it as for `ttpo_model_resolve` (a folder, a cached Hub repo,
+ NULL = the default).
+
+ `TTPO_STATUS_OK` when all is well. Otherwise `ttpo_last_error()` lists the problems
+ (`file: problem; ...`) and the status says which kind: `TTPO_STATUS_MODEL_INVALID` when a
+ present file is bad (fetch it again), `TTPO_STATUS_MODEL_NOT_FOUND` when parts are only
+ missing or the model is not on this machine, `TTPO_STATUS_NETWORK` when the Hub could not
+ be asked (ONLINE), `TTPO_STATUS_INVALID_ARGUMENT` for unknown flags.
+
+ # Safety
+ Strings must be NULL or NUL-terminated.
+ */
+uint32_t ttpo_model_verify(const char *model, const char *revision, uint32_t flags);
 
 /*
  Prepares a download of the Hub repo `repo` (NULL or "" = `ttpo_model_default_repo()`)

@@ -225,6 +225,12 @@ inline std::string resolve(const std::string &model = "", const std::string &rev
     return path;
 }
 
+/// Checks a model on this machine (see ttpo_model_verify; flags TTPO_MODEL_VERIFY_*).
+/// Throws ttpo::Error listing the problems.
+inline void verify(const std::string &model = "", const std::string &revision = "", uint32_t flags = 0) {
+    detail::check_last(ttpo_model_verify(model.c_str(), revision.c_str(), flags));
+}
+
 /// A download of a Hub repo into the Hugging Face cache. run() blocks (call it off the UI
 /// thread); cancel() may be called from any thread.
 class Download {

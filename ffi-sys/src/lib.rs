@@ -129,6 +129,8 @@ constants! {
     /// shared library's soname is `libttpo.so.<TTPO_ABI_VERSION>`.
     TTPO_ABI_VERSION: u32 = 1;
     /// Backend bit: the CPU.
+    TTPO_MODEL_VERIFY_SHA256: u32 = 1;
+    TTPO_MODEL_VERIFY_ONLINE: u32 = 2;
     TTPO_BACKEND_CPU: u32 = 1;
     /// Backend bit: CUDA.
     TTPO_BACKEND_CUDA: u32 = 2;
@@ -386,6 +388,7 @@ functions! {
         user_data: *mut c_void
     ) -> u32;
     ttpo_model_download_cancel(download: *const ttpo_model_download) -> u32;
+    ttpo_model_verify(model: *const c_char, revision: *const c_char, flags: u32) -> u32;
     ttpo_model_download_run(
         download: *mut ttpo_model_download,
         path_out: *mut c_char,

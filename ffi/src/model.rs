@@ -171,20 +171,97 @@ pub unsafe extern "C" fn ttpo_model_resolve(
 ) -> u32 {
     guard(None, || {
         check_outputs(path_out, length_out)?;
-        let rev = self::revision(revision)?;
-        let source = match opt_path(model, "model")? {
-            Some(name) => Source::from_name(&name, &rev),
-            None => match std::env::var_os("TTPO_MODEL_DIR").filter(|v| !v.is_empty()) {
-                Some(dir) => Source::Dir(dir.into()),
-                None => Source::Repo {
-                    repo: ttpo_models::DEFAULT_REPO.into(),
-                    revision: rev,
-                },
-            },
-        };
+        let source = source_of(model, revision)?;
         test_hook("model_resolve");
         let dir = ttpo_models::locate(&source).map_err(failure)?;
         write_path(&dir, path_out, capacity, length_out)
+    })
+}
+
+/// What `model` and `revision` name, by the rules of `ttpo_model_resolve`.
+unsafe fn source_of(model: *const c_char, revision: *const c_char) -> FfiResult<Source> {
+    let rev = self::revision(revision)?;
+    Ok(match opt_path(model, "model")? {
+        Some(name) => Source::from_name(&name, &rev),
+        None => match std::env::var_os("TTPO_MODEL_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => Source::Dir(dir.into()),
+            None => Source::Repo {
+                repo: ttpo_models::DEFAULT_REPO.into(),
+                revision: rev,
+            },
+        },
+    })
+}
+
+/// `ttpo_model_verify` flag: also hash every weight file and compare it with its LFS
+/// SHA-256 (from the Hub's listing with `TTPO_MODEL_VERIFY_ONLINE`, else the cache blob's
+/// name, which is that hash). Reads every byte: minutes for a full model.
+pub const TTPO_MODEL_VERIFY_SHA256: u32 = 1;
+/// `ttpo_model_verify` flag: compare every file's size (and hash) with the Hub's listing
+/// of the repo (network; a Hub repo only).
+pub const TTPO_MODEL_VERIFY_ONLINE: u32 = 2;
+
+/// Checks a model on this machine, as `ttpo models verify` does: every part the engine
+/// needs present, every `*.safetensors` structurally sound (header, offsets, sizes), every
+/// `*.json` parsing; with the flags above, sizes against the Hub and SHA-256 hashes.
+/// `model` and `revision` name it as for `ttpo_model_resolve` (a folder, a cached Hub repo,
+/// NULL = the default).
+///
+/// `TTPO_STATUS_OK` when all is well. Otherwise `ttpo_last_error()` lists the problems
+/// (`file: problem; ...`) and the status says which kind: `TTPO_STATUS_MODEL_INVALID` when a
+/// present file is bad (fetch it again), `TTPO_STATUS_MODEL_NOT_FOUND` when parts are only
+/// missing or the model is not on this machine, `TTPO_STATUS_NETWORK` when the Hub could not
+/// be asked (ONLINE), `TTPO_STATUS_INVALID_ARGUMENT` for unknown flags.
+///
+/// # Safety
+/// Strings must be NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_model_verify(
+    model: *const c_char,
+    revision: *const c_char,
+    flags: u32,
+) -> u32 {
+    guard(None, || {
+        let known = TTPO_MODEL_VERIFY_SHA256 | TTPO_MODEL_VERIFY_ONLINE;
+        if flags & !known != 0 {
+            return Err(Failure::arg(format!(
+                "unknown flags {:#x} (known: TTPO_MODEL_VERIFY_SHA256, TTPO_MODEL_VERIFY_ONLINE)",
+                flags & !known
+            )));
+        }
+        let source = source_of(model, revision)?;
+        let dir = ttpo_models::locate(&source).map_err(failure)?;
+        let listing = match (&source, flags & TTPO_MODEL_VERIFY_ONLINE != 0) {
+            (Source::Repo { repo, revision }, true) => {
+                Some(Hub::from_env().listing(repo, revision).map_err(failure)?)
+            }
+            (_, true) => {
+                return Err(Failure::arg(
+                    "TTPO_MODEL_VERIFY_ONLINE needs a Hub repo id, not a folder",
+                ))
+            }
+            _ => None,
+        };
+        let sha256 = flags & TTPO_MODEL_VERIFY_SHA256 != 0;
+        let report =
+            ttpo_models::verify::verify(&dir, listing.as_ref(), sha256).map_err(failure)?;
+        if report.ok() {
+            return Ok(());
+        }
+        let status = if report.only_missing() {
+            TTPO_STATUS_MODEL_NOT_FOUND
+        } else {
+            TTPO_STATUS_MODEL_INVALID
+        };
+        let list: Vec<String> = report
+            .problems
+            .iter()
+            .map(|(f, p)| format!("{f}: {p}"))
+            .collect();
+        Err(Failure::new(
+            status,
+            format!("{}: {}", dir.display(), list.join("; ")),
+        ))
     })
 }
 

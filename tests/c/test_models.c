@@ -296,6 +296,36 @@ static void test_download(void) {
     ttpo_model_download_free(d);
 }
 
+/* ttpo_model_verify: a sound folder, the downloaded repo against the Hub's listing with
+   hashes, a corrupt weight, a missing part, bad flags. Runs after test_download (its cache
+   and endpoint). */
+static void test_verify(void) {
+    CHECK_STATUS(ttpo_model_verify(tiny, NULL, 0), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_model_verify(tiny, NULL, TTPO_MODEL_VERIFY_SHA256), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_model_verify(served, NULL, TTPO_MODEL_VERIFY_SHA256 | TTPO_MODEL_VERIFY_ONLINE), TTPO_STATUS_OK);
+    CHECK_STATUS(ttpo_model_verify(tiny, NULL, 4), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_model_verify(tiny, NULL, TTPO_MODEL_VERIFY_ONLINE), TTPO_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(ttpo_model_verify("nobody/nothing", NULL, 0), TTPO_STATUS_MODEL_NOT_FOUND);
+
+    char copy[4200], cmd[9000], unet[4300];
+    snprintf(copy, sizeof copy, "%s/verify-copy", tmp);
+    snprintf(cmd, sizeof cmd, "cp -rL '%s' '%s'", tiny, copy);
+    CHECK(system(cmd) == 0);
+    CHECK_STATUS(ttpo_model_verify(copy, NULL, 0), TTPO_STATUS_OK);
+    /* A weight file cut short: invalid, and the message names it. */
+    snprintf(unet, sizeof unet, "%s/unet/diffusion_pytorch_model.safetensors", copy);
+    CHECK(truncate(unet, 1000) == 0);
+    CHECK_STATUS(ttpo_model_verify(copy, NULL, 0), TTPO_STATUS_MODEL_INVALID);
+    CHECK(strstr(ttpo_last_error(), "unet/diffusion_pytorch_model.safetensors") != NULL);
+    /* Only a part missing: not found, and the message says which. */
+    snprintf(cmd, sizeof cmd, "rm -f '%s' && rm -rf '%s/vae'", unet, copy);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "cp -L '%s/unet/diffusion_pytorch_model.safetensors' '%s'", tiny, unet);
+    CHECK(system(cmd) == 0);
+    CHECK_STATUS(ttpo_model_verify(copy, NULL, 0), TTPO_STATUS_MODEL_NOT_FOUND);
+    CHECK(strstr(ttpo_last_error(), "vae") != NULL && strstr(ttpo_last_error(), "missing") != NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: test_models <tiny-model-dir> <fake-hub-endpoint> <repo-id>\n");
@@ -315,6 +345,7 @@ int main(int argc, char **argv) {
     test_bad_arguments();
     test_unreachable();
     test_download();
+    test_verify();
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmp);

@@ -60,6 +60,13 @@ int main(int argc, char **argv) {
     CHECK(last_total > 0 && last_done == last_total);
     CHECK(folder.rfind(cache, 0) == 0);  // inside the cache we set
     CHECK(ttpo::model::resolve(repo) == folder);
+    ttpo::model::verify(repo, "", TTPO_MODEL_VERIFY_SHA256);  // throws on a problem
+    try {
+        ttpo::model::verify(tiny, "", 4);
+        CHECK(false);
+    } catch (const ttpo::Error &e) {
+        CHECK(e.status() == TTPO_STATUS_INVALID_ARGUMENT);
+    }
 
     // An engine on the downloaded model; a job on it says what it will take, then runs
     // with overall progress rising to 1.
