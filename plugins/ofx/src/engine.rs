@@ -36,6 +36,8 @@ pub struct Api {
     job_choose_auto: pfn::ttpo_job_choose_auto,
     job_refine: pfn::ttpo_job_refine,
     job_progress_overall: pfn::ttpo_job_progress_overall,
+    job_estimate: pfn::ttpo_job_estimate,
+    job_contact_sheet: pfn::ttpo_job_contact_sheet,
     options_new: pfn::ttpo_options_new,
     options_free: pfn::ttpo_options_free,
     options_set_seed: pfn::ttpo_options_set_seed,
@@ -91,6 +93,8 @@ impl Api {
             job_choose_auto: sym!("ttpo_job_choose_auto"),
             job_refine: sym!("ttpo_job_refine"),
             job_progress_overall: sym!("ttpo_job_progress_overall"),
+            job_estimate: sym!("ttpo_job_estimate"),
+            job_contact_sheet: sym!("ttpo_job_contact_sheet"),
             options_new: sym!("ttpo_options_new"),
             options_free: sym!("ttpo_options_free"),
             options_set_seed: sym!("ttpo_options_set_seed"),
@@ -327,10 +331,49 @@ pub struct Stage1Key {
     pub metrics: String,
 }
 
-/// Per-call host hooks: abort poll and progress.
+/// Per-call host hooks: abort poll, progress and the time estimate.
 pub trait Hooks {
     fn cancelled(&mut self) -> bool;
     fn progress(&mut self, fraction: f64);
+    /// Whether to estimate before the next stage (a render shows one estimate, its first).
+    fn wants_estimate(&self) -> bool;
+    /// What the rest of the job would take: seconds for Stage I, II and III (0 when done).
+    fn estimated(&mut self, stage_seconds: [f64; 3]);
+}
+
+/// Runs one stage of `job` (`call`) with the host's hooks: the time estimate first, then
+/// abort polls and progress during the stage.
+unsafe fn run_stage(
+    api: &Api,
+    job: *mut Job,
+    hooks: &mut dyn Hooks,
+    call: impl FnOnce(*mut Job) -> u32,
+) -> u32 {
+    estimate(api, job, hooks);
+    let mut ctx = CallCtx {
+        hooks,
+        job,
+        overall: api.job_progress_overall,
+    };
+    let user = &mut ctx as *mut CallCtx as *mut c_void;
+    (api.job_set_cancel)(job, Some(cancel_cb), user);
+    (api.job_set_progress)(job, Some(progress_cb), user);
+    let st = call(job);
+    (api.job_set_cancel)(job, None, std::ptr::null_mut());
+    (api.job_set_progress)(job, None, std::ptr::null_mut());
+    st
+}
+
+/// Asks libttpo what the rest of `job` takes and tells the hooks, before a stage starts.
+/// Best effort: a failed estimate only means no estimate is shown.
+unsafe fn estimate(api: &Api, job: *mut Job, hooks: &mut dyn Hooks) {
+    if !hooks.wants_estimate() {
+        return;
+    }
+    let (mut total, mut stages) = (0.0, [0.0; 3]);
+    if (api.job_estimate)(job, &mut total, stages.as_mut_ptr()) == STATUS_OK {
+        hooks.estimated(stages);
+    }
 }
 
 struct CallCtx<'a> {
@@ -359,11 +402,48 @@ unsafe extern "C" fn progress_cb(user: *mut c_void, _stage: u32, _s: u32, _t: u3
     }));
 }
 
-/// A job with its candidates (RGBA f32, top row first) and its refined results by choice.
+/// A choice of candidates: (preferred, dispreferred), or None for the metrics' choice.
+pub type Choice = Option<(u32, u32)>;
+
+/// What a view shows of a job for a choice, at the frame's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// Stage III's result (model calls).
+    Refined,
+    /// libttpo's contact sheet (core's, as the CLI saves it: labelled thumbnails, the
+    /// chosen pair framed green and red), drawn into the frame (no model call).
+    Sheet,
+}
+
+/// A job with its candidates (RGBA f32, top row first) and its outputs by choice. The job
+/// stays alive here: refining and drawing the sheet need it.
 pub struct Entry {
     job: Ptr<Job>,
     pub candidates: Vec<Arc<Vec<f32>>>,
-    refined: HashMap<Option<(u32, u32)>, Arc<Vec<f32>>>,
+    outputs: HashMap<(Output, Choice), Arc<Vec<f32>>>,
+}
+
+impl Entry {
+    /// Makes `choice` the job's current choice (refinement and the sheet's frames follow it).
+    unsafe fn choose(&self, api: &Api, choice: Choice) -> Result<(), EngineError> {
+        let n = self.candidates.len() as u32;
+        let job = self.job.0;
+        let st = match choice {
+            None => (api.job_choose_auto)(job),
+            Some((p, d)) if p >= n || d >= n => {
+                return Err(format!(
+                    "preferred/dispreferred index out of range: there are {n} candidates (0..{})",
+                    n.saturating_sub(1)
+                )
+                .into())
+            }
+            Some((p, d)) => (api.job_choose)(job, p, d),
+        };
+        if st != STATUS_OK {
+            return Err(api.err("choosing candidates", st, job));
+        }
+        Ok(())
+    }
 }
 
 pub struct Cache {
@@ -453,18 +533,8 @@ impl Cache {
                 if st != STATUS_OK {
                     return Err(api.err("creating the job", st, std::ptr::null()));
                 }
-                let mut ctx = CallCtx {
-                    hooks,
-                    job,
-                    overall: api.job_progress_overall,
-                };
-                let user = &mut ctx as *mut CallCtx as *mut c_void;
-                (api.job_set_cancel)(job, Some(cancel_cb), user);
-                (api.job_set_progress)(job, Some(progress_cb), user);
                 self.engine_calls += 1;
-                let st = (api.job_generate)(job);
-                (api.job_set_cancel)(job, None, std::ptr::null_mut());
-                (api.job_set_progress)(job, None, std::ptr::null_mut());
+                let st = run_stage(api, job, hooks, |job| (api.job_generate)(job));
                 if st != STATUS_OK {
                     let e = api.err("making candidates", st, job);
                     (api.job_free)(job);
@@ -497,7 +567,7 @@ impl Cache {
                     Entry {
                         job: Ptr(job),
                         candidates: cands,
-                        refined: HashMap::new(),
+                        outputs: HashMap::new(),
                     },
                 );
             }
@@ -508,64 +578,47 @@ impl Cache {
         Ok(self.entries.get_mut(key).unwrap())
     }
 
-    /// The refined result for `choice` (None = automatic), computing it if needed.
-    pub fn refined(
+    /// What view `what` shows for `choice` (None = the metrics' choice), computing the
+    /// candidates and then the output if needed.
+    pub fn output(
         &mut self,
         api: &Api,
         key: &Stage1Key,
         input: &TtpoImage,
-        choice: Option<(u32, u32)>,
+        what: Output,
+        choice: Choice,
         hooks: &mut dyn Hooks,
     ) -> Result<Arc<Vec<f32>>, EngineError> {
-        let mut calls = 0;
-        let r = {
-            let entry = self.candidates(api, key, input, hooks)?;
-            if let Some(r) = entry.refined.get(&choice) {
-                Ok(r.clone())
-            } else {
-                let n = entry.candidates.len() as u32;
-                let job = entry.job.0;
-                unsafe {
-                    let st = match choice {
-                        None => (api.job_choose_auto)(job),
-                        Some((p, d)) if p >= n || d >= n => {
-                            return Err(format!(
-                                "preferred/dispreferred index out of range: there are {n} candidates (0..{})",
-                                n.saturating_sub(1)
-                            )
-                            .into())
-                        }
-                        Some((p, d)) => (api.job_choose)(job, p, d),
-                    };
+        let entry = self.candidates(api, key, input, hooks)?;
+        if let Some(r) = entry.outputs.get(&(what, choice)) {
+            return Ok(r.clone());
+        }
+        let job = entry.job.0;
+        let mut buf = vec![0f32; (key.width * key.height * 4) as usize];
+        let img = f32_image(&mut buf, key.width, key.height);
+        unsafe {
+            entry.choose(api, choice)?;
+            match what {
+                Output::Refined => {
+                    let st = run_stage(api, job, hooks, |job| (api.job_refine)(job, &img));
+                    self.engine_calls += 1;
                     if st != STATUS_OK {
-                        return Err(api.err("choosing candidates", st, job));
+                        return Err(api.err("refining", st, job));
                     }
-                    let mut buf = vec![0f32; (key.width * key.height * 4) as usize];
-                    let img = f32_image(&mut buf, key.width, key.height);
-                    let mut ctx = CallCtx {
-                        hooks,
-                        job,
-                        overall: api.job_progress_overall,
-                    };
-                    let user = &mut ctx as *mut CallCtx as *mut c_void;
-                    (api.job_set_cancel)(job, Some(cancel_cb), user);
-                    (api.job_set_progress)(job, Some(progress_cb), user);
-                    calls += 1;
-                    let st = (api.job_refine)(job, &img);
-                    (api.job_set_cancel)(job, None, std::ptr::null_mut());
-                    (api.job_set_progress)(job, None, std::ptr::null_mut());
+                }
+                Output::Sheet => {
+                    let st = (api.job_contact_sheet)(job, &img);
                     if st != STATUS_OK {
-                        Err(api.err("refining", st, job))
-                    } else {
-                        let r = Arc::new(buf);
-                        entry.refined.insert(choice, r.clone());
-                        Ok(r)
+                        return Err(api.err("drawing the contact sheet", st, job));
                     }
                 }
             }
-        };
-        self.engine_calls += calls;
-        r
+        }
+        let r = Arc::new(buf);
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.outputs.insert((what, choice), r.clone());
+        }
+        Ok(r)
     }
 }
 

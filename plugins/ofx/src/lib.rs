@@ -10,7 +10,7 @@
 //! [`params`] (parameters ↔ core's option names), [`model`] (which model, never
 //! downloaded by a render), [`render`] (render, identity, regions of interest), [`image`]
 //! (a fetched clip image), [`engine`] (libttpo, the engine and the result cache),
-//! [`pixels`] (conversions, contact sheet), [`ofx`] (the OpenFX binding). This file holds
+//! [`pixels`] (pixel conversions), [`ofx`] (the OpenFX binding). This file holds
 //! the entry points and the action dispatch.
 
 mod describe;

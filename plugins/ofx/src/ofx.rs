@@ -186,3 +186,4 @@ pub const PARAM_DOUBLE: &std::ffi::CStr = c"OfxParamTypeDouble";
 pub const PARAM_CHOICE: &std::ffi::CStr = c"OfxParamTypeChoice";
 
 pub const MESSAGE_ERROR: &std::ffi::CStr = c"OfxMessageError";
+pub const MESSAGE_LOG: &std::ffi::CStr = c"OfxMessageLog";

@@ -4,13 +4,13 @@
 //! An instance keeps no state of its own: the results live in the process-wide cache,
 //! keyed by what decides them, so instances showing the same frame share them.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, CString};
 use std::sync::Arc;
 
 use crate::image::Image;
 use crate::ofx::*;
 use crate::params::{self, Params};
-use crate::suites::{post_error, Props, Suites};
+use crate::suites::{post_error, post_log, Props, Suites};
 use crate::{engine, model, pixels};
 
 /// The host's abort poll and progress bar for one render.
@@ -19,6 +19,10 @@ struct HostHooks {
     effect: Handle,
     started: bool,
     user_cancel: bool,
+    /// Whether this render refines (counts Stage III in the estimate).
+    refines: bool,
+    /// The progress bar's label: "TTPO", or with the estimate "TTPO: about 3 min 20 s".
+    label: Option<CString>,
 }
 
 impl engine::Hooks for HostHooks {
@@ -29,13 +33,42 @@ impl engine::Hooks for HostHooks {
         if let Some(p) = self.s.progress {
             unsafe {
                 if !self.started {
-                    self.started = (p.progress_start)(self.effect, c"TTPO".as_ptr()) == STAT_OK;
+                    let label = self.label.as_deref().unwrap_or(c"TTPO");
+                    self.started = (p.progress_start)(self.effect, label.as_ptr()) == STAT_OK;
                 }
                 if self.started && (p.progress_update)(self.effect, f) == STAT_REPLY_NO {
                     self.user_cancel = true;
                 }
             }
         }
+    }
+
+    fn wants_estimate(&self) -> bool {
+        self.label.is_none()
+    }
+    fn estimated(&mut self, stage_seconds: [f64; 3]) {
+        // Candidates are Stage I + II; Stage III only when this render refines.
+        let stages = if self.refines { 3 } else { 2 };
+        let text = format!(
+            "TTPO: about {}",
+            describe_duration(stage_seconds[..stages].iter().sum())
+        );
+        unsafe { post_log(&self.s, self.effect, &text) };
+        self.label = CString::new(text).ok();
+    }
+}
+
+/// A duration as core's `ttpo::Estimate::describe` writes it ("45 s", "3 min 20 s",
+/// "1 h 05 min"); the plug-in does not link core, so it has its own copy of the format.
+fn describe_duration(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "unknown".into();
+    }
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
     }
 }
 
@@ -161,13 +194,14 @@ unsafe fn compute(
     key: &engine::Stage1Key,
     src: &Image,
 ) -> Result<Arc<Vec<f32>>, Failure> {
-    let (w, h) = (src.width(), src.height());
     let input = src.ttpo();
     let mut hooks = HostHooks {
         s: *s,
         effect,
         started: false,
         user_cancel: false,
+        refines: p.view == 0,
+        label: None,
     };
     if engine::Hooks::cancelled(&mut hooks) {
         return Err(Failure::Cancelled);
@@ -182,12 +216,16 @@ unsafe fn compute(
         }
     };
     Ok(match p.view {
-        1 => {
-            let e = cache
-                .candidates(api, key, &input, &mut hooks)
-                .map_err(conv)?;
-            Arc::new(pixels::contact_sheet(&e.candidates, w, h))
-        }
+        1 => cache
+            .output(
+                api,
+                key,
+                &input,
+                engine::Output::Sheet,
+                choice(p)?,
+                &mut hooks,
+            )
+            .map_err(conv)?,
         2 => {
             let e = cache
                 .candidates(api, key, &input, &mut hooks)
@@ -204,22 +242,30 @@ unsafe fn compute(
                     ))
                 })?
         }
-        _ => {
-            let choice = p
-                .manual
-                .then_some((p.preferred.max(0) as u32, p.dispreferred.max(0) as u32));
-            if let Some((a, b)) = choice {
-                if a == b {
-                    return Err(Failure::Error(
-                        "Preferred and Dispreferred must differ".into(),
-                    ));
-                }
-            }
-            cache
-                .refined(api, key, &input, choice, &mut hooks)
-                .map_err(conv)?
-        }
+        _ => cache
+            .output(
+                api,
+                key,
+                &input,
+                engine::Output::Refined,
+                choice(p)?,
+                &mut hooks,
+            )
+            .map_err(conv)?,
     })
+}
+
+/// The choice the parameters make: the manual pair, or None for the metrics' choice.
+fn choice(p: &Params) -> Result<engine::Choice, Failure> {
+    let choice = p
+        .manual
+        .then_some((p.preferred.max(0) as u32, p.dispreferred.max(0) as u32));
+    match choice {
+        Some((a, b)) if a == b => Err(Failure::Error(
+            "Preferred and Dispreferred must differ".into(),
+        )),
+        _ => Ok(choice),
+    }
 }
 
 /// Writes the render window (clipped to the output), mixing with the input.
@@ -300,4 +346,22 @@ pub unsafe fn regions_of_interest(
         o.set_dbl("OfxImageClipPropRoI_Source", i as c_int, v);
     }
     STAT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_duration;
+
+    /// The cases of core's `Estimate::describe` test: the two must read the same.
+    #[test]
+    fn durations_read_as_core_writes_them() {
+        assert_eq!(describe_duration(0.4), "0 s");
+        assert_eq!(describe_duration(45.0), "45 s");
+        assert_eq!(describe_duration(59.4), "59 s");
+        assert_eq!(describe_duration(59.6), "1 min 00 s");
+        assert_eq!(describe_duration(200.0), "3 min 20 s");
+        assert_eq!(describe_duration(3900.0), "1 h 05 min");
+        assert_eq!(describe_duration(f64::NAN), "unknown");
+        assert_eq!(describe_duration(-1.0), "unknown");
+    }
 }

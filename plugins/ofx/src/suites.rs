@@ -115,22 +115,35 @@ impl Props {
 
 /// Shows `msg` as the effect's persistent error (message suite v2), else as a message (v1).
 pub unsafe fn post_error(s: &Suites, effect: Handle, msg: &str) {
-    let m = c(msg);
-    if let Some(m2) = s.msg2 {
-        (m2.set_persistent_message)(
-            effect,
-            MESSAGE_ERROR.as_ptr(),
-            crate::PLUGIN_ID.as_ptr(),
-            c"%s".as_ptr(),
-            m.as_ptr(),
-        );
-    } else if let Some(m1) = s.msg1 {
-        (m1.message)(
-            effect,
-            MESSAGE_ERROR.as_ptr(),
-            crate::PLUGIN_ID.as_ptr(),
-            c"%s".as_ptr(),
-            m.as_ptr(),
-        );
+    match s.msg2 {
+        Some(m2) => post(m2.set_persistent_message, effect, MESSAGE_ERROR, msg),
+        None => post_message(s, effect, MESSAGE_ERROR, msg),
     }
+}
+
+/// Writes `msg` to the host's log (`kOfxMessageLog`: logged, not shown); to stderr when the
+/// host has no message suite.
+pub unsafe fn post_log(s: &Suites, effect: Handle, msg: &str) {
+    if s.msg2.is_none() && s.msg1.is_none() {
+        eprintln!("{msg}");
+    }
+    post_message(s, effect, MESSAGE_LOG, msg);
+}
+
+/// A message of `kind` through the message suite (v2's, else v1's), if the host has one.
+unsafe fn post_message(s: &Suites, effect: Handle, kind: &CStr, msg: &str) {
+    if let Some(f) = s.msg2.map(|m| m.message).or(s.msg1.map(|m| m.message)) {
+        post(f, effect, kind, msg);
+    }
+}
+
+unsafe fn post(f: MessageFn, effect: Handle, kind: &CStr, msg: &str) {
+    let m = c(msg);
+    f(
+        effect,
+        kind.as_ptr(),
+        crate::PLUGIN_ID.as_ptr(),
+        c"%s".as_ptr(),
+        m.as_ptr(),
+    );
 }

@@ -1,14 +1,22 @@
-//! The progress suite: counts starts, updates (checked to lie in 0..1) and ends.
+//! The progress suite: records the start labels, counts starts, updates (checked to lie in
+//! 0..1) and ends.
 
 use std::ffi::{c_char, c_double};
 use std::sync::atomic::Ordering;
 
+use crate::name_of;
 use crate::ofx::*;
 use crate::state::effect;
 
-unsafe extern "C" fn pr_start(h: Handle, _label: *const c_char) -> OfxStatus {
+unsafe extern "C" fn pr_start(h: Handle, label: *const c_char) -> OfxStatus {
     if let Some(e) = effect(h) {
         e.progress_starts.fetch_add(1, Ordering::SeqCst);
+        let label = if label.is_null() {
+            String::new()
+        } else {
+            name_of(label)
+        };
+        e.progress_labels.lock().unwrap().push(label);
     }
     STAT_OK
 }

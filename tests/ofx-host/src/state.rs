@@ -48,6 +48,8 @@ pub struct Effect {
     pub messages: Mutex<Vec<Message>>,
     pub persistent: Mutex<Option<String>>,
     pub progress_starts: AtomicU64,
+    /// The label of every progressStart, in order.
+    pub progress_labels: Mutex<Vec<String>>,
     pub progress_updates: AtomicU64,
     pub progress_ends: AtomicU64,
 }

@@ -176,6 +176,7 @@ fn constants() -> Vec<(&'static str, String)> {
         ("kOfxParamTypeDouble", s(PARAM_DOUBLE)),
         ("kOfxParamTypeChoice", s(PARAM_CHOICE)),
         ("kOfxMessageError", s(MESSAGE_ERROR)),
+        ("kOfxMessageLog", s(MESSAGE_LOG)),
     ]
 }
 

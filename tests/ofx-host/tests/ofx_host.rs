@@ -1,7 +1,8 @@
 //! Drives TTPO.ofx.bundle through the project's own OpenFX host, the way hosts load plug-ins:
 //! load → describe → describe in context → instance → renders (8-bit, 16-bit RGB, float with
-//! negative rowBytes, render window, render scale) → parameter changes and cache hits →
-//! abort → errors → destroy/unload; and a bundle without libttpo.
+//! negative rowBytes, render window, render scale) with the estimate as the progress label →
+//! parameter changes and cache hits, libttpo's contact sheet → abort → errors →
+//! destroy/unload; and a bundle without libttpo.
 
 mod common;
 
@@ -14,6 +15,49 @@ use ttpo_ofx_host::{is_mapped, Effect, ImageBuf, Plugin, Rows, Val};
 
 fn engine_runs(e: &Effect) -> u64 {
     e.progress_updates.load(Ordering::SeqCst)
+}
+
+/// The label of the latest progressStart.
+fn last_label(e: &Effect) -> String {
+    e.progress_labels
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Asserts `label` is "TTPO: about <duration>", the duration written exactly as core's
+/// `Estimate::describe` writes some whole number of seconds.
+fn assert_estimate_label(label: &str) {
+    let d = label
+        .strip_prefix("TTPO: about ")
+        .unwrap_or_else(|| panic!("no estimate in the progress label {label:?}"));
+    assert!(
+        (0..100_000).any(|s| ttpo::Estimate::describe(s as f64) == d),
+        "{d:?} is not a duration as core writes it"
+    );
+}
+
+/// Pixels of `img` whose RGB is the 8-bit colour `rgb`.
+fn count_rgb(img: &ImageBuf, rgb: [u8; 3]) -> usize {
+    let mut n = 0;
+    for r in 0..img.height() {
+        for x in 0..img.width() {
+            let v = img.get(x, r);
+            n += (0..3).all(|c| (v[c] * 255.0 - rgb[c] as f32).abs() < 0.5) as usize;
+        }
+    }
+    n
+}
+
+fn errors(e: &Effect) -> usize {
+    e.messages
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.kind == "OfxMessageError")
+        .count()
 }
 
 #[test]
@@ -176,6 +220,18 @@ fn host_drives_the_plugin() {
         inst.progress_starts.load(Ordering::SeqCst),
         inst.progress_ends.load(Ordering::SeqCst)
     );
+    // The job's time estimate (ttpo_job_estimate) labels the progress bar and is logged.
+    assert_eq!(inst.progress_labels.lock().unwrap().len(), 1);
+    let label = last_label(&inst);
+    assert_estimate_label(&label);
+    assert!(
+        inst.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.kind == "OfxMessageLog" && m.text == label && !m.persistent),
+        "the estimate is logged"
+    );
     let d8 = out8.max_diff(&input8);
     assert!(
         d8 > 0.05,
@@ -252,16 +308,52 @@ fn host_drives_the_plugin() {
     }
     p.set_param(&inst, "mix", Val::Dbl(1.0));
 
-    // --- contact sheet and one candidate: from the cached candidates.
+    // --- contact sheet (libttpo's, as the CLI's) and one candidate: from the cached
+    // candidates. The sheet fills the frame; the chosen pair is framed green and red.
+    let green = |img: &ImageBuf| count_rgb(img, ttpo::sheet::BORDER_PREFERRED);
+    let red = |img: &ImageBuf| count_rgb(img, ttpo::sheet::BORDER_DISPREFERRED);
     p.set_param(&inst, "view", Val::Int(1));
     let (st, sheet, _) = render8();
-    assert_eq!(st, STAT_OK);
+    assert_eq!(st, STAT_OK, "sheet: {:?}", inst.persistent.lock().unwrap());
     assert_eq!(engine_runs(&inst), runs);
+    assert_eq!((sheet.width(), sheet.height()), (64, 64));
     assert!(sheet.max_diff(&out8) > 0.05 && sheet.max_diff(&input8) > 0.05);
+    let (g, r) = (green(&sheet), red(&sheet));
+    assert!(
+        g >= 8 && r >= 8,
+        "frames of the chosen pair: {g} green, {r} red"
+    );
     sheet
         .to_rgba8()
         .save(temp_dir("out").join("sheet.png"))
         .unwrap();
+    // A manual choice moves the frames (no model call): swapping the pair swaps them.
+    p.set_param(&inst, "selection", Val::Int(1));
+    p.set_param(&inst, "preferred", Val::Int(1));
+    p.set_param(&inst, "dispreferred", Val::Int(2));
+    let (st, sheet12, _) = render8();
+    assert_eq!(st, STAT_OK);
+    p.set_param(&inst, "preferred", Val::Int(2));
+    p.set_param(&inst, "dispreferred", Val::Int(1));
+    let (st, sheet21, _) = render8();
+    assert_eq!(st, STAT_OK);
+    assert_eq!(engine_runs(&inst), runs);
+    assert!(green(&sheet12) >= 8 && red(&sheet12) >= 8);
+    assert!(sheet12.max_diff(&sheet21) > 0.5, "frames swapped");
+    // Tile 1's frame pixels are green in one and red in the other.
+    let swapped = (0..64)
+        .flat_map(|r| (0..64).map(move |x| (x, r)))
+        .filter(|&(x, r)| {
+            let px = |img: &ImageBuf| {
+                let v = img.get(x, r);
+                [v[0], v[1], v[2]].map(|c| (c * 255.0).round() as u8)
+            };
+            px(&sheet12) == ttpo::sheet::BORDER_PREFERRED
+                && px(&sheet21) == ttpo::sheet::BORDER_DISPREFERRED
+        })
+        .count();
+    assert!(swapped >= 8, "{swapped} pixels went from green to red");
+    p.set_param(&inst, "selection", Val::Int(0));
     p.set_param(&inst, "view", Val::Int(2));
     p.set_param(&inst, "candidate", Val::Int(0));
     let (st, c0, _) = render8();
@@ -282,12 +374,15 @@ fn host_drives_the_plugin() {
         .contains("Candidate 9"));
     p.set_param(&inst, "view", Val::Int(0));
 
-    // --- manual selection: only a refinement runs.
+    // --- manual selection: only a refinement runs, labelled with its own estimate.
     p.set_param(&inst, "selection", Val::Int(1));
     p.set_param(&inst, "preferred", Val::Int(2));
     p.set_param(&inst, "dispreferred", Val::Int(0));
+    let starts = inst.progress_starts.load(Ordering::SeqCst);
     let (st, manual, _) = render8();
     assert_eq!(st, STAT_OK, "manual: {:?}", inst.persistent.lock().unwrap());
+    assert_eq!(inst.progress_starts.load(Ordering::SeqCst), starts + 1);
+    assert_estimate_label(&last_label(&inst));
     assert!(
         inst.persistent.lock().unwrap().is_none(),
         "success clears the persistent message"
@@ -363,12 +458,22 @@ fn host_drives_the_plugin() {
         0.0,
         "same frame + parameters => same output"
     );
+    // The sheet too: drawn again from the new job, byte for byte the same.
+    p.set_param(&inst, "view", Val::Int(1));
+    let (st, sheet_again, _) = render8();
+    assert_eq!(st, STAT_OK);
+    assert_eq!(
+        sheet_again.max_diff(&sheet),
+        0.0,
+        "the sheet is deterministic"
+    );
+    p.set_param(&inst, "view", Val::Int(0));
 
     // --- abort: the host says "abort" at the 3rd poll; the render fails promptly.
     p.set_param(&inst, "seed", Val::Int(99));
     inst.polls.store(0, Ordering::SeqCst);
     inst.abort_after.store(2, Ordering::SeqCst);
-    let msgs = inst.messages.lock().unwrap().len();
+    let msgs = errors(&inst);
     let (st, _, t_abort) = render8();
     assert_eq!(st, STAT_FAILED, "aborted render fails");
     assert_eq!(
@@ -376,11 +481,7 @@ fn host_drives_the_plugin() {
         3,
         "stops at the first poll that says abort"
     );
-    assert_eq!(
-        inst.messages.lock().unwrap().len(),
-        msgs,
-        "an abort is not an error message"
-    );
+    assert_eq!(errors(&inst), msgs, "an abort is not an error message");
     eprintln!(
         "aborted render returned after {:.1} ms",
         t_abort.as_secs_f64() * 1e3
