@@ -128,9 +128,11 @@ constants! {
     /// The ABI level these declarations describe; compare with `ttpo_version_api()`. The
     /// shared library's soname is `libttpo.so.<TTPO_ABI_VERSION>`.
     TTPO_ABI_VERSION: u32 = 1;
-    /// Backend bit: the CPU.
+    /// `ttpo_model_verify` flag: hash the weights against their LFS SHA-256.
     TTPO_MODEL_VERIFY_SHA256: u32 = 1;
+    /// `ttpo_model_verify` flag: compare with the Hub's listing (network).
     TTPO_MODEL_VERIFY_ONLINE: u32 = 2;
+    /// Backend bit: the CPU.
     TTPO_BACKEND_CPU: u32 = 1;
     /// Backend bit: CUDA.
     TTPO_BACKEND_CUDA: u32 = 2;
