@@ -3,8 +3,8 @@
 # (plug-in-script-fu-server) and sf-client.py sends it the calls and the checks.
 #   pick:   the settings dialog (selection switched to "Let me pick", then OK), the progress
 #           dialog, the candidate picker (Refine): a new layer with changed pixels on top.
-#   cancel: a long job (steps typed as 1000) stopped with the progress dialog's Cancel: the
-#           call returns within seconds, the plug-in process is gone, the image still has its
+#   cancel: a long job (steps typed as 1000): the progress dialog's title shows the time
+#           left from the job's estimate; the dialog's Cancel stops it: the call returns within seconds, the plug-in process is gone, the image still has its
 #           one layer and its pixels are byte-identical (PPM exports compared).
 #   kill:   the filter started from the image window (Search Actions, as from the menu), so
 #           GIMP's progress is the status bar; its Cancel button makes GIMP SIGKILL the
@@ -72,6 +72,10 @@ sf() { python3 plugins/gimp/sf-client.py "$PORT" "$1"; }
 # time it returned) appear in $T when it has returned.
 sf_bg() { ( rc=0; sf "$2" >"$T/$1.out" 2>&1 || rc=$?; date +%s.%N >"$T/$1.end"; echo $rc >"$T/$1.rc" ) & }
 wait_file() { for _ in $(seq 1 $(( $2 * 10 ))); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
+# The progress dialog's title: "TTPO", then, once the job's estimate is known, the time
+# left ("TTPO: about 2 min 05 s left", durations as the engine's Estimate::describe).
+PROGRESS='^TTPO(: about .* left)?$'
+TIME_LEFT='^TTPO: about ([0-9]+ s|[0-9]+ min [0-5][0-9] s|[0-9]+ h [0-5][0-9] min) left$'
 wait_window() { # name regex, seconds
   for _ in $(seq 1 $(( $2 * 4 ))); do
     W=$(xdotool search --onlyvisible --name "$1" 2>/dev/null | head -1) && [ -n "$W" ] && { echo "$W"; return 0; }
@@ -113,7 +117,7 @@ settings_long_job() {
 # Waits until the progress dialog is up and the engine has run a while; the job must still
 # be running then (else it is too short to test a cancel).
 progress_running() {
-  wait_window "^TTPO$" 30 >/dev/null || fail "$1: progress dialog did not appear"
+  wait_window "$PROGRESS" 30 >/dev/null || fail "$1: progress dialog did not appear"
   sleep 2
   [ -n "$(plugin_pids)" ] || fail "$1: the plug-in is no longer running 2 s into a 1000-step job"
 }
@@ -215,7 +219,9 @@ sf_bg cancel "(plug-in-ttpo-refine RUN-INTERACTIVE $IMG $L \"\" 0 0 \"\" 0 0 0)"
 settings_long_job cancel
 progress_running cancel
 [ -e "$T/cancel.rc" ] && fail "cancel: the call returned before Cancel was pressed"
-PD=$(wait_window "^TTPO$" 5) || fail "cancel: no progress dialog"
+PD=$(wait_window "$PROGRESS" 5) || fail "cancel: no progress dialog"
+TITLE=$(xdotool getwindowname "$PD")
+[[ $TITLE =~ $TIME_LEFT ]] || fail "cancel: the progress dialog shows no time left: \"$TITLE\""
 focus "$PD"
 CLICK=$(date +%s.%N)
 xdotool key --clearmodifiers alt+c   # the _Cancel button
@@ -228,7 +234,7 @@ for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
 save_layer $IMG $L "$T/cancel-after.ppm"
 cmp -s "$T/cancel-before.ppm" "$T/cancel-after.ppm" || fail "cancel: the original layer was modified"
 python3 -c "import sys; sys.exit(0 if $LATENCY < 5 else 1)" || fail "cancel: the call took $LATENCY s to return after Cancel"
-echo "cancel: returned cancelled $LATENCY s after Cancel, plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+echo "cancel: progress title \"$TITLE\"; returned cancelled $LATENCY s after Cancel, plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
 
 # ---- kill: GIMP's own progress (the image window's status bar) cancels the plug-in
 T0=$(date +%s)

@@ -2,7 +2,9 @@
 # GIMP 2.10 end-to-end test of the TTPO plug-in, headless (gimp-console), hermetic profile.
 # Asserts: a new layer above the original with changed pixels; the original layer
 # unchanged; a grayscale float image with alpha and a selection works; a missing model
-# folder and a too-large image give PDB error messages (GIMP itself always exits 0).
+# folder and a too-large image give PDB error messages (GIMP itself always exits 0); each
+# job's time estimate is logged once to stderr before it runs, formatted like the engine's
+# Estimate::describe (ttpo_format_duration is also checked on its own).
 # Needs (Debian 12): gimp libgimp2.0-dev pkg-config (installed here via apt when root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +25,33 @@ test -f "$GIMP2_DIRECTORY/plug-ins/ttpo/libttpo.so.1"
 cargo build --release -p ttpo --example make_tiny_model >&2
 target/release/examples/make_tiny_model "$T/tiny" >/dev/null
 cp "$PHOTO" "$T/photo.png"
+
+# ttpo_format_duration (ttpo-common.c) against the cases of core's Estimate::describe test.
+cat > "$T/duration.c" <<'C'
+#include "ttpo-common.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    static const struct { double s; const char *want; } cases[] = {
+        {0.4, "0 s"}, {59.4, "59 s"}, {59.6, "1 min 00 s"}, {200.0, "3 min 20 s"},
+        {3900.0, "1 h 05 min"}, {NAN, "unknown"}, {-1.0, "unknown"}};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[32];
+        const char *got = ttpo_format_duration(cases[i].s, buf, sizeof buf);
+        if (strcmp(got, cases[i].want) != 0) {
+            printf("ttpo_format_duration(%g) = \"%s\", want \"%s\"\n", cases[i].s, got, cases[i].want);
+            bad = 1;
+        }
+    }
+    return bad;
+}
+C
+cc -Wall -Wextra -Werror -Iinclude -Iplugins/gimp "$T/duration.c" plugins/gimp/ttpo-common.c \
+  $(pkg-config --cflags --libs glib-2.0) -L"$GIMP2_DIRECTORY/plug-ins/ttpo" -l:libttpo.so.1 -lm \
+  -Wl,-rpath,"$GIMP2_DIRECTORY/plug-ins/ttpo" -o "$T/duration"
+"$T/duration" || { echo "FAIL: ttpo_format_duration" >&2; exit 1; }
 
 cat > "$T/run.scm" <<SCM
 (gimp-message-set-handler 1)
@@ -113,5 +142,12 @@ grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO model folder no
 grep -q "TTPO-TILED-LAYERS 2" "$T/log" || fail "400x300 image (tiled): no new layer"
 grep -q "cannot process this image at once" "$T/log" || fail "too-large image: no clear message"
 grep -q "TTPO-LARGE-LAYERS" "$T/log" && fail "too-large image: the batch went on as if it succeeded"
+# One estimate per job that ran (rgb, gray, tiled; the missing model and the too-large
+# image make no job), in Estimate::describe's format.
+DUR='([0-9]+ s|[0-9]+ min [0-5][0-9] s|[0-9]+ h [0-5][0-9] min)'
+N=$(grep -Ec "^TTPO: this job takes about $DUR in all \(Stage I $DUR, Stage II $DUR, Stage III $DUR\)$" "$T/log" || true)
+[ "$N" = 3 ] || fail "$N time estimates in the log, not one per job (3)"
+grep -q "no time estimate" "$T/log" && fail "an estimate failed"
+echo "estimates: $(grep -m1 '^TTPO: this job takes' "$T/log")"
 if grep -Eq "wire_read|plug-in crashed|Segmentation|terminated" "$T/log"; then fail "the plug-in crashed"; fi
 echo "GIMP 2.10 plug-in test passed"

@@ -5,7 +5,8 @@
 # calls the procedure with RUN_INTERACTIVE and writes what it sees to ui-result.txt.
 #   pick:   settings dialog (selection "Let me pick", OK), progress dialog, candidate picker
 #           (Refine): a new layer "TTPO (seed 0)" on top with changed pixels, original unchanged.
-#   cancel: a long job (steps typed as 1000) stopped with the progress dialog's Cancel: the
+#   cancel: a long job (steps typed as 1000): the progress dialog's title shows the time left
+#           from the job's estimate; the dialog's Cancel stops it: the
 #           call returns "cancel" within seconds, the plug-in process is gone, the image has
 #           its one layer and its pixels are identical.
 #   batch, hub-id, dl-cancel, download, chooser: the model tests of test-gimp2-ui.sh (ui-models.sh):
@@ -131,6 +132,10 @@ fail() {
   KEEP=1; exit 1
 }
 wait_line() { for _ in $(seq 1 $(( $2 * 10 ))); do grep -q "$1" "$RES" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# The progress dialog's title: "TTPO", then, once the job's estimate is known, the time
+# left ("TTPO: about 2 min 05 s left", durations as the engine's Estimate::describe).
+PROGRESS='^TTPO(: about .* left)?$'
+TIME_LEFT='^TTPO: about ([0-9]+ s|[0-9]+ min [0-5][0-9] s|[0-9]+ h [0-5][0-9] min) left$'
 wait_window() { # name regex, seconds
   for _ in $(seq 1 $(( $2 * 4 ))); do
     W1=$(xdotool search --onlyvisible --name "$1" 2>/dev/null | head -1) && [ -n "$W1" ] && { echo "$W1"; return 0; }
@@ -224,9 +229,11 @@ xdotool key Tab Tab Tab Tab Tab   # Steps; Tab selects its text
 sleep 0.2
 xdotool type 1000
 xdotool key Return
-PD=$(wait_window "^TTPO$" 30) || fail "cancel: progress dialog did not appear"
+PD=$(wait_window "$PROGRESS" 30) || fail "cancel: progress dialog did not appear"
 sleep 2
 [ -n "$(plugin_pids)" ] || fail "cancel: the plug-in is no longer running 2 s into a 1000-step job"
+TITLE=$(xdotool getwindowname "$PD")
+[[ $TITLE =~ $TIME_LEFT ]] || fail "cancel: the progress dialog shows no time left: \"$TITLE\""
 grep -q "^cancel-end" "$RES" && fail "cancel: the call returned before Cancel was pressed"
 focus "$PD"
 CLICK=$(date +%s.%N)
@@ -239,7 +246,7 @@ wait_line "^cancel status" 10 || fail "cancel: no result line"
 grep -q "^cancel status=cancel layers=1 top=.* original-unchanged=True new-changed=False$" "$RES" \
   || fail "cancel: not cancelled with the one original, unchanged layer"
 python3 -c "import sys; sys.exit(0 if $LATENCY < 5 else 1)" || fail "cancel: the call took $LATENCY s to return after Cancel"
-echo "cancel: returned $LATENCY s after Cancel, plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
+echo "cancel: progress title \"$TITLE\"; returned $LATENCY s after Cancel, plug-in gone, one layer, pixels identical ($(( $(date +%s) - T0 )) s)"
 
 # ---- kill: GIMP's own progress (the image window's status bar) cancels the plug-in
 T0=$(date +%s)
@@ -262,7 +269,7 @@ xdotool key Tab Tab Tab Tab Tab
 sleep 0.2
 xdotool type 1000
 xdotool key Return
-wait_window "^TTPO$" 30 >/dev/null || fail "kill: progress dialog did not appear"
+wait_window "$PROGRESS" 30 >/dev/null || fail "kill: progress dialog did not appear"
 sleep 2
 PIDS=$(plugin_pids)
 [ -n "$PIDS" ] || fail "kill: the plug-in is no longer running 2 s into a 1000-step job"

@@ -2,7 +2,8 @@
 # GIMP 3 end-to-end test of the TTPO plug-in, headless, inside a Debian 13 root (GIMP 3 is
 # not in Debian 12). The root is made once by trixie-root.sh (debootstrap; cached under
 # .cache/trixie-root, override TTPO_TRIXIE_ROOT) and reused. libttpo and the tiny model
-# are built on the host (gimp3-root.sh). Same assertions as test-gimp2.sh. Needs root, debootstrap.
+# are built on the host (gimp3-root.sh). Same assertions as test-gimp2.sh (the time estimate
+# in the log included). Needs root, debootstrap.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -98,5 +99,11 @@ grep -q "TTPO model folder not found" "$W/log" || fail "missing model folder: no
 grep -q "^tiled status=success msg= layers=2$" "$W/result.txt" || fail "400x300 image (tiled): no new layer"
 grep -q "^large status=execution-error msg=TTPO cannot process this image at once.* layers=1$" "$W/result.txt" \
   || fail "too-large image: no clear message"
+# One estimate per job that ran (rgb, gray, tiled), in Estimate::describe's format.
+DUR='([0-9]+ s|[0-9]+ min [0-5][0-9] s|[0-9]+ h [0-5][0-9] min)'
+N=$(grep -Ec "^TTPO: this job takes about $DUR in all \(Stage I $DUR, Stage II $DUR, Stage III $DUR\)$" "$W/log" || true)
+[ "$N" = 3 ] || fail "$N time estimates in the log, not one per job (3)"
+grep -q "no time estimate" "$W/log" && fail "an estimate failed"
+echo "estimates: $(grep -m1 '^TTPO: this job takes' "$W/log")"
 if grep -E "ttpo|TTPO" "$W/log" | grep -Eiq "crash|segmentation|wire_read|critical"; then fail "the plug-in crashed"; fi
 echo "GIMP 3 plug-in test passed ($(( $(date +%s) - START )) s in all)"

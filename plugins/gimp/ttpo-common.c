@@ -112,6 +112,8 @@ struct TtpoTask {
     gboolean cancelled;
     guint stage, step, total;
     double overall; /* the engine's overall fraction at the latest event */
+    gboolean estimating;
+    double estimate; /* seconds the whole job takes (ttpo_job_estimate); < 0 while unknown */
     uint32_t status;
     gchar *message;
 };
@@ -122,6 +124,7 @@ TtpoTask *ttpo_task_new(const TtpoParams *p, const float *rgba, guint w, guint h
     t->w = w;
     t->h = h;
     t->input = g_memdup2(rgba, (gsize)w * h * 4 * sizeof(float));
+    t->estimate = -1.0;
     g_mutex_init(&t->lock);
     return t;
 }
@@ -189,6 +192,47 @@ static void finish(TtpoTask *t, const char *what, uint32_t st, const char *detai
     g_mutex_unlock(&t->lock);
 }
 
+char *ttpo_format_duration(double seconds, char *buf, size_t n) {
+    if (!isfinite(seconds) || seconds < 0.0) {
+        g_strlcpy(buf, "unknown", n);
+        return buf;
+    }
+    guint64 s = (guint64)llround(seconds);
+    if (s < 60)
+        g_snprintf(buf, n, "%" G_GUINT64_FORMAT " s", s);
+    else if (s < 3600)
+        g_snprintf(buf, n, "%" G_GUINT64_FORMAT " min %02" G_GUINT64_FORMAT " s", s / 60, s % 60);
+    else
+        g_snprintf(buf, n, "%" G_GUINT64_FORMAT " h %02" G_GUINT64_FORMAT " min", s / 3600, (s % 3600) / 60);
+    return buf;
+}
+
+/* What the job will take, before it starts: a few probe calls the first time an engine
+   meets a tile shape (seconds on a CPU), then counting. The progress text shows it; stderr
+   gets it once (GIMP's terminal or a batch run's log). It blocks like a stage and sees no
+   cancel, so a Cancel pressed meanwhile acts right after it. A failure only loses the
+   estimate: the job runs without it. */
+static void task_estimate(TtpoTask *t) {
+    g_mutex_lock(&t->lock);
+    t->estimating = TRUE;
+    g_mutex_unlock(&t->lock);
+    double total = -1.0, stage[3] = {0.0, 0.0, 0.0};
+    uint32_t st = ttpo_job_estimate(t->job, &total, stage);
+    if (st == TTPO_STATUS_OK) {
+        char a[32], b[32], c[32], d[32];
+        g_printerr("TTPO: this job takes about %s in all (Stage I %s, Stage II %s, Stage III %s)\n",
+                   ttpo_format_duration(total, a, sizeof a), ttpo_format_duration(stage[0], b, sizeof b),
+                   ttpo_format_duration(stage[1], c, sizeof c), ttpo_format_duration(stage[2], d, sizeof d));
+    } else {
+        g_printerr("TTPO: no time estimate (%s): %s\n", ttpo_status_str(st), ttpo_job_last_error(t->job));
+        total = -1.0;
+    }
+    g_mutex_lock(&t->lock);
+    t->estimating = FALSE;
+    t->estimate = total;
+    g_mutex_unlock(&t->lock);
+}
+
 static gpointer worker(gpointer data) {
     TtpoTask *t = data;
     uint32_t st;
@@ -240,6 +284,11 @@ static gpointer worker(gpointer data) {
         }
         ttpo_job_set_progress_callback(t->job, on_progress, t);
         ttpo_job_set_cancel_callback(t->job, on_cancel, t);
+        task_estimate(t);
+        if (on_cancel(t)) {
+            finish(t, "", TTPO_STATUS_CANCELLED, NULL);
+            return NULL;
+        }
         st = ttpo_job_generate_candidates(t->job);
         if (st != TTPO_STATUS_OK) {
             finish(t, "making candidates", st, ttpo_job_last_error(t->job));
@@ -282,7 +331,8 @@ void ttpo_task_start(TtpoTask *t, TtpoPhase phase, guint preferred, guint dispre
     t->cancelled = FALSE;
     t->stage = 0;
     t->step = t->total = 0;
-    t->overall = 0.0;
+    /* t->overall stays: a REFINE phase goes on from where GENERATE left the job, and the
+       time left is counted from there. */
     t->status = TTPO_STATUS_OK;
     g_mutex_unlock(&t->lock);
     t->phase = phase;
@@ -308,20 +358,41 @@ void ttpo_task_wait(TtpoTask *t, void (*hook)(double, const char *, void *), voi
     task_join(t);
 }
 
+gboolean ttpo_task_time_left(TtpoTask *t, double *seconds) {
+    g_mutex_lock(&t->lock);
+    double estimate = t->estimate, overall = CLAMP(t->overall, 0.0, 1.0);
+    g_mutex_unlock(&t->lock);
+    /* The engine's overall fraction weighs the stages by model calls, which is what the
+       estimate counts, so the share still to run times the estimate is the time left. */
+    *seconds = estimate * (1.0 - overall);
+    return estimate >= 0.0;
+}
+
 double ttpo_task_progress(TtpoTask *t, char *text, size_t n) {
     g_mutex_lock(&t->lock);
     guint stage = t->stage, step = t->step, total = t->total;
     double overall = t->overall;
+    gboolean estimating = t->estimating;
     g_mutex_unlock(&t->lock);
     /* The engine's one weighting of the stages (ttpo_job_progress_overall). */
     static const char *names[] = {"Loading the model", "Stage I: candidates", "Stage II: scoring",
                                   "Stage III: refining"};
     if (stage > 3) stage = 0;
     if (text) {
-        if (stage == 0)
-            g_strlcpy(text, t->job ? "Starting" : names[0], n);
+        double seconds;
+        char left[64] = "", d[32];
+        gboolean known = ttpo_task_time_left(t, &seconds);
+        if (known) g_snprintf(left, sizeof left, " — about %s left", ttpo_format_duration(seconds, d, sizeof d));
+        if (stage == 0 && !g_atomic_pointer_get(&t->job))
+            g_strlcpy(text, names[0], n);
+        else if (stage == 0 && estimating)
+            g_strlcpy(text, "Estimating the time", n);
+        else if (stage == 0 && known && overall <= 0.0)
+            g_snprintf(text, n, "%s (about %s in all)", names[1], d); /* d: all of it, nothing ran yet */
+        else if (stage == 0)
+            g_snprintf(text, n, "Starting%s", left);
         else
-            g_snprintf(text, n, "%s %u/%u", names[stage], step, total);
+            g_snprintf(text, n, "%s %u/%u%s", names[stage], step, total, left);
     }
     return stage == 0 ? 0.0 : CLAMP(overall, 0.0, 1.0);
 }

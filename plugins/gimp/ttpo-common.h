@@ -43,6 +43,10 @@ gboolean ttpo_check_strengths(const char *text, char **error);
    fitting max_side (box filter). Returns g_malloc'd pixels; *tw, *th receive its size. */
 guchar *ttpo_thumbnail(const float *rgba, guint w, guint h, int max_side, int *tw, int *th);
 
+/* A duration for people, as the engine's Estimate::describe: "45 s", "3 min 20 s",
+   "1 h 05 min"; "unknown" for a negative or non-finite value. Writes buf (n bytes), returns it. */
+char *ttpo_format_duration(double seconds, char *buf, size_t n);
+
 typedef enum { TTPO_PHASE_GENERATE, TTPO_PHASE_REFINE, TTPO_PHASE_RUN } TtpoPhase;
 
 typedef struct TtpoTask TtpoTask;
@@ -51,15 +55,21 @@ typedef struct TtpoTask TtpoTask;
 TtpoTask *ttpo_task_new(const TtpoParams *p, const float *rgba, guint w, guint h);
 /* Joins a running worker (cancelling it first) and frees everything. */
 void ttpo_task_free(TtpoTask *t);
-/* Starts a phase on the worker thread. GENERATE: load the model, make the job, Stage I+II.
+/* Starts a phase on the worker thread. GENERATE: load the model, make the job, estimate
+   its time (ttpo_job_estimate; logged once to stderr, shown in the progress text), Stage I+II.
    REFINE: choose (pref, dispref) and run Stage III. RUN: everything, with the choice from
    the params (automatic or given indices). */
 void ttpo_task_start(TtpoTask *t, TtpoPhase phase, guint preferred, guint dispreferred);
 gboolean ttpo_task_running(TtpoTask *t);
 /* Blocks until the running phase ends, calling hook about 10 times a second. */
 void ttpo_task_wait(TtpoTask *t, void (*hook)(double fraction, const char *text, void *user), void *user);
-/* Overall fraction 0..1 and a stage text ("Stage I: candidates 3/10"). */
+/* Overall fraction 0..1 and a stage text ("Stage I: candidates 3/10"), with the time left
+   once the job's estimate is known ("… — about 2 min 05 s left"; before Stage I:
+   "Stage I: candidates (about 3 min 20 s in all)"). */
 double ttpo_task_progress(TtpoTask *t, char *text, size_t n);
+/* What the rest of the job takes by its estimate, in seconds: the estimate times the share
+   of the job still to run. FALSE while no estimate is known (or it failed). */
+gboolean ttpo_task_time_left(TtpoTask *t, double *seconds);
 /* Asks the engine to stop (reaches ttpo_job_cancel); safe from any thread. */
 void ttpo_task_cancel(TtpoTask *t);
 /* After a phase: TTPO_STATUS_OK or an error; ttpo_task_message() is a sentence for people. */

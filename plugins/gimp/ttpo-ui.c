@@ -79,6 +79,13 @@ static gboolean poll_task(gpointer data) {
     if (r->pr.cancelled) g_strlcpy(text, "Cancelling…", sizeof text);
     gtk_label_set_text(GTK_LABEL(r->pr.label), text);
     gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(r->pr.bar), f);
+    /* The time left in the title too, so window lists and task bars show it. */
+    char title[64] = "TTPO", d[32];
+    double left;
+    if (!r->pr.cancelled && ttpo_task_time_left(r->task, &left))
+        g_snprintf(title, sizeof title, "TTPO: about %s left", ttpo_format_duration(left, d, sizeof d));
+    if (g_strcmp0(gtk_window_get_title(GTK_WINDOW(r->pr.dialog)), title) != 0)
+        gtk_window_set_title(GTK_WINDOW(r->pr.dialog), title);
     if (r->hook) r->hook(f, text, r->user);
     if (!ttpo_task_running(r->task)) {
         g_main_loop_quit(r->loop);
