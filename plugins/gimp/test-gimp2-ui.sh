@@ -253,20 +253,7 @@ sleep 1
 xdotool key Return
 settings_long_job kill
 progress_running kill
-PIDS=$(plugin_pids)
-[ -n "$PIDS" ] || fail "kill: the plug-in is no longer running 2 s into a 1000-step job"
-xdotool mousemove 1279 899
-sleep 0.5
-import -window root -depth 8 "ppm:$T/busy.ppm"
-eval "$(xdotool getwindowgeometry --shell "$IW")"
-XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$T/idle.ppm" "$T/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
-  || fail "kill: no progress in the image window's status bar"
-CLICK=$(date +%s.%N)
-xdotool mousemove $XY click 1   # the status bar's Cancel button
-for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
-GONE=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $CLICK))")
-[ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
-kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
+statusbar_cancel "$T"
 [ "$(layer_count $IMG)" = 1 ] || fail "kill: the image has $(layer_count $IMG) layers, not its one layer"
 save_layer $IMG $L "$T/kill-after.ppm"
 cmp -s "$T/kill-before.ppm" "$T/kill-after.ppm" || fail "kill: the original layer was modified"

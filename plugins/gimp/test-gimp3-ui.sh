@@ -271,20 +271,7 @@ xdotool type 1000
 xdotool key Return
 wait_window "$PROGRESS" 30 >/dev/null || fail "kill: progress dialog did not appear"
 sleep 2
-PIDS=$(plugin_pids)
-[ -n "$PIDS" ] || fail "kill: the plug-in is no longer running 2 s into a 1000-step job"
-xdotool mousemove 1279 899
-sleep 0.5
-import -window root -depth 8 "ppm:$W/busy.ppm"
-eval "$(xdotool getwindowgeometry --shell "$IW")"
-XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$W/idle.ppm" "$W/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
-  || fail "kill: no progress in the image window's status bar"
-CLICK=$(date +%s.%N)
-xdotool mousemove $XY click 1   # the status bar's Cancel button
-for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
-GONE=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $CLICK))")
-[ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
-kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
+statusbar_cancel "$W"
 touch "$W/kill-done"
 wait_line "^kill layers" 20 || fail "kill: GIMP did not answer the batch script after the kill"
 grep -q "^kill layers=1 original-unchanged=True$" "$RES" || fail "kill: not the one original, unchanged layer"

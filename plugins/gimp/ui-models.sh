@@ -126,3 +126,26 @@ refine_in_picker() {
   focus "$p"
   xdotool key --clearmodifiers alt+r   # _Refine
 }
+
+# statusbar_cancel DIR: with the plug-in running a long job, finds the Cancel button of the
+# image window's ($IW) status-bar progress by comparing DIR/idle.ppm with a shot taken now,
+# clicks it, and checks that the plug-in process ends within 5 s and GIMP ($GIMP_PID)
+# lives. Sets PIDS, XY and GONE for the caller's report.
+statusbar_cancel() {
+  local dir=$1
+  PIDS=$(plugin_pids)
+  [ -n "$PIDS" ] || fail "kill: the plug-in is no longer running 2 s into a 1000-step job"
+  xdotool mousemove 1279 899
+  sleep 0.5
+  import -window root -depth 8 "ppm:$dir/busy.ppm"
+  eval "$(xdotool getwindowgeometry --shell "$IW")"
+  XY=$(python3 plugins/gimp/find-statusbar-cancel.py "$dir/idle.ppm" "$dir/busy.ppm" "$X" "$Y" "$WIDTH" "$HEIGHT") \
+    || fail "kill: no progress in the image window's status bar"
+  local click
+  click=$(date +%s.%N)
+  xdotool mousemove $XY click 1   # the status bar's Cancel button
+  for _ in $(seq 1 50); do [ -z "$(plugin_pids)" ] && break; sleep 0.1; done
+  GONE=$(python3 -c "print('%.1f' % ($(date +%s.%N) - $click))")
+  [ -z "$(plugin_pids)" ] || fail "kill: the plug-in process is still there after the status bar's Cancel"
+  kill -0 "$GIMP_PID" 2>/dev/null || fail "kill: GIMP died"
+}
