@@ -73,7 +73,7 @@ part "tiny references" "$t"
 
 t=$(now)
 generate make_reference_flow.py "$TTPO_REFERENCE/flow" flow scheduler.json flux_full_shapes.json \
-  flux_dev/reference.safetensors flux_schnell/reference.safetensors --
+  flux_dev/reference.safetensors flux_schnell/reference.safetensors encoders/reference.safetensors --
 part "flow (FLUX) references" "$t"
 
 t=$(now)
