@@ -233,6 +233,16 @@ impl ClipTextModel {
         })
     }
 
+    /// Reads a `text_encoder` folder (config.json + `model` safetensors).
+    pub fn load(
+        dir: &std::path::Path,
+        device: &Device,
+        dtype: DType,
+        variant: super::sd::Variant,
+    ) -> crate::Result<Self> {
+        load_folder(dir, device, dtype, variant, Self::new)
+    }
+
     /// The config.
     pub fn config(&self) -> &ClipTextConfig {
         &self.config
@@ -333,17 +343,7 @@ impl ClipTextModelWithProjection {
         dtype: DType,
         variant: super::sd::Variant,
     ) -> crate::Result<Self> {
-        super::sd::load_folder(
-            dir,
-            "text_encoder",
-            "model",
-            variant,
-            device,
-            dtype,
-            super::sd::Read::Data,
-            |c: &ClipTextConfig, path| c.check_sizes(path),
-            Self::new,
-        )
+        load_folder(dir, device, dtype, variant, Self::new)
     }
 
     /// The text model.
@@ -357,6 +357,27 @@ impl ClipTextModelWithProjection {
         let embeds = self.projection.forward(&out.pooled)?;
         Ok((out, embeds))
     }
+}
+
+/// A `text_encoder` folder built by `build` (with or without the projection).
+fn load_folder<T>(
+    dir: &std::path::Path,
+    device: &Device,
+    dtype: DType,
+    variant: super::sd::Variant,
+    build: impl FnOnce(VarBuilder, ClipTextConfig) -> Result<T>,
+) -> crate::Result<T> {
+    super::sd::load_folder(
+        dir,
+        "text_encoder",
+        "model",
+        variant,
+        device,
+        dtype,
+        super::sd::Read::Data,
+        |c: &ClipTextConfig, path| c.check_sizes(path),
+        build,
+    )
 }
 
 fn causal_mask(len: usize, dtype: DType, dev: &Device) -> Result<Tensor> {

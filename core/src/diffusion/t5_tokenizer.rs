@@ -87,3 +87,79 @@ impl T5Tokenizer {
         self.inner.get_vocab_size(true)
     }
 }
+
+/// Writes a tiny T5 tokenizer folder (`tokenizer.json`, `tokenizer_config.json`,
+/// `special_tokens_map.json`) in the layout of FLUX's / SD3's `tokenizer_2`: `<pad>` 0,
+/// `</s>` 1, `<unk>` 2, then every character of `corpus` with and without the `▁` word
+/// marker, and its words. Whole words score higher than their letters,
+/// so the unigram model picks them; SentencePiece's charsmap normalizer is replaced by NFKC
+/// (the folder is only a test fixture). Returns the vocabulary size.
+#[cfg(feature = "testing")]
+pub(crate) fn write_tiny(dir: &Path, corpus: &str) -> Result<usize> {
+    use serde_json::json;
+    let mut pieces: Vec<(String, f64)> = vec![
+        ("<pad>".into(), 0.0),
+        ("</s>".into(), 0.0),
+        ("<unk>".into(), 0.0),
+        ("▁".into(), -2.0),
+    ];
+    let mut push = |p: String, score: f64| {
+        if !pieces.iter().any(|(q, _)| *q == p) {
+            pieces.push((p, score));
+        }
+    };
+    for c in corpus.chars().filter(|c| !c.is_whitespace()) {
+        push(c.to_string(), -8.0);
+        push(format!("▁{c}"), -9.0);
+    }
+    // Words with the marker, and the parts after punctuation inside a word ("-contrast")
+    // without it.
+    for w in corpus.split_whitespace() {
+        for (i, part) in w.split(|c: char| !c.is_alphanumeric()).enumerate() {
+            if part.chars().count() > 1 {
+                let piece = if i == 0 {
+                    format!("▁{part}")
+                } else {
+                    part.into()
+                };
+                push(piece, -4.0 - 0.01 * part.len() as f64);
+            }
+        }
+    }
+    let special = |id: usize, content: &str| {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+               "rstrip": false, "normalized": false, "special": true})
+    };
+    let metaspace = json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
+                           "split": true});
+    let seq = |id: &str| json!({"Sequence": {"id": id, "type_id": 0}});
+    let eos = json!({"SpecialToken": {"id": "</s>", "type_id": 0}});
+    let tokenizer = json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "NFKC"},
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+        "pre_tokenizer": metaspace,
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [seq("A"), eos.clone()],
+            "pair": [seq("A"), eos.clone(), seq("B"), eos],
+            "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}},
+        "decoder": metaspace,
+        "model": {"type": "Unigram", "unk_id": 2, "vocab": pieces, "byte_fallback": false}
+    });
+    let tokens = json!({"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"});
+    let mut config = tokens.clone();
+    config["tokenizer_class"] = json!("T5Tokenizer");
+    config["model_max_length"] = json!(T5_MAX_LENGTH);
+    config["extra_ids"] = json!(0);
+    config["additional_special_tokens"] = json!([]);
+    for (name, value) in [
+        ("tokenizer.json", &tokenizer),
+        ("tokenizer_config.json", &config),
+        ("special_tokens_map.json", &tokens),
+    ] {
+        super::tiny::write_json(&dir.join(name), value)?;
+    }
+    Ok(pieces.len())
+}
