@@ -48,15 +48,15 @@ use common::recording::expected_tensors;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use ttpo::diffusion::clip_text::ClipTextModelWithProjection;
+use ttpo::diffusion::clip_text::{ClipTextConfig, ClipTextModel, ClipTextModelWithProjection};
 use ttpo::diffusion::flow_scheduler::{FlowMatch, FlowMatchConfig, FlowSchedule};
 use ttpo::diffusion::flux::{
     latent_image_ids, pack_latents, unpack_latents, FluxConfig, FluxTransformer,
 };
 use ttpo::diffusion::sd::Variant;
-use ttpo::diffusion::t5::{relative_bucket, T5Encoder};
+use ttpo::diffusion::t5::{relative_bucket, T5Config, T5Encoder};
 use ttpo::diffusion::t5_tokenizer::T5Tokenizer;
-use ttpo::diffusion::vae::Vae;
+use ttpo::diffusion::vae::{Vae, VaeConfig};
 
 const MODELS: [&str; 2] = ["flux_dev", "flux_schnell"];
 const TOL_CALL: f64 = 1e-5;
@@ -74,6 +74,7 @@ fn flow_root() -> PathBuf {
         "flux_full_shapes.json",
         "flux_dev/reference.json",
         "encoders/reference.json",
+        "encoder_full_shapes.json",
     ] {
         assert!(
             root.join(f).is_file(),
@@ -528,28 +529,71 @@ fn full_size_tensor_names_and_shapes() {
         let cfg: FluxConfig = serde_json::from_value(entry["config"].clone()).unwrap();
         cfg.validate(std::path::Path::new(name)).unwrap();
         let ours = expected_tensors(|vb| FluxTransformer::new(vb, cfg));
-        let theirs: BTreeMap<String, Vec<usize>> =
-            serde_json::from_value(entry["tensors"].clone()).unwrap();
-        let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
-        let extra: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
-        let wrong: Vec<_> = theirs
-            .iter()
-            .filter(|(k, s)| ours.get(*k).is_some_and(|o| o != *s))
-            .collect();
-        let params: usize = ours.values().map(|s| s.iter().product::<usize>()).sum();
-        println!(
-            "conformance {name:14} full-size names/shapes: {} tensors ({:.2} B parameters), \
-             missing {}, extra {}, wrong shape {}",
-            theirs.len(),
-            params as f64 / 1e9,
-            missing.len(),
-            extra.len(),
-            wrong.len()
-        );
-        assert!(
-            missing.is_empty() && extra.is_empty() && wrong.is_empty(),
-            "{name}: missing {missing:?}, extra {extra:?}, wrong {wrong:?}"
-        );
+        same_names_and_shapes(name, &ours, &entry["tensors"]);
+    }
+}
+
+/// Asserts that the loader's expected tensors (`ours`) equal diffusers' / transformers'
+/// declared ones (`theirs`, name → shape), printing the counts.
+fn same_names_and_shapes(
+    name: &str,
+    ours: &BTreeMap<String, Vec<usize>>,
+    theirs: &serde_json::Value,
+) {
+    let theirs: BTreeMap<String, Vec<usize>> = serde_json::from_value(theirs.clone()).unwrap();
+    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
+    let extra: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
+    let wrong: Vec<_> = theirs
+        .iter()
+        .filter(|(k, s)| ours.get(*k).is_some_and(|o| o != *s))
+        .collect();
+    let params: usize = ours.values().map(|s| s.iter().product::<usize>()).sum();
+    println!(
+        "conformance {name:14} full-size names/shapes: {} tensors ({:.2} B parameters), \
+         missing {}, extra {}, wrong shape {}",
+        theirs.len(),
+        params as f64 / 1e9,
+        missing.len(),
+        extra.len(),
+        wrong.len()
+    );
+    assert!(
+        missing.is_empty() && extra.is_empty() && wrong.is_empty(),
+        "{name}: missing {missing:?}, extra {extra:?}, wrong {wrong:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn full_size_encoder_and_vae_names_and_shapes() {
+    let refs = json(flow_root().join("encoder_full_shapes.json"));
+    for (name, entry) in refs.as_object().unwrap() {
+        let cfg = entry["config"].clone();
+        let path = std::path::Path::new(name);
+        let ours = match entry["kind"].as_str().unwrap() {
+            "t5" => {
+                let c: T5Config = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| T5Encoder::new(vb, c))
+            }
+            "clip" => {
+                let c: ClipTextConfig = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| ClipTextModel::new(vb, c))
+            }
+            "clip_projection" => {
+                let c: ClipTextConfig = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| ClipTextModelWithProjection::new(vb, c))
+            }
+            "vae" => {
+                let c: VaeConfig = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| Vae::new(vb, c))
+            }
+            other => panic!("{name}: unknown kind {other}"),
+        };
+        same_names_and_shapes(name, &ours, &entry["tensors"]);
     }
 }
 

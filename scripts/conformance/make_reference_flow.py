@@ -22,6 +22,9 @@ writes
   OUT_DIR/flux_full_shapes.json
                           every tensor name and shape of the full-size FLUX.1-dev and
                           FLUX.1-schnell transformers (built on the meta device: no weights)
+  OUT_DIR/encoder_full_shapes.json
+                          the same for the full-size text encoders and VAEs: FLUX's T5-XXL
+                          and CLIP-L, SD3's CLIP-L/G with projection, FLUX's and SD3's VAE
 
 Each model folder is in the diffusers layout (model_index.json, transformer/, scheduler/)
 with f32 safetensors, plus reference.safetensors and reference.json. Kept apart from
@@ -116,6 +119,52 @@ def scheduler_refs():
         i2i.append(dict(num_inference_steps=n, strength=strength, t_start=n - left,
                         timesteps=f32s(ts)))
     return dict(schedulers=out, img2img=i2i)
+
+
+# Published text_encoder / text_encoder_2 / vae configs of FLUX.1 and SD3 (the fields that
+# decide tensor names and shapes).
+FULL_T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
+                   num_heads=64, relative_attention_num_buckets=32,
+                   relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+                   tie_word_embeddings=False, is_encoder_decoder=False, use_cache=False)
+FULL_CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                   num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                   hidden_act="quick_gelu", projection_dim=768, eos_token_id=2)
+FULL_CLIP_G = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120,
+                   num_hidden_layers=32, num_attention_heads=20, max_position_embeddings=77,
+                   hidden_act="gelu", projection_dim=1280, eos_token_id=2)
+FULL_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+                block_out_channels=[128, 256, 512, 512], norm_num_groups=32,
+                down_block_types=["DownEncoderBlock2D"] * 4,
+                up_block_types=["UpDecoderBlock2D"] * 4, use_quant_conv=False,
+                use_post_quant_conv=False, sample_size=1024)
+
+
+def encoder_full_shapes():
+    """Name -> shape of the full-size encoders and VAEs, built on the meta device. T5's
+    `encoder.embed_tokens.weight` is the tied alias of `shared.weight` (not in the files)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import T5Config, T5EncoderModel
+    items = [
+        ("flux_t5_xxl", "t5", FULL_T5_XXL, lambda c: T5EncoderModel(T5Config(**c))),
+        ("flux_clip_l", "clip", FULL_CLIP_L, lambda c: CLIPTextModel(CLIPTextConfig(**c))),
+        ("sd3_clip_l", "clip_projection", FULL_CLIP_L,
+         lambda c: CLIPTextModelWithProjection(CLIPTextConfig(**c))),
+        ("sd3_clip_g", "clip_projection", FULL_CLIP_G,
+         lambda c: CLIPTextModelWithProjection(CLIPTextConfig(**c))),
+        ("flux_vae", "vae", dict(FULL_VAE, scaling_factor=0.3611, shift_factor=0.1159),
+         lambda c: AutoencoderKL(**c)),
+        ("sd3_vae", "vae", dict(FULL_VAE, scaling_factor=1.5305, shift_factor=0.0609),
+         lambda c: AutoencoderKL(**c)),
+    ]
+    out = {}
+    for name, kind, cfg, build in items:
+        with torch.device("meta"):
+            m = build(cfg)
+        tensors = {k: list(v.shape) for k, v in m.state_dict().items()
+                   if k != "encoder.embed_tokens.weight"}
+        out[name] = dict(kind=kind, config=cfg, tensors=tensors)
+    return out
 
 
 def full_shapes():
@@ -423,6 +472,8 @@ def main():
         json.dump(scheduler_refs(), fh)
     with open(os.path.join(root, "flux_full_shapes.json"), "w") as fh:
         json.dump(full_shapes(), fh, indent=0)
+    with open(os.path.join(root, "encoder_full_shapes.json"), "w") as fh:
+        json.dump(encoder_full_shapes(), fh, indent=0)
     print(f"make_reference_flow: wrote {root}")
 
 
