@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--arch sd|flux|flux-schnell] [--prediction epsilon|v|sd21-base-full] [--seed N]`
 //!
-//! `--arch flux` writes a FLUX.1-dev style folder (transformer + scheduler only, so far),
+//! `--arch flux` writes a FLUX.1-dev style folder (every FluxPipeline component),
 //! `--arch flux-schnell` the schnell variant; `--prediction` applies to `--arch sd`.
 
 use std::path::PathBuf;

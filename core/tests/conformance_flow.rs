@@ -6,7 +6,11 @@
 //! `flux_schnell`: none, static shift 1), saves them in the diffusers layout and writes
 //! reference tensors, the scheduler tables of four configs (FLUX.1-dev, -schnell, SD3, and
 //! the linear time shift) and every tensor name/shape of the full-size FLUX.1-dev and
-//! -schnell transformers built on torch's meta device.
+//! -schnell transformers built on torch's meta device. `flow/encoders` holds the other
+//! components of the flow pipelines, built with transformers' / diffusers' classes: two
+//! `CLIPTextModelWithProjection`s (legacy `eos_token_id` 2 → pooled at the largest id, and
+//! a set one → pooled at its first occurrence), a `T5EncoderModel` (v1.1, gated-gelu) with a
+//! `T5TokenizerFast` in FLUX's `tokenizer_2` layout, and FLUX's and SD3's 16-channel VAEs.
 //!
 //! Run with `scripts/conformance/run.sh`, or by hand:
 //! `TTPO_REFERENCE=DIR cargo test -p ttpo --test conformance_flow -- --ignored --nocapture`
@@ -29,6 +33,12 @@
 //! * scheduler step on diffusers' model output, `scale_noise`: measured 0 (same f32
 //!   operations); tolerance 1e-5 for the step, exact for `scale_noise`.
 //! * sigmas, timesteps, `mu`, img2img start indices, packing and position ids: exact.
+//! * text encoders, VAE encode/decode with the pipelines' shift and scale: 1e-5 (measured:
+//!   CLIP 3.9e-7..5.8e-7, T5 on 3 × 256 tokens 1.2e-6, VAEs 1.1e-6..1.5e-6). Leaving out
+//!   the VAE's `shift_factor` gives 2.5e-2 (FLUX) and 1.0e-1 (SD3). T5 in bf16 against
+//!   transformers in bf16: 2e-2 (measured 1.0e-2), the same reasoning as the transformer's.
+//! * T5 token ids and relative-position buckets (every offset of 512 tokens, the full-size
+//!   32/128 config and the tiny 16/40): exact.
 
 mod common;
 
@@ -38,11 +48,15 @@ use common::recording::expected_tensors;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use ttpo::diffusion::clip_text::{ClipTextConfig, ClipTextModel, ClipTextModelWithProjection};
 use ttpo::diffusion::flow_scheduler::{FlowMatch, FlowMatchConfig, FlowSchedule};
 use ttpo::diffusion::flux::{
     latent_image_ids, pack_latents, unpack_latents, FluxConfig, FluxTransformer,
 };
 use ttpo::diffusion::sd::Variant;
+use ttpo::diffusion::t5::{relative_bucket, T5Config, T5Encoder};
+use ttpo::diffusion::t5_tokenizer::T5Tokenizer;
+use ttpo::diffusion::vae::{Vae, VaeConfig};
 
 const MODELS: [&str; 2] = ["flux_dev", "flux_schnell"];
 const TOL_CALL: f64 = 1e-5;
@@ -59,6 +73,8 @@ fn flow_root() -> PathBuf {
         "scheduler.json",
         "flux_full_shapes.json",
         "flux_dev/reference.json",
+        "encoders/reference.json",
+        "encoder_full_shapes.json",
     ] {
         assert!(
             root.join(f).is_file(),
@@ -513,28 +529,71 @@ fn full_size_tensor_names_and_shapes() {
         let cfg: FluxConfig = serde_json::from_value(entry["config"].clone()).unwrap();
         cfg.validate(std::path::Path::new(name)).unwrap();
         let ours = expected_tensors(|vb| FluxTransformer::new(vb, cfg));
-        let theirs: BTreeMap<String, Vec<usize>> =
-            serde_json::from_value(entry["tensors"].clone()).unwrap();
-        let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
-        let extra: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
-        let wrong: Vec<_> = theirs
-            .iter()
-            .filter(|(k, s)| ours.get(*k).is_some_and(|o| o != *s))
-            .collect();
-        let params: usize = ours.values().map(|s| s.iter().product::<usize>()).sum();
-        println!(
-            "conformance {name:14} full-size names/shapes: {} tensors ({:.2} B parameters), \
-             missing {}, extra {}, wrong shape {}",
-            theirs.len(),
-            params as f64 / 1e9,
-            missing.len(),
-            extra.len(),
-            wrong.len()
-        );
-        assert!(
-            missing.is_empty() && extra.is_empty() && wrong.is_empty(),
-            "{name}: missing {missing:?}, extra {extra:?}, wrong {wrong:?}"
-        );
+        same_names_and_shapes(name, &ours, &entry["tensors"]);
+    }
+}
+
+/// Asserts that the loader's expected tensors (`ours`) equal diffusers' / transformers'
+/// declared ones (`theirs`, name → shape), printing the counts.
+fn same_names_and_shapes(
+    name: &str,
+    ours: &BTreeMap<String, Vec<usize>>,
+    theirs: &serde_json::Value,
+) {
+    let theirs: BTreeMap<String, Vec<usize>> = serde_json::from_value(theirs.clone()).unwrap();
+    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
+    let extra: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
+    let wrong: Vec<_> = theirs
+        .iter()
+        .filter(|(k, s)| ours.get(*k).is_some_and(|o| o != *s))
+        .collect();
+    let params: usize = ours.values().map(|s| s.iter().product::<usize>()).sum();
+    println!(
+        "conformance {name:14} full-size names/shapes: {} tensors ({:.2} B parameters), \
+         missing {}, extra {}, wrong shape {}",
+        theirs.len(),
+        params as f64 / 1e9,
+        missing.len(),
+        extra.len(),
+        wrong.len()
+    );
+    assert!(
+        missing.is_empty() && extra.is_empty() && wrong.is_empty(),
+        "{name}: missing {missing:?}, extra {extra:?}, wrong {wrong:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn full_size_encoder_and_vae_names_and_shapes() {
+    let refs = json(flow_root().join("encoder_full_shapes.json"));
+    for (name, entry) in refs.as_object().unwrap() {
+        let cfg = entry["config"].clone();
+        let path = std::path::Path::new(name);
+        let ours = match entry["kind"].as_str().unwrap() {
+            "t5" => {
+                let c: T5Config = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| T5Encoder::new(vb, c))
+            }
+            "clip" => {
+                let c: ClipTextConfig = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| ClipTextModel::new(vb, c))
+            }
+            "clip_projection" => {
+                let c: ClipTextConfig = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| ClipTextModelWithProjection::new(vb, c))
+            }
+            "vae" => {
+                let c: VaeConfig = serde_json::from_value(cfg).unwrap();
+                c.check_sizes(path).unwrap();
+                expected_tensors(|vb| Vae::new(vb, c))
+            }
+            other => panic!("{name}: unknown kind {other}"),
+        };
+        same_names_and_shapes(name, &ours, &entry["tensors"]);
     }
 }
 
@@ -555,4 +614,229 @@ fn reference_folders_are_the_ones_loaded() {
             c.meta["versions"]["numpy"]
         );
     }
+}
+
+// ---- Text encoders, T5 tokenizer and 16-channel VAEs (`flow/encoders`) ----
+
+const TOL_ENCODER: f64 = 1e-5;
+const TOL_ENCODER_BF16: f64 = 2e-2;
+
+fn encoders() -> &'static Reference {
+    static R: OnceLock<Reference> = OnceLock::new();
+    R.get_or_init(|| Reference::load("encoders", &flow_root().join("encoders")))
+}
+
+fn u32_rows(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn t5_tokenizer_ids_exact() {
+    let r = encoders();
+    let tok = T5Tokenizer::from_dir(&flow_root().join("encoders/tokenizer_2")).unwrap();
+    let prompts: Vec<&str> = r.meta["tokenizer"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tok.vocab_size() as u64,
+        r.meta["tokenizer"]["vocab_size"].as_u64().unwrap()
+    );
+    let mut f = Failures::default();
+    for max_len in [256usize, 512] {
+        let want = u32_rows(&r.meta["tokenizer"][max_len.to_string()]);
+        for (p, w) in prompts.iter().zip(&want) {
+            let got = tok.encode(p, max_len).unwrap();
+            let short: String = p.chars().take(40).collect();
+            let same = got == *w;
+            println!(
+                "conformance t5 tokenizer max_length {max_len}: {:?} {} tokens before padding {}",
+                short,
+                w.iter().filter(|&&i| i != 0).count(),
+                if same { "ok (ids equal)" } else { "FAIL" }
+            );
+            f.expect(same, format!("T5 ids of {short:?} at {max_len}"));
+        }
+    }
+    // The long prompt is cut and still ends in </s> (id 1) at the last position.
+    let long = tok.encode(prompts.last().unwrap(), 256).unwrap();
+    f.expect(
+        long.len() == 256 && long[255] == 1,
+        "long prompt: </s> kept".into(),
+    );
+    f.finish();
+}
+
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn t5_relative_position_buckets_exact() {
+    let r = encoders();
+    for (key, buckets, distance) in [("t5_buckets_32_128", 32, 128), ("t5_buckets_tiny", 16, 40)] {
+        let want = r
+            .get(key)
+            .to_dtype(DType::I64)
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap();
+        let got: Vec<i64> = (-511i64..512)
+            .map(|rel| relative_bucket(rel, buckets, distance) as i64)
+            .collect();
+        println!(
+            "conformance t5 buckets {buckets}/{distance}: 1023 offsets, equal: {}",
+            got == want
+        );
+        assert_eq!(got, want, "{key}");
+    }
+}
+
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn t5_encoder_hidden_states() {
+    let r = encoders();
+    let dir = flow_root().join("encoders/text_encoder_2");
+    let ids = r.get("t5_ids").to_dtype(DType::U32).unwrap();
+    let mut f = Failures::default();
+    // The ids are the tokenizer's own (first three prompts at max_length 256).
+    let want_ids = u32_rows(&r.meta["tokenizer"]["256"]);
+    f.expect(
+        ids.to_vec2::<u32>().unwrap() == want_ids[..3],
+        "t5_ids are the tokenizer's".into(),
+    );
+    let model = T5Encoder::load(&dir, &Device::Cpu, DType::F32, Variant::Auto).unwrap();
+    f.check(
+        "t5",
+        "T5Encoder::forward (3 x 256 tokens)",
+        &model.forward(&ids).unwrap(),
+        r.get("t5_hidden"),
+        TOL_ENCODER,
+    );
+    let half = T5Encoder::load(&dir, &Device::Cpu, DType::BF16, Variant::Auto).unwrap();
+    f.check(
+        "t5",
+        "T5Encoder::forward in bf16",
+        &half.forward(&ids).unwrap().to_dtype(DType::F32).unwrap(),
+        r.get("t5_hidden_bf16"),
+        TOL_ENCODER_BF16,
+    );
+    f.finish();
+}
+
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn clip_text_with_projection() {
+    let r = encoders();
+    let ids = r.get("clip_ids").to_dtype(DType::U32).unwrap();
+    let mut f = Failures::default();
+    for name in ["text_encoder", "text_encoder_3"] {
+        let dir = flow_root().join("encoders").join(name);
+        let m = ClipTextModelWithProjection::load(&dir, &Device::Cpu, DType::F32, Variant::Auto)
+            .unwrap();
+        let (out, embeds) = m.forward(&ids).unwrap();
+        let eos = m.text_model().config().eos_token_id;
+        let what = |s: &str| format!("{s} (eos_token_id {eos})");
+        f.check(
+            name,
+            &what("last_hidden_state"),
+            &out.last,
+            r.get(&format!("{name}_last")),
+            TOL_ENCODER,
+        );
+        f.check(
+            name,
+            &what("hidden_states[-2]"),
+            &out.penultimate,
+            r.get(&format!("{name}_penultimate")),
+            TOL_ENCODER,
+        );
+        f.check(
+            name,
+            &what("pooler_output"),
+            &out.pooled,
+            r.get(&format!("{name}_pooled")),
+            TOL_ENCODER,
+        );
+        f.check(
+            name,
+            &what("text_embeds (projected)"),
+            &embeds,
+            r.get(&format!("{name}_text_embeds")),
+            TOL_ENCODER,
+        );
+    }
+    // The two pooling rules really differ on row 1 (its largest id is the bos at 0, its
+    // eos 997 is at 40), so a model using the wrong rule fails above.
+    let rows = ids.to_vec2::<u32>().unwrap();
+    let max = *rows[1].iter().max().unwrap();
+    let argmax = rows[1].iter().position(|&v| v == max).unwrap();
+    let first_eos = rows[1].iter().position(|&v| v == 997).unwrap();
+    f.expect(
+        argmax != first_eos,
+        format!("row 1: argmax {argmax} = first eos {first_eos}"),
+    );
+    f.finish();
+}
+
+#[test]
+#[ignore = "needs reference tensors: scripts/conformance/run.sh"]
+fn vae_16_channels_with_shift() {
+    let r = encoders();
+    let mut f = Failures::default();
+    for name in ["vae_flux", "vae_sd3"] {
+        let dir = flow_root().join("encoders").join(name);
+        let vae = Vae::load(&dir, &Device::Cpu, DType::F32, Variant::Auto).unwrap();
+        let cfg = vae.config();
+        f.expect(
+            cfg.latent_channels == 16 && !cfg.use_quant_conv && !cfg.use_post_quant_conv,
+            format!("{name}: config as published"),
+        );
+        let mean = vae.encode_mean(r.get("vae_image")).unwrap();
+        f.check(
+            name,
+            "Vae::encode_mean",
+            &mean,
+            r.get(&format!("{name}_mean")),
+            TOL_ENCODER,
+        );
+        f.check(
+            name,
+            "Vae::to_latents ((z - shift) * scale)",
+            &vae.to_latents(&mean).unwrap(),
+            r.get(&format!("{name}_latents")),
+            TOL_ENCODER,
+        );
+        let dec_in = r.get(&format!("{name}_dec_in"));
+        let want = r.get(&format!("{name}_decoded"));
+        f.check(
+            name,
+            "Vae::decode(from_latents(x))",
+            &vae.decode(&vae.from_latents(dec_in).unwrap()).unwrap(),
+            want,
+            TOL_ENCODER,
+        );
+        // Sensitivity: decoding without the shift must be caught.
+        let unshifted = vae.decode(&(dec_in / cfg.scaling_factor).unwrap()).unwrap();
+        let e = rel_err(&unshifted, want);
+        println!(
+            "conformance {name:12} {:42} rel err {e:.3e} (must be > 1e-3)",
+            "perturbation: shift_factor left out"
+        );
+        f.expect(
+            e > 1e-3,
+            format!("{name}: missing shift not detected ({e:e})"),
+        );
+    }
+    f.finish();
 }

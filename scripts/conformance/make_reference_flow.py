@@ -11,9 +11,20 @@ writes
                           static shift 1.0)
   OUT_DIR/scheduler.json  FlowMatchEulerDiscreteScheduler sigmas/timesteps for several
                           configs, step counts and mu values, img2img start indices
+  OUT_DIR/encoders/       the text encoders and VAEs of the flow pipelines, tiny and seeded:
+                          text_encoder/ (CLIPTextModelWithProjection, legacy eos_token_id 2:
+                          pooled at the argmax id, as FLUX's / SD3's CLIP-L), text_encoder_3/
+                          (the same with eos_token_id 997: pooled at its first occurrence),
+                          text_encoder_2/ (T5EncoderModel, v1.1 gated-gelu) and tokenizer_2/
+                          (a T5TokenizerFast over a small trained unigram vocabulary, in the
+                          layout FLUX/SD3 ship), vae_flux/ and vae_sd3/ (16-channel
+                          AutoencoderKL) + reference tensors
   OUT_DIR/flux_full_shapes.json
                           every tensor name and shape of the full-size FLUX.1-dev and
                           FLUX.1-schnell transformers (built on the meta device: no weights)
+  OUT_DIR/encoder_full_shapes.json
+                          the same for the full-size text encoders and VAEs: FLUX's T5-XXL
+                          and CLIP-L, SD3's CLIP-L/G with projection, FLUX's and SD3's VAE
 
 Each model folder is in the diffusers layout (model_index.json, transformer/, scheduler/)
 with f32 safetensors, plus reference.safetensors and reference.json. Kept apart from
@@ -27,7 +38,7 @@ import types
 
 import numpy as np
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 from diffusers.pipelines.flux.pipeline_flux import FluxPipeline, calculate_shift
 from diffusers.pipelines.flux.pipeline_flux_img2img import FluxImg2ImgPipeline
 from safetensors.torch import save_file
@@ -108,6 +119,52 @@ def scheduler_refs():
         i2i.append(dict(num_inference_steps=n, strength=strength, t_start=n - left,
                         timesteps=f32s(ts)))
     return dict(schedulers=out, img2img=i2i)
+
+
+# Published text_encoder / text_encoder_2 / vae configs of FLUX.1 and SD3 (the fields that
+# decide tensor names and shapes).
+FULL_T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
+                   num_heads=64, relative_attention_num_buckets=32,
+                   relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+                   tie_word_embeddings=False, is_encoder_decoder=False, use_cache=False)
+FULL_CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                   num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
+                   hidden_act="quick_gelu", projection_dim=768, eos_token_id=2)
+FULL_CLIP_G = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120,
+                   num_hidden_layers=32, num_attention_heads=20, max_position_embeddings=77,
+                   hidden_act="gelu", projection_dim=1280, eos_token_id=2)
+FULL_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+                block_out_channels=[128, 256, 512, 512], norm_num_groups=32,
+                down_block_types=["DownEncoderBlock2D"] * 4,
+                up_block_types=["UpDecoderBlock2D"] * 4, use_quant_conv=False,
+                use_post_quant_conv=False, sample_size=1024)
+
+
+def encoder_full_shapes():
+    """Name -> shape of the full-size encoders and VAEs, built on the meta device. T5's
+    `encoder.embed_tokens.weight` is the tied alias of `shared.weight` (not in the files)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import T5Config, T5EncoderModel
+    items = [
+        ("flux_t5_xxl", "t5", FULL_T5_XXL, lambda c: T5EncoderModel(T5Config(**c))),
+        ("flux_clip_l", "clip", FULL_CLIP_L, lambda c: CLIPTextModel(CLIPTextConfig(**c))),
+        ("sd3_clip_l", "clip_projection", FULL_CLIP_L,
+         lambda c: CLIPTextModelWithProjection(CLIPTextConfig(**c))),
+        ("sd3_clip_g", "clip_projection", FULL_CLIP_G,
+         lambda c: CLIPTextModelWithProjection(CLIPTextConfig(**c))),
+        ("flux_vae", "vae", dict(FULL_VAE, scaling_factor=0.3611, shift_factor=0.1159),
+         lambda c: AutoencoderKL(**c)),
+        ("sd3_vae", "vae", dict(FULL_VAE, scaling_factor=1.5305, shift_factor=0.0609),
+         lambda c: AutoencoderKL(**c)),
+    ]
+    out = {}
+    for name, kind, cfg, build in items:
+        with torch.device("meta"):
+            m = build(cfg)
+        tensors = {k: list(v.shape) for k, v in m.state_dict().items()
+                   if k != "encoder.embed_tokens.weight"}
+        out[name] = dict(kind=kind, config=cfg, tensors=tensors)
+    return out
 
 
 def full_shapes():
@@ -242,6 +299,166 @@ def make_tiny(root, name, guidance):
         json.dump(meta, fh, indent=1)
 
 
+# The prompts the T5 tokenizer is compared on (ids exactly): TTPO's default prompt,
+# punctuation, digits, unicode (accents, NFKC-folded forms, characters outside the
+# vocabulary), repeated spaces, empty, and text longer than every max_length.
+DEFAULT_PROMPT = ("Cinematic, high-contrast, photo-realistic, 8k, ultra HD, meticulous "
+                  "detailing, hyper sharpness, perfect without deformations.")
+T5_PROMPTS = [
+    DEFAULT_PROMPT,
+    "",
+    "a photo of a cat, sitting on a mat!!! (1995) -- 3.14159 #42 @home",
+    "Café déjà vu: naïve façade, Ｆｕｌｌｗｉｄｔｈ ｔｅｘｔ, ﬁne ligature, ½ and ² signs",
+    "日本語のテキスト and emoji 🙂🎨 mixed   with    spaces\tand\nnewlines",
+    "  leading and trailing spaces  ",
+    "<pad> </s> <unk> look like special tokens",
+    " ".join(f"word{i} and more text, {i * 7}" for i in range(400)),
+]
+T5_CORPUS = [
+    DEFAULT_PROMPT, "a photo of a cat sitting on a mat", "the quick brown fox jumps over the "
+    "lazy dog", "high quality, sharp, detailed photograph of a mountain landscape at sunset",
+    "restore the image, remove noise and blur", "0123456789 numbers and digits 42 3.14",
+    "café déjà vu naïve façade", "portrait of a woman, studio lighting, 85mm lens",
+    "word and more text, punctuation: ; ! ? ( ) - #",
+] * 3
+T5_TINY = dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
+               relative_attention_num_buckets=16, relative_attention_max_distance=40,
+               feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, dropout_rate=0.0,
+               tie_word_embeddings=False, is_encoder_decoder=False, use_cache=False)
+CLIP_TINY = dict(vocab_size=1000, hidden_size=32, intermediate_size=37, projection_dim=24,
+                 num_hidden_layers=3, num_attention_heads=4, max_position_embeddings=77,
+                 hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=998, pad_token_id=1)
+# Published vae/config.json fields of FLUX.1 and SD3 (both: 16 channels, no quant convs);
+# widths shrunk.
+VAE_TINY = dict(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=1,
+                block_out_channels=[32, 64], norm_num_groups=8,
+                down_block_types=["DownEncoderBlock2D"] * 2,
+                up_block_types=["UpDecoderBlock2D"] * 2, use_quant_conv=False,
+                use_post_quant_conv=False, sample_size=64)
+VAE_FLUX = dict(VAE_TINY, scaling_factor=0.3611, shift_factor=0.1159)
+VAE_SD3 = dict(VAE_TINY, scaling_factor=1.5305, shift_factor=0.0609)
+
+
+def t5_tokenizer(out):
+    """A T5TokenizerFast in FLUX's tokenizer_2 layout (unigram, Metaspace, `</s>` appended),
+    its vocabulary trained here (no download; sentencepiece's charsmap replaced by NFKC)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import processors, trainers
+    from transformers import T5TokenizerFast
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(),
+                                           normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.train_from_iterator(T5_CORPUS, trainers.UnigramTrainer(
+        vocab_size=200, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
+        shrinking_factor=0.75, n_sub_iterations=2))
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    raw = os.path.join(out, "raw_tokenizer.json")
+    tok.save(raw)
+    fast = T5TokenizerFast(tokenizer_file=raw, eos_token="</s>", unk_token="<unk>",
+                           pad_token="<pad>", extra_ids=0, model_max_length=512)
+    os.remove(raw)
+    fast.save_pretrained(os.path.join(out, "tokenizer_2"))
+    return fast
+
+
+def make_encoders(root):
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config
+    from transformers import T5EncoderModel
+    out = os.path.join(root, "encoders")
+    os.makedirs(out, exist_ok=True)
+    gen = torch.Generator().manual_seed(SEED + 30)
+    ref, meta = {}, dict(model="encoders", seed=SEED, tokenizer={})
+
+    tok = t5_tokenizer(out)
+    for max_len in (256, 512):
+        # FluxPipeline._get_t5_prompt_embeds / SD3's: pad to max_length, truncate.
+        enc = tok(T5_PROMPTS, padding="max_length", max_length=max_len, truncation=True,
+                  return_length=False, return_overflowing_tokens=False)
+        meta["tokenizer"][str(max_len)] = enc["input_ids"]
+    meta["tokenizer"]["prompts"] = T5_PROMPTS
+    meta["tokenizer"]["vocab_size"] = len(tok)
+
+    torch.manual_seed(SEED + 31)
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tok), **T5_TINY))
+    perturb_all(t5, gen)
+    t5.eval().save_pretrained(os.path.join(out, "text_encoder_2"), safe_serialization=True)
+    with torch.no_grad():
+        # No attention mask, as FluxPipeline and the SD3 pipelines call it.
+        ids = torch.tensor(meta["tokenizer"]["256"][:3])
+        ref["t5_ids"] = ids
+        ref["t5_hidden"] = t5(ids)[0]
+        ref["t5_hidden_bf16"] = copy.deepcopy(t5).to(torch.bfloat16)(ids)[0]
+        # The relative-position buckets of the full-size config (32 buckets, distance 128)
+        # and the tiny one, for every offset of a 512-token sequence: the edges are where
+        # an f32 log could round the other way.
+        from transformers.models.t5.modeling_t5 import T5Attention
+        rel = torch.arange(-511, 512)
+        ref["t5_buckets_32_128"] = T5Attention._relative_position_bucket(
+            rel, bidirectional=True, num_buckets=32, max_distance=128)
+        ref["t5_buckets_tiny"] = T5Attention._relative_position_bucket(
+            rel, bidirectional=True, num_buckets=T5_TINY["relative_attention_num_buckets"],
+            max_distance=T5_TINY["relative_attention_max_distance"])
+
+    clip_ids = torch.randint(3, 990, (2, 77), generator=gen)
+    clip_ids[:, 0] = 998
+    clip_ids[0, 9:] = 999     # FLUX's CLIP tokenizer pads with eos
+    clip_ids[1, 40] = 997     # row 1: eos 997 for text_encoder_3; its largest id is the bos
+    clip_ids[1, 41:] = 0      # SD3's CLIP-G tokenizer pads with "!" (id 0)
+    ref["clip_ids"] = clip_ids
+    for name, eos in (("text_encoder", 2), ("text_encoder_3", 997)):
+        torch.manual_seed(SEED + 32 + eos)
+        m = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_TINY, eos_token_id=eos))
+        perturb_all(m, gen)
+        m.eval().save_pretrained(os.path.join(out, name), safe_serialization=True)
+        with torch.no_grad():
+            o = m(clip_ids, output_hidden_states=True)
+            ref[f"{name}_last"] = o.last_hidden_state
+            ref[f"{name}_penultimate"] = o.hidden_states[-2]
+            ref[f"{name}_text_embeds"] = o.text_embeds
+            # CLIPTextModel's pooler_output (FLUX's pooled CLIP-L) from the same weights.
+            ref[f"{name}_pooled"] = m.text_model(clip_ids).pooler_output
+        meta[name] = dict(eos_token_id=eos)
+
+    img = torch.rand(2, 3, 32, 48, generator=gen) * 2 - 1
+    ref["vae_image"] = img
+    for name, cfg in (("vae_flux", VAE_FLUX), ("vae_sd3", VAE_SD3)):
+        torch.manual_seed(SEED + 40 + len(name))
+        vae = AutoencoderKL(**cfg)
+        perturb_all(vae, gen)
+        vae.eval().save_pretrained(os.path.join(out, name), safe_serialization=True)
+        with torch.no_grad():
+            mean = vae.encode(img).latent_dist.mode()
+            # The pipelines' latents: (z - shift) * scale; decoding: z / scale + shift.
+            lat = (mean - cfg["shift_factor"]) * cfg["scaling_factor"]
+            ref[f"{name}_mean"] = mean
+            ref[f"{name}_latents"] = lat
+            dec_in = torch.randn(lat.shape, generator=gen)
+            ref[f"{name}_dec_in"] = dec_in
+            ref[f"{name}_decoded"] = vae.decode(dec_in / cfg["scaling_factor"]
+                                                + cfg["shift_factor"]).sample
+        meta[name] = cfg
+
+    ref = {k: (v.detach().contiguous() if v.dtype == torch.int64 else
+               v.detach().contiguous().float()) for k, v in ref.items()}
+    save_file(ref, os.path.join(out, "reference.safetensors"))
+    meta["versions"] = dict(torch=torch.__version__,
+                            transformers=__import__("transformers").__version__,
+                            tokenizers=__import__("tokenizers").__version__,
+                            diffusers=__import__("diffusers").__version__)
+    with open(os.path.join(out, "reference.json"), "w") as fh:
+        json.dump(meta, fh, indent=0)
+
+
+def perturb_all(model, gen):
+    """Every parameter + 0.05 N: LayerNorm weights and zero-initialised biases leave 1 / 0."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -250,10 +467,13 @@ def main():
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     make_tiny(root, "flux_dev", True)
     make_tiny(root, "flux_schnell", False)
+    make_encoders(root)
     with open(os.path.join(root, "scheduler.json"), "w") as fh:
         json.dump(scheduler_refs(), fh)
     with open(os.path.join(root, "flux_full_shapes.json"), "w") as fh:
         json.dump(full_shapes(), fh, indent=0)
+    with open(os.path.join(root, "encoder_full_shapes.json"), "w") as fh:
+        json.dump(encoder_full_shapes(), fh, indent=0)
     print(f"make_reference_flow: wrote {root}")
 
 

@@ -72,8 +72,8 @@ generate make_reference.py "$TTPO_REFERENCE" tiny sd1_eps/reference.safetensors 
 part "tiny references" "$t"
 
 t=$(now)
-generate make_reference_flow.py "$TTPO_REFERENCE/flow" flow scheduler.json flux_full_shapes.json \
-  flux_dev/reference.safetensors flux_schnell/reference.safetensors --
+generate make_reference_flow.py "$TTPO_REFERENCE/flow" flow scheduler.json flux_full_shapes.json encoder_full_shapes.json \
+  flux_dev/reference.safetensors flux_schnell/reference.safetensors encoders/reference.safetensors --
 part "flow (FLUX) references" "$t"
 
 t=$(now)

@@ -14,6 +14,9 @@ fn eps() -> f64 {
 fn positions() -> usize {
     77
 }
+fn eos() -> u32 {
+    49407
+}
 
 /// The fields of `text_encoder/config.json` this implementation reads.
 #[derive(Clone, Debug, Deserialize)]
@@ -37,6 +40,14 @@ pub struct ClipTextConfig {
     /// LayerNorm epsilon.
     #[serde(default = "eps")]
     pub layer_norm_eps: f64,
+    /// Where the pooled state is read: 2 (the configs written before transformers PR
+    /// #24773, e.g. FLUX's / SD3's CLIP-L) means at the largest id, any other value at the
+    /// first occurrence of this id.
+    #[serde(default = "eos")]
+    pub eos_token_id: u32,
+    /// Width of `text_projection` (`CLIPTextModelWithProjection`, SD3's CLIP-L/G).
+    #[serde(default)]
+    pub projection_dim: Option<usize>,
 }
 
 impl ClipTextConfig {
@@ -222,6 +233,16 @@ impl ClipTextModel {
         })
     }
 
+    /// Reads a `text_encoder` folder (config.json + `model` safetensors).
+    pub fn load(
+        dir: &std::path::Path,
+        device: &Device,
+        dtype: DType,
+        variant: super::sd::Variant,
+    ) -> crate::Result<Self> {
+        load_folder(dir, device, dtype, variant, Self::new)
+    }
+
     /// The config.
     pub fn config(&self) -> &ClipTextConfig {
         &self.config
@@ -229,6 +250,11 @@ impl ClipTextModel {
 
     /// `last_hidden_state` (B, L, hidden) for token ids (B, L), with the causal mask.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_all(ids)?.last)
+    }
+
+    /// All the states the SD3 and FLUX pipelines read, for token ids (B, L).
+    pub fn forward_all(&self, ids: &Tensor) -> Result<ClipTextOutput> {
         let (_, len) = ids.dims2()?;
         let dev = ids.device();
         let pos = Tensor::arange(0u32, len as u32, dev)?;
@@ -237,11 +263,121 @@ impl ClipTextModel {
             .forward(ids)?
             .broadcast_add(&self.position.forward(&pos)?)?;
         let mask = causal_mask(len, x.dtype(), dev)?;
-        for l in &self.layers {
+        // hidden_states[-2] is the input of the last layer (the embeddings for one layer).
+        let mut penultimate = x.clone();
+        for (i, l) in self.layers.iter().enumerate() {
+            if i + 1 == self.layers.len() {
+                penultimate = x.clone();
+            }
             x = l.forward(&x, Some(&mask))?;
         }
-        self.final_ln.forward(&x)
+        let last = self.final_ln.forward(&x)?;
+        let pooled = self.pool(&last, ids)?;
+        Ok(ClipTextOutput {
+            last,
+            penultimate,
+            pooled,
+        })
     }
+
+    /// transformers' `pooler_output`: the final state at the eos position of each row.
+    fn pool(&self, last: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let rows = ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let eos = self.config.eos_token_id;
+        let at: Vec<u32> = rows
+            .iter()
+            .map(|r| {
+                let pos = if eos == 2 {
+                    // torch's argmax: the first maximum.
+                    let max = r.iter().copied().max().unwrap_or(0);
+                    r.iter().position(|&v| v == max)
+                } else {
+                    r.iter().position(|&v| v == eos)
+                };
+                pos.unwrap_or(0) as u32
+            })
+            .collect();
+        let (b, _, hidden) = last.dims3()?;
+        let index = Tensor::from_vec(at, (b, 1, 1), last.device())?.repeat((1, 1, hidden))?;
+        last.gather(&index, 1)?.squeeze(1)
+    }
+}
+
+/// The outputs of [`ClipTextModel::forward_all`].
+#[derive(Debug, Clone)]
+pub struct ClipTextOutput {
+    /// `last_hidden_state` (B, L, hidden), after the final LayerNorm (SD 1/2, FLUX unused).
+    pub last: Tensor,
+    /// `hidden_states[-2]` (B, L, hidden), no final LayerNorm (SD3's per-token states).
+    pub penultimate: Tensor,
+    /// `pooler_output` (B, hidden): FLUX's pooled CLIP-L vector.
+    pub pooled: Tensor,
+}
+
+/// transformers' `CLIPTextModelWithProjection` (SD3's CLIP-L and CLIP-G): the text model and
+/// `text_projection` (no bias) of the pooled state.
+#[derive(Debug)]
+pub struct ClipTextModelWithProjection {
+    text: ClipTextModel,
+    projection: Linear,
+}
+
+impl ClipTextModelWithProjection {
+    /// Builds it; `vb` is rooted at the file (`text_model.…`, `text_projection.weight`).
+    /// The config must have `projection_dim`.
+    pub fn new(vb: VarBuilder, config: ClipTextConfig) -> Result<Self> {
+        let Some(dim) = config.projection_dim else {
+            candle_core::bail!("CLIPTextModelWithProjection config without projection_dim")
+        };
+        let hidden = config.hidden_size;
+        Ok(Self {
+            projection: candle_nn::linear_no_bias(hidden, dim, vb.pp("text_projection"))?,
+            text: ClipTextModel::new(vb, config)?,
+        })
+    }
+
+    /// Reads a `text_encoder` folder (config.json + `model` safetensors).
+    pub fn load(
+        dir: &std::path::Path,
+        device: &Device,
+        dtype: DType,
+        variant: super::sd::Variant,
+    ) -> crate::Result<Self> {
+        load_folder(dir, device, dtype, variant, Self::new)
+    }
+
+    /// The text model.
+    pub fn text_model(&self) -> &ClipTextModel {
+        &self.text
+    }
+
+    /// The states, and `text_embeds` (B, projection_dim): the projected pooled state.
+    pub fn forward(&self, ids: &Tensor) -> Result<(ClipTextOutput, Tensor)> {
+        let out = self.text.forward_all(ids)?;
+        let embeds = self.projection.forward(&out.pooled)?;
+        Ok((out, embeds))
+    }
+}
+
+/// A `text_encoder` folder built by `build` (with or without the projection).
+fn load_folder<T>(
+    dir: &std::path::Path,
+    device: &Device,
+    dtype: DType,
+    variant: super::sd::Variant,
+    build: impl FnOnce(VarBuilder, ClipTextConfig) -> Result<T>,
+) -> crate::Result<T> {
+    super::sd::load_folder(
+        dir,
+        "text_encoder",
+        "model",
+        variant,
+        device,
+        dtype,
+        super::sd::Read::Data,
+        |c: &ClipTextConfig, path| c.check_sizes(path),
+        build,
+    )
 }
 
 fn causal_mask(len: usize, dtype: DType, dev: &Device) -> Result<Tensor> {

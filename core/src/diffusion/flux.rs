@@ -603,10 +603,7 @@ impl FluxTransformer {
         variant: super::sd::Variant,
         read: super::sd::Read,
     ) -> Result<Self> {
-        let path = dir.join("config.json");
-        let config: FluxConfig = super::config::read_json(&path)?;
-        config.validate(&path)?;
-        super::sd::load_component(
+        super::sd::load_folder(
             dir,
             "transformer",
             "diffusion_pytorch_model",
@@ -614,7 +611,8 @@ impl FluxTransformer {
             device,
             dtype,
             read,
-            |vb| Self::new(vb, config),
+            |c: &FluxConfig, path| c.validate(path),
+            Self::new,
         )
     }
 

@@ -9,6 +9,8 @@ pub mod flux;
 pub mod layers;
 pub mod scheduler;
 pub mod sd;
+pub mod t5;
+pub mod t5_tokenizer;
 /// Writes tiny random models with the real architectures; only tests, examples and
 /// fuzzers need it (feature `testing`).
 #[cfg(feature = "testing")]

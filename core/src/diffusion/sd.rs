@@ -154,6 +154,28 @@ pub(crate) fn load_component<T>(
     build(vb).map_err(|e| err(e.to_string()))
 }
 
+/// A component folder as diffusers / transformers save it: `config.json`, parsed and then
+/// bounded by `check`, and the `base` safetensors built by `build` from that config.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn load_folder<C: serde::de::DeserializeOwned, T>(
+    dir: &Path,
+    component: &str,
+    base: &str,
+    variant: Variant,
+    device: &Device,
+    dtype: DType,
+    read: Read,
+    check: impl FnOnce(&C, &Path) -> Result<()>,
+    build: impl FnOnce(VarBuilder, C) -> candle_core::Result<T>,
+) -> Result<T> {
+    let path = dir.join("config.json");
+    let config: C = super::config::read_json(&path)?;
+    check(&config, &path)?;
+    load_component(dir, component, base, variant, device, dtype, read, |vb| {
+        build(vb, config)
+    })
+}
+
 /// Where the text encoder is read from, and the prompts it has encoded.
 ///
 /// The text encoder (1.4 GB in f32 for SD 2.x) is needed for a few calls per job, the UNet
@@ -393,22 +415,13 @@ impl Backbone for StableDiffusion {
     }
 
     fn encode(&self, image: &Tensor) -> Result<Tensor> {
-        let cfg = self.vae.config();
         let x = image.to_device(&self.device)?.to_dtype(self.vae_dtype())?;
         let mean = self.vae.encode_mean(&x)?.to_dtype(DType::F32)?;
-        let shifted = match cfg.shift_factor {
-            Some(s) => (mean - s)?,
-            None => mean,
-        };
-        Ok((shifted * cfg.scaling_factor)?)
+        Ok(self.vae.to_latents(&mean)?)
     }
 
     fn decode(&self, latent: &Tensor) -> Result<Tensor> {
-        let cfg = self.vae.config();
-        let mut z = (latent / cfg.scaling_factor)?;
-        if let Some(s) = cfg.shift_factor {
-            z = (z + s)?;
-        }
+        let z = self.vae.from_latents(latent)?;
         let img = self.vae.decode(&z.to_dtype(self.vae_dtype())?)?;
         Ok(img.to_dtype(DType::F32)?.clamp(-1f32, 1f32)?)
     }

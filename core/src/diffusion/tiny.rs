@@ -41,7 +41,7 @@ pub enum TinyKind {
 
 /// Corpus the tiny BPE merges are learned from: the default quality prompt and a few
 /// common words, so real prompts tokenise into multi-character pieces.
-const CORPUS: &str =
+pub(super) const CORPUS: &str =
     "Cinematic, high-contrast, photo-realistic, 8k, ultra HD, meticulous detailing, \
 hyper sharpness, perfect without deformations. a photo of an astronaut riding a horse on the moon, \
 a cat sitting on a sofa, the quick brown fox jumps over the lazy dog, high quality sharp photo";
@@ -123,6 +123,26 @@ pub(super) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
+/// A tiny CLIP BPE tokenizer folder (vocab, merges, configs) padding with `pad`; returns
+/// the vocabulary size.
+pub(super) fn write_clip_tokenizer(dir: &Path, pad: &str) -> Result<usize> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let vocab_size = write_tiny_vocab(dir, CORPUS, 300)?;
+    write_json(
+        &dir.join("tokenizer_config.json"),
+        &json!({
+            "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": true,
+            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>", "pad_token": pad
+        }),
+    )?;
+    write_json(
+        &dir.join("special_tokens_map.json"),
+        &json!({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": pad}),
+    )?;
+    Ok(vocab_size)
+}
+
 pub(super) fn invent<T>(
     seed: u64,
     file: &Path,
@@ -155,7 +175,6 @@ pub fn write_tiny_model(dir: &Path, kind: TinyKind, seed: u64) -> Result<()> {
     }
     let v = kind == TinyKind::V;
     let full = kind == TinyKind::Sd21Base;
-    std::fs::create_dir_all(dir.join("tokenizer")).map_err(|e| Error::io(dir, e))?;
     write_json(
         &dir.join("model_index.json"),
         &json!({
@@ -182,19 +201,9 @@ pub fn write_tiny_model(dir: &Path, kind: TinyKind, seed: u64) -> Result<()> {
             "prediction_type": if v { "v_prediction" } else { "epsilon" }
         }),
     )?;
-    let vocab_size = write_tiny_vocab(&dir.join("tokenizer"), CORPUS, 300)?;
-    let pad = if v { "!" } else { "<|endoftext|>" };
-    write_json(
-        &dir.join("tokenizer/tokenizer_config.json"),
-        &json!({
-            "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": true,
-            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-            "unk_token": "<|endoftext|>", "pad_token": pad
-        }),
-    )?;
-    write_json(
-        &dir.join("tokenizer/special_tokens_map.json"),
-        &json!({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": pad}),
+    let vocab_size = write_clip_tokenizer(
+        &dir.join("tokenizer"),
+        if v { "!" } else { "<|endoftext|>" },
     )?;
 
     let text_json = json!({

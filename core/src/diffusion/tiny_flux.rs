@@ -1,11 +1,17 @@
-//! Tiny FLUX.1 folders for tests and examples (`TinyKind::FluxDev` / `FluxSchnell`):
-//! `model_index.json` (`FluxPipeline`), `transformer/` (config + safetensors, written through
-//! [`FluxTransformer::new`] like the SD components) and `scheduler/`. The text encoders
-//! (CLIP-L, T5) and the 16-channel VAE are not written yet: their loaders come with the
-//! FLUX backbone, so the index lists them as null.
+//! Tiny FLUX.1 folders for tests and examples (`TinyKind::FluxDev` / `FluxSchnell`): every
+//! component of a `FluxPipeline` folder, each written through the constructor its loader
+//! uses (like the SD components): `transformer/`, `scheduler/`, `text_encoder/` (CLIP-L's
+//! `CLIPTextModel`, legacy eos_token_id 2 as FLUX ships it) with `tokenizer/` (CLIP BPE),
+//! `text_encoder_2/` (T5 v1.1 encoder) with `tokenizer_2/` (T5 unigram `tokenizer.json`), and
+//! `vae/` (16-channel AutoencoderKL, no quant convs, FLUX's shift and scale). The widths
+//! chain as in the real model: T5 width = `joint_attention_dim`, CLIP width =
+//! `pooled_projection_dim`, VAE latent channels × 4 = the transformer's `in_channels`.
 
+use super::clip_text::{ClipTextConfig, ClipTextModel};
 use super::flux::{FluxConfig, FluxTransformer};
-use super::tiny::{invent, write_json};
+use super::t5::{T5Config, T5Encoder};
+use super::tiny::{invent, write_clip_tokenizer, write_json, CORPUS};
+use super::vae::{Vae, VaeConfig};
 use crate::error::{Error, Result};
 use serde_json::json;
 use std::path::Path;
@@ -21,9 +27,11 @@ pub(super) fn write(dir: &Path, seed: u64, guidance: bool) -> Result<()> {
             "_ttpo_tiny": {"kind": if guidance { "FluxDev" } else { "FluxSchnell" }, "seed": seed},
             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
             "transformer": ["diffusers", "FluxTransformer2DModel"],
-            "text_encoder": [null, null], "text_encoder_2": [null, null],
-            "tokenizer": [null, null], "tokenizer_2": [null, null],
-            "vae": [null, null]
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "T5EncoderModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "T5TokenizerFast"],
+            "vae": ["diffusers", "AutoencoderKL"]
         }),
     )?;
     // The published FLUX.1-dev / -schnell scheduler configs.
@@ -52,5 +60,69 @@ pub(super) fn write(dir: &Path, seed: u64, guidance: bool) -> Result<()> {
         seed ^ 4,
         &dir.join("transformer/diffusion_pytorch_model.safetensors"),
         |vb| FluxTransformer::new(vb, cfg),
+    )?;
+    write_text_encoders(dir, seed)?;
+    write_vae(dir, seed)
+}
+
+/// CLIP-L (width 32 = `pooled_projection_dim`) and T5 (width 32 = `joint_attention_dim`)
+/// with their tokenizers.
+fn write_text_encoders(dir: &Path, seed: u64) -> Result<()> {
+    let vocab = write_clip_tokenizer(&dir.join("tokenizer"), "<|endoftext|>")?;
+    let clip = json!({
+        "architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
+        "vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 77,
+        "layer_norm_eps": 1e-5, "hidden_act": "quick_gelu", "projection_dim": 32,
+        "bos_token_id": vocab - 2, "eos_token_id": 2, "pad_token_id": 1,
+        "torch_dtype": "float32"
+    });
+    write_json(&dir.join("text_encoder/config.json"), &clip)?;
+    let cc: ClipTextConfig = serde_json::from_value(clip).expect("valid tiny config");
+    invent(
+        seed ^ 5,
+        &dir.join("text_encoder/model.safetensors"),
+        |vb| ClipTextModel::new(vb, cc),
+    )?;
+
+    let vocab = super::t5_tokenizer::write_tiny(&dir.join("tokenizer_2"), CORPUS)?;
+    let t5 = json!({
+        "architectures": ["T5EncoderModel"], "model_type": "t5", "vocab_size": vocab,
+        "d_model": 32, "d_kv": 8, "d_ff": 48, "num_layers": 2, "num_heads": 4,
+        "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": true,
+        "layer_norm_epsilon": 1e-6, "dropout_rate": 0.0, "tie_word_embeddings": false,
+        "is_encoder_decoder": false, "use_cache": false, "pad_token_id": 0,
+        "eos_token_id": 1, "torch_dtype": "float32"
+    });
+    write_json(&dir.join("text_encoder_2/config.json"), &t5)?;
+    let tc: T5Config = serde_json::from_value(t5).expect("valid tiny config");
+    invent(
+        seed ^ 6,
+        &dir.join("text_encoder_2/model.safetensors"),
+        |vb| T5Encoder::new(vb, tc),
+    )
+}
+
+/// FLUX.1's VAE layout (16 latent channels, 4 levels = factor 8, no quant convs, its
+/// published shift and scale), small widths.
+fn write_vae(dir: &Path, seed: u64) -> Result<()> {
+    let vae = json!({
+        "_class_name": "AutoencoderKL", "_diffusers_version": "0.35.2",
+        "in_channels": 3, "out_channels": 3, "latent_channels": 16, "sample_size": 64,
+        "block_out_channels": [16, 16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8,
+        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D",
+                             "DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D",
+                           "UpDecoderBlock2D"],
+        "act_fn": "silu", "scaling_factor": 0.3611, "shift_factor": 0.1159,
+        "use_quant_conv": false, "use_post_quant_conv": false, "mid_block_add_attention": true
+    });
+    write_json(&dir.join("vae/config.json"), &vae)?;
+    let vc: VaeConfig = serde_json::from_value(vae).expect("valid tiny config");
+    invent(
+        seed ^ 7,
+        &dir.join("vae/diffusion_pytorch_model.safetensors"),
+        |vb| Vae::new(vb, vc),
     )
 }

@@ -266,6 +266,41 @@ impl Vae {
         &self.config
     }
 
+    /// The pipelines' latents of a posterior mean: `(z − shift_factor) · scaling_factor`
+    /// (SD 1/2 have no shift; FLUX.1 and SD3 do).
+    pub fn to_latents(&self, mean: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        (mean - c.shift_factor.unwrap_or(0.0))? * c.scaling_factor
+    }
+
+    /// The inverse of [`Self::to_latents`]: `latents / scaling_factor + shift_factor`, what
+    /// [`Self::decode`] takes.
+    #[allow(clippy::wrong_self_convention)]
+    pub fn from_latents(&self, latents: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        (latents / c.scaling_factor)? + c.shift_factor.unwrap_or(0.0)
+    }
+
+    /// Reads a `vae` folder (config.json + diffusion_pytorch_model safetensors).
+    pub fn load(
+        dir: &std::path::Path,
+        device: &candle_core::Device,
+        dtype: candle_core::DType,
+        variant: super::sd::Variant,
+    ) -> crate::Result<Self> {
+        super::sd::load_folder(
+            dir,
+            "vae",
+            "diffusion_pytorch_model",
+            variant,
+            device,
+            dtype,
+            super::sd::Read::Data,
+            |c: &VaeConfig, path| c.check_sizes(path),
+            Self::new,
+        )
+    }
+
     /// The posterior mean (unscaled) of images in [-1, 1], (B, 3, H, W) with H and W
     /// multiples of the latent factor.
     pub fn encode_mean(&self, x: &Tensor) -> Result<Tensor> {
