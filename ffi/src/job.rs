@@ -807,7 +807,8 @@ pub unsafe extern "C" fn ttpo_job_progress_overall(job: *const ttpo_job, overall
 /// device, in seconds: `seconds` gets the total; `stage_seconds` (NULL, or room for 3)
 /// gets Stage I, II and III, with stages already done as 0. The job's model calls are
 /// counted exactly; what one call costs is measured by a few probe calls at the job's tile
-/// sizes (a few seconds at 512 px on a CPU; less on a GPU), once per engine and tile
+/// sizes (one UNet call and two VAE tiles: ~30 s at 512 px on a 2-core CPU, well under a
+/// second on a GPU), once per engine and tile
 /// shape, so later estimates of same-shaped jobs return at once. Metrics are timed on the
 /// input. Blocks like a stage (the job is busy meanwhile); show the result before a long
 /// job, e.g. "about 3 min".
