@@ -9,6 +9,7 @@ pub mod flux;
 pub mod layers;
 pub mod scheduler;
 pub mod sd;
+pub mod sd3;
 pub mod t5;
 pub mod t5_tokenizer;
 /// Writes tiny random models with the real architectures; only tests, examples and
@@ -17,6 +18,8 @@ pub mod t5_tokenizer;
 pub mod tiny;
 #[cfg(feature = "testing")]
 mod tiny_flux;
+#[cfg(feature = "testing")]
+mod tiny_sd3;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
