@@ -69,18 +69,24 @@ const TOL_SCHED: f64 = 1e-5;
 const TOL_RUN: f64 = 2e-6;
 const TOL_BF16: f64 = 2e-2;
 
-/// `$TTPO_REFERENCE/flow`; panics (fails the test) when unusable.
+/// `$TTPO_REFERENCE/flow` with the FLUX, scheduler and encoder references.
 fn flow_root() -> PathBuf {
-    let root = std::env::var_os("TTPO_REFERENCE")
-        .unwrap_or_else(|| panic!("TTPO_REFERENCE is not set: run scripts/conformance/run.sh"));
-    let root = from_workspace(PathBuf::from(root)).join("flow");
-    for f in [
+    reference_root(&[
         "scheduler.json",
         "flux_full_shapes.json",
         "flux_dev/reference.json",
         "encoders/reference.json",
         "encoder_full_shapes.json",
-    ] {
+    ])
+}
+
+/// `$TTPO_REFERENCE/flow`, asserting that `files` are there; panics (fails the test) when
+/// unusable.
+fn reference_root(files: &[&str]) -> PathBuf {
+    let root = std::env::var_os("TTPO_REFERENCE")
+        .unwrap_or_else(|| panic!("TTPO_REFERENCE is not set: run scripts/conformance/run.sh"));
+    let root = from_workspace(PathBuf::from(root)).join("flow");
+    for f in files {
         assert!(
             root.join(f).is_file(),
             "{} is missing (run scripts/conformance/run.sh)",
@@ -159,24 +165,30 @@ fn cases() -> &'static [Arc<Case>] {
         MODELS
             .iter()
             .map(|&name| {
-                let dir = root.join(name);
-                let model = FluxTransformer::load(
-                    &dir.join("transformer"),
-                    &Device::Cpu,
-                    DType::F32,
-                    Variant::Auto,
-                )
-                .unwrap_or_else(|e| panic!("{name}: loading failed: {e}"));
-                let sched = FlowMatch::from_file(&dir.join("scheduler/scheduler_config.json"))
-                    .unwrap_or_else(|e| panic!("{name}: scheduler: {e}"));
-                Arc::new(Case {
-                    model,
-                    sched,
-                    r: Reference::load(name, &dir),
-                })
+                let (model, sched, r) = load_case(&root, name, FluxTransformer::load);
+                Arc::new(Case { model, sched, r })
             })
             .collect()
     })
+}
+
+/// A reference folder's transformer (f32, CPU, through `load`), scheduler and tensors.
+fn load_case<M>(
+    root: &std::path::Path,
+    name: &'static str,
+    load: impl Fn(&std::path::Path, &Device, DType, Variant) -> ttpo::Result<M>,
+) -> (M, FlowMatch, Reference) {
+    let dir = root.join(name);
+    let model = load(
+        &dir.join("transformer"),
+        &Device::Cpu,
+        DType::F32,
+        Variant::Auto,
+    )
+    .unwrap_or_else(|e| panic!("{name}: loading failed: {e}"));
+    let sched = FlowMatch::from_file(&dir.join("scheduler/scheduler_config.json"))
+        .unwrap_or_else(|e| panic!("{name}: scheduler: {e}"));
+    (model, sched, Reference::load(name, &dir))
 }
 
 /// Bitwise equality of f32 lists, with the first differences described.
@@ -861,21 +873,11 @@ const TOL_SD3_RUN: f64 = 5e-6;
 
 /// `$TTPO_REFERENCE/flow` with the SD3 references (independent of the FLUX ones).
 fn sd3_root() -> PathBuf {
-    let root = std::env::var_os("TTPO_REFERENCE")
-        .unwrap_or_else(|| panic!("TTPO_REFERENCE is not set: run scripts/conformance/run.sh"));
-    let root = from_workspace(PathBuf::from(root)).join("flow");
-    for f in [
+    reference_root(&[
         "sd3/reference.json",
         "sd35/reference.json",
         "sd3_full_shapes.json",
-    ] {
-        assert!(
-            root.join(f).is_file(),
-            "{} is missing (run scripts/conformance/run.sh)",
-            root.join(f).display()
-        );
-    }
-    root
+    ])
 }
 
 fn sd3_cases() -> &'static [(Sd3Transformer, FlowMatch, Reference)] {
@@ -884,19 +886,7 @@ fn sd3_cases() -> &'static [(Sd3Transformer, FlowMatch, Reference)] {
         let root = sd3_root();
         SD3_MODELS
             .iter()
-            .map(|&name| {
-                let dir = root.join(name);
-                let model = Sd3Transformer::load(
-                    &dir.join("transformer"),
-                    &Device::Cpu,
-                    DType::F32,
-                    Variant::Auto,
-                )
-                .unwrap_or_else(|e| panic!("{name}: loading failed: {e}"));
-                let sched = FlowMatch::from_file(&dir.join("scheduler/scheduler_config.json"))
-                    .unwrap_or_else(|e| panic!("{name}: scheduler: {e}"));
-                (model, sched, Reference::load(name, &dir))
-            })
+            .map(|&name| load_case(&root, name, Sd3Transformer::load))
             .collect()
     })
 }
