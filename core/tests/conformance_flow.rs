@@ -865,7 +865,8 @@ fn vae_16_channels_with_shift() {
 // CPU) 3.2e-7..4.5e-7 per call and 5.2e-7..5.5e-7 per run; exact (erf) GELU instead of
 // diffusers' tanh gives 1.3e-5..2.0e-5 per call and 1.6e-5..2.5e-5 per run (the SD3.5 run
 // would pass 2e-5), leaving out SD3.5's q/k RMSNorm 1.8e-2, cropping the position table at
-// the corner instead of the centre 0.46..0.69.
+// the corner instead of the centre 0.46..0.69. One call in bf16 against diffusers in bf16:
+// 2e-2, as FLUX's (see the top of the file).
 
 const SD3_MODELS: [&str; 2] = ["sd3", "sd35"];
 const TOL_SD3_CALL: f64 = 5e-6;
@@ -927,6 +928,31 @@ fn sd3_transformer_outputs() {
                 TOL_SD3_CALL,
             );
         }
+        // bf16 weights and compute (the GPU precision) against diffusers in bf16.
+        let half = Sd3Transformer::load(
+            &sd3_root().join(r.name).join("transformer"),
+            &Device::Cpu,
+            DType::BF16,
+            Variant::Auto,
+        )
+        .unwrap();
+        let got = half
+            .forward(&x, r.get("txt"), r.get("pooled"), r.get("timestep_1"))
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        f.check(
+            r.name,
+            "Sd3Transformer::forward bf16 vs diffusers bf16",
+            &got,
+            r.get("out_bf16_1"),
+            TOL_BF16,
+        );
+        println!(
+            "conformance {:8} diffusers' own bf16 output vs its f32 output: {:.3e}",
+            r.name,
+            rel_err(r.get("out_bf16_1"), r.get("out_1"))
+        );
     }
     f.finish();
 }

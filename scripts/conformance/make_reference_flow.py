@@ -536,6 +536,13 @@ def make_sd3(root, name, cfg, seed_off):
                                     pooled_projections=pooled, timestep=tt,
                                     return_dict=False)[0]
         meta["calls"] = calls
+        # The call out_1 with the model and inputs in bf16 (the GPU precision); the timestep
+        # stays f32 as StableDiffusion3Pipeline passes the scheduler's timesteps.
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        bf = torch.bfloat16
+        ref["out_bf16_1"] = half(hidden_states=x2.to(bf), encoder_hidden_states=txt.to(bf),
+                                 pooled_projections=pooled.to(bf), timestep=ref["timestep_1"],
+                                 return_dict=False)[0]
         # StableDiffusion3Pipeline.__call__'s loop without text encoders and VAE.
         n, scale = 4, 5.0
         sched.set_timesteps(n)

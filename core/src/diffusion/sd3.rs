@@ -24,7 +24,7 @@ use super::flux::{
     Modulation, TIME_FEATURES,
 };
 use crate::error::{Error, Result};
-use crate::ops::{Conv, Linear};
+use crate::ops::Linear;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -422,7 +422,9 @@ impl JointBlock {
 #[derive(Debug)]
 pub struct Sd3Transformer {
     config: Sd3Config,
-    patch_proj: Conv,
+    /// `pos_embed.proj`: the p×p stride-p convolution as the linear map of each patch's
+    /// (channel, dy, dx) values (the same products; candle's CPU conv has no bf16).
+    patch_proj: Linear,
     /// `pos_embed.pos_embed` (max², width), f32.
     pos_table: Tensor,
     context_embedder: Linear,
@@ -447,7 +449,12 @@ impl Sd3Transformer {
             .map(|i| JointBlock::new(vb.pp(format!("transformer_blocks.{i}")), &config, i))
             .collect::<candle_core::Result<_>>()?;
         Ok(Self {
-            patch_proj: Conv::load(vb.pp("pos_embed.proj"), config.in_channels, dim, p, p, 0)?,
+            patch_proj: {
+                let vp = vb.pp("pos_embed.proj");
+                let k = config.in_channels * p * p;
+                let w = vp.get((dim, config.in_channels, p, p), "weight")?;
+                Linear::new(w.reshape((dim, k))?, Some(vp.get(dim, "bias")?))
+            },
             pos_table: vb
                 .get((1, max * max, dim), "pos_embed.pos_embed")?
                 .squeeze(0)?
@@ -555,10 +562,14 @@ impl Sd3Transformer {
             )));
         }
         let (h, w) = (hh / p, ww / p);
-        // PatchEmbed: conv, (B, D, h, w) -> (B, h·w, D), + the cropped table (in f32, then
-        // the model's dtype, as torch promotes and the pipeline's dtype casts).
-        let img = self.patch_proj.forward(&x.to_dtype(dt)?)?;
-        let img = img.flatten_from(2)?.transpose(1, 2)?;
+        // PatchEmbed: each patch projected, (B, h·w, D) in row-major patch order, plus the
+        // cropped table in f32, then the model's dtype (torch promotes, then casts back).
+        let patches = x
+            .to_dtype(dt)?
+            .reshape((b, ch, h, p, w, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b, h * w, ch * p * p))?;
+        let img = self.patch_proj.forward(&patches)?;
         let pos = self.cropped_pos_embed(h, w)?.to_device(&self.device)?;
         let img = img
             .to_dtype(DType::F32)?
