@@ -1,6 +1,6 @@
 //! Diffusion backbones: the [`Backbone`] trait the TTPO stages are written against, and
 //! its Stable Diffusion 1.x / 2.x implementation with its parts; the rectified-flow parts
-//! (FLUX.1 transformer, flow-match scheduler) that the flow backbones are built from.
+//! (FLUX.1 and SD3 transformers, flow-match scheduler) that the flow backbones are built from.
 
 pub mod clip_text;
 pub mod config;
