@@ -1,9 +1,10 @@
 //! Writes a tiny diffusers-layout model folder with deterministic weights.
 //!
-//! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--arch sd|flux|flux-schnell] [--prediction epsilon|v|sd21-base-full] [--seed N]`
+//! `cargo run --release -p ttpo --example make_tiny_model -- <dir> [--arch sd|flux|flux-schnell|sd3|sd3.5] [--prediction epsilon|v|sd21-base-full] [--seed N]`
 //!
 //! `--arch flux` writes a FLUX.1-dev style folder (every FluxPipeline component),
-//! `--arch flux-schnell` the schnell variant; `--prediction` applies to `--arch sd`.
+//! `--arch flux-schnell` the schnell variant, `--arch sd3` / `sd3.5` an SD3 / SD3.5 style
+//! transformer with its scheduler; `--prediction` applies to `--arch sd`.
 
 use std::path::PathBuf;
 use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};
@@ -14,7 +15,7 @@ fn main() {
     let mut kind = TinyKind::Epsilon;
     let mut arch = "sd".to_string();
     let mut seed = 0u64;
-    let usage = "usage: make_tiny_model <dir> [--arch sd|flux|flux-schnell] \
+    let usage = "usage: make_tiny_model <dir> [--arch sd|flux|flux-schnell|sd3|sd3.5] \
                  [--prediction epsilon|v|sd21-base-full] [--seed N]";
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -46,6 +47,8 @@ fn main() {
         "sd" => kind,
         "flux" | "flux-dev" => TinyKind::FluxDev,
         "flux-schnell" => TinyKind::FluxSchnell,
+        "sd3" => TinyKind::Sd3,
+        "sd3.5" | "sd35" => TinyKind::Sd35,
         other => fail(&format!("unknown arch {other:?}; {usage}")),
     };
     if let Err(e) = write_tiny_model(&dir, kind, seed) {

@@ -25,6 +25,11 @@ writes
   OUT_DIR/encoder_full_shapes.json
                           the same for the full-size text encoders and VAEs: FLUX's T5-XXL
                           and CLIP-L, SD3's CLIP-L/G with projection, FLUX's and SD3's VAE
+  OUT_DIR/sd3/, sd35/     tiny SD3Transformer2DModel (SD3; SD3.5 style with qk_norm and dual
+                          attention) + SD3 scheduler (shift 3) + reference tensors
+  OUT_DIR/sd3_full_shapes.json
+                          tensor names/shapes of the full-size SD3-medium, SD3.5-medium and
+                          SD3.5-large transformers (meta device)
 
 Each model folder is in the diffusers layout (model_index.json, transformer/, scheduler/)
 with f32 safetensors, plus reference.safetensors and reference.json. Kept apart from
@@ -459,6 +464,113 @@ def perturb_all(model, gen):
             p.add_(0.05 * torch.randn(p.shape, generator=gen))
 
 
+# ---------------------------------------------------------------------------------------
+# SD3 / SD3.5 (SD3Transformer2DModel, the MMDiT). Kept in its own section.
+# Published transformer/config.json of stabilityai/stable-diffusion-3-medium-diffusers,
+# stable-diffusion-3.5-medium and stable-diffusion-3.5-large.
+FULL_SD3_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, num_layers=24,
+                       attention_head_dim=64, num_attention_heads=24, joint_attention_dim=4096,
+                       caption_projection_dim=1536, pooled_projection_dim=2048,
+                       out_channels=16, pos_embed_max_size=192)
+FULL_SD35_MEDIUM = dict(FULL_SD3_MEDIUM, pos_embed_max_size=384, qk_norm="rms_norm",
+                        dual_attention_layers=list(range(13)))
+FULL_SD35_LARGE = dict(FULL_SD3_MEDIUM, num_layers=38, num_attention_heads=38,
+                       caption_projection_dim=2432, qk_norm="rms_norm")
+
+# Tiny: 3 blocks (the last context_pre_only), patch 2, a 12x12 position table cropped to the
+# 4x6 patch grid of an 8x12 latent (non-square: rows and columns are distinguishable).
+SD3_TINY = dict(sample_size=16, patch_size=2, in_channels=16, num_layers=3,
+                attention_head_dim=16, num_attention_heads=2, joint_attention_dim=24,
+                caption_projection_dim=32, pooled_projection_dim=20, out_channels=16,
+                pos_embed_max_size=12)
+SD35_TINY = dict(SD3_TINY, qk_norm="rms_norm", dual_attention_layers=[0, 1])
+SD3_H, SD3_W, SD3_TXT = 8, 12, 9
+
+
+def sd3_full_shapes():
+    from diffusers import SD3Transformer2DModel
+    out = {}
+    for name, cfg in (("sd3_medium", FULL_SD3_MEDIUM), ("sd35_medium", FULL_SD35_MEDIUM),
+                      ("sd35_large", FULL_SD35_LARGE)):
+        with torch.device("meta"):
+            m = SD3Transformer2DModel(**cfg)
+        out[name] = dict(config=cfg, tensors={k: list(v.shape) for k, v in m.state_dict().items()})
+    return out
+
+
+def make_sd3(root, name, cfg, seed_off):
+    """A tiny SD3Transformer2DModel, its scheduler (SD3's static shift 3) and references:
+    calls on a CFG batch (unconditional row first, the same latent in both rows, as
+    StableDiffusion3Pipeline makes it), and a 4-step text-to-image loop with CFG."""
+    from diffusers import SD3Transformer2DModel
+    out = os.path.join(root, name)
+    torch.manual_seed(SEED + seed_off)
+    gen = torch.Generator().manual_seed(SEED + seed_off + 1)
+    model = SD3Transformer2DModel(**cfg)
+    perturb(model, gen)
+    model.eval()
+    model.save_pretrained(os.path.join(out, "transformer"), safe_serialization=True)
+    sched = FlowMatchEulerDiscreteScheduler(**SCHED_SD3)
+    sched.save_pretrained(os.path.join(out, "scheduler"))
+    with open(os.path.join(out, "model_index.json"), "w") as fh:
+        json.dump({"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": "0.35.2",
+                   "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+                   "transformer": ["diffusers", "SD3Transformer2DModel"],
+                   **{k: [None, None] for k in ("text_encoder", "text_encoder_2",
+                                                "text_encoder_3", "tokenizer", "tokenizer_2",
+                                                "tokenizer_3", "vae")}}, fh, indent=1)
+    ref, meta = {}, dict(model=name, seed=SEED, config=cfg, latent=[1, 16, SD3_H, SD3_W],
+                         timestep_convention="the transformer is given t = 1000 sigma, "
+                                             "as StableDiffusion3Pipeline passes it")
+    with torch.no_grad():
+        lat = torch.randn(1, 16, SD3_H, SD3_W, generator=gen)
+        txt = torch.randn(2, SD3_TXT, cfg["joint_attention_dim"], generator=gen)
+        pooled = torch.randn(2, cfg["pooled_projection_dim"], generator=gen)
+        x2 = torch.cat([lat] * 2)
+        ref.update(latents=lat, txt=txt, pooled=pooled)
+        calls = [[1000.0, 1000.0], [750.25, 750.25], [12.5, 600.0]]
+        for i, t in enumerate(calls):
+            tt = torch.tensor(t)
+            ref[f"timestep_{i}"] = tt
+            ref[f"out_{i}"] = model(hidden_states=x2, encoder_hidden_states=txt,
+                                    pooled_projections=pooled, timestep=tt,
+                                    return_dict=False)[0]
+        meta["calls"] = calls
+        # The call out_1 with the model and inputs in bf16 (the GPU precision); the timestep
+        # stays f32 as StableDiffusion3Pipeline passes the scheduler's timesteps.
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        bf = torch.bfloat16
+        ref["out_bf16_1"] = half(hidden_states=x2.to(bf), encoder_hidden_states=txt.to(bf),
+                                 pooled_projections=pooled.to(bf), timestep=ref["timestep_1"],
+                                 return_dict=False)[0]
+        # StableDiffusion3Pipeline.__call__'s loop without text encoders and VAE.
+        n, scale = 4, 5.0
+        sched.set_timesteps(n)
+        x = torch.randn(1, 16, SD3_H, SD3_W, generator=gen)
+        ref["t2i_noise"] = x
+        for t in sched.timesteps:
+            o = model(hidden_states=torch.cat([x] * 2), encoder_hidden_states=txt,
+                      pooled_projections=pooled, timestep=t.expand(2), return_dict=False)[0]
+            u, c = o.chunk(2)
+            x = sched.step(u + scale * (c - u), t, x, return_dict=False)[0]
+        ref["t2i_out"] = x
+        meta["t2i"] = dict(num_inference_steps=n, guidance_scale=scale,
+                           timesteps=f32s(sched.timesteps), sigmas=f32s(sched.sigmas))
+    ref = {k: v.detach().contiguous().float() for k, v in ref.items()}
+    save_file(ref, os.path.join(out, "reference.safetensors"))
+    meta["versions"] = dict(torch=torch.__version__,
+                            diffusers=__import__("diffusers").__version__)
+    with open(os.path.join(out, "reference.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+
+
+def make_sd3_all(root):
+    make_sd3(root, "sd3", SD3_TINY, 50)
+    make_sd3(root, "sd35", SD35_TINY, 60)
+    with open(os.path.join(root, "sd3_full_shapes.json"), "w") as fh:
+        json.dump(sd3_full_shapes(), fh, indent=0)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -474,6 +586,7 @@ def main():
         json.dump(full_shapes(), fh, indent=0)
     with open(os.path.join(root, "encoder_full_shapes.json"), "w") as fh:
         json.dump(encoder_full_shapes(), fh, indent=0)
+    make_sd3_all(root)
     print(f"make_reference_flow: wrote {root}")
 
 

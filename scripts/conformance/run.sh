@@ -7,7 +7,7 @@
 # 2. Tiny reference models + tensors into ${TTPO_REFERENCE:-<repo>/.cache/reference},
 #    regenerated only when make_reference.py / requirements.txt changed (stamp file).
 # 3. cargo test -p ttpo --test conformance -- --ignored --nocapture
-# 3b. Rectified-flow (FLUX.1) references from make_reference_flow.py into
+# 3b. Rectified-flow (FLUX.1, SD3) references from make_reference_flow.py into
 #    ${TTPO_REFERENCE}/flow (own stamp: changing it does not regenerate the SD ones), then
 #    cargo test -p ttpo --test conformance_flow -- --ignored --nocapture
 # 4. Unless TTPO_SKIP_FULL=1: full-size SD 1.5 and SD 2.1-base references (random weights,
@@ -73,8 +73,9 @@ part "tiny references" "$t"
 
 t=$(now)
 generate make_reference_flow.py "$TTPO_REFERENCE/flow" flow scheduler.json flux_full_shapes.json encoder_full_shapes.json \
-  flux_dev/reference.safetensors flux_schnell/reference.safetensors encoders/reference.safetensors --
-part "flow (FLUX) references" "$t"
+  flux_dev/reference.safetensors flux_schnell/reference.safetensors encoders/reference.safetensors \
+  sd3/reference.safetensors sd35/reference.safetensors sd3_full_shapes.json --
+part "flow (FLUX, SD3) references" "$t"
 
 t=$(now)
 cargo test -p ttpo --test conformance --test conformance_flow --test conformance_full --no-run
@@ -86,7 +87,7 @@ part "conformance (tiny) tests" "$t"
 
 t=$(now)
 cargo test -p ttpo --test conformance_flow -- --ignored --nocapture
-part "conformance_flow (FLUX transformer, flow scheduler)" "$t"
+part "conformance_flow (FLUX/SD3 transformers, flow scheduler, encoders)" "$t"
 
 t=$(now)
 TTPO_PYTHON="$VENV/bin/python" cargo test -p ttpo --test clip_iqa -- --include-ignored --nocapture

@@ -157,7 +157,7 @@ impl FluxConfig {
 /// LayerNorm without affine over the last dimension, two-pass (mean, then the variance of
 /// the centred values) in f32 like torch's kernel; a one-pass `E[x²] − mean²` in f32 loses
 /// the variance when FLUX's residual stream has a large mean.
-fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+pub(super) fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(DType::F32)?;
     let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
@@ -166,37 +166,37 @@ fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
 }
 
 /// A shape error of the inputs.
-fn shape_error(msg: String) -> Error {
+pub(super) fn shape_error(msg: String) -> Error {
     candle_core::Error::Msg(msg).into()
 }
 
 /// `x·(1 + scale) + shift`, scale and shift (B, D) broadcast over tokens.
-fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+pub(super) fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_mul(&(scale + 1.0)?.unsqueeze(1)?)?
         .broadcast_add(&shift.unsqueeze(1)?)?)
 }
 
 /// `residual + gate·x`, gate (B, D) broadcast over tokens.
-fn gated_add(residual: &Tensor, gate: &Tensor, x: &Tensor) -> Result<Tensor> {
+pub(super) fn gated_add(residual: &Tensor, gate: &Tensor, x: &Tensor) -> Result<Tensor> {
     Ok((residual + x.broadcast_mul(&gate.unsqueeze(1)?)?)?)
 }
 
 /// `silu(temb)` through a linear layer, split into `n` (B, D) chunks (diffusers' `chunk`).
 #[derive(Debug)]
-struct Modulation {
+pub(super) struct Modulation {
     linear: Linear,
     n: usize,
 }
 
 impl Modulation {
-    fn new(vb: VarBuilder, dim: usize, n: usize) -> candle_core::Result<Self> {
+    pub(super) fn new(vb: VarBuilder, dim: usize, n: usize) -> candle_core::Result<Self> {
         Ok(Self {
             linear: Linear::load(vb.pp("linear"), dim, n * dim, true)?,
             n,
         })
     }
     /// `temb_silu` is `silu(temb)`, computed once per call of the model.
-    fn forward(&self, temb_silu: &Tensor) -> Result<Vec<Tensor>> {
+    pub(super) fn forward(&self, temb_silu: &Tensor) -> Result<Vec<Tensor>> {
         let e = self.linear.forward(temb_silu)?;
         let d = e.dim(1)? / self.n;
         Ok((0..self.n)
@@ -207,19 +207,19 @@ impl Modulation {
 
 /// diffusers' `TimestepEmbedding`: linear_1, SiLU, linear_2.
 #[derive(Debug)]
-struct Mlp2 {
+pub(super) struct Mlp2 {
     linear_1: Linear,
     linear_2: Linear,
 }
 
 impl Mlp2 {
-    fn new(vb: VarBuilder, input: usize, dim: usize) -> candle_core::Result<Self> {
+    pub(super) fn new(vb: VarBuilder, input: usize, dim: usize) -> candle_core::Result<Self> {
         Ok(Self {
             linear_1: Linear::load(vb.pp("linear_1"), input, dim, true)?,
             linear_2: Linear::load(vb.pp("linear_2"), dim, dim, true)?,
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.linear_2.forward(&self.linear_1.forward(x)?.silu()?)?)
     }
 }
@@ -227,19 +227,19 @@ impl Mlp2 {
 /// diffusers' `FeedForward(activation_fn="gelu-approximate")`: `net.0.proj`, tanh-GELU,
 /// `net.2`.
 #[derive(Debug)]
-struct FeedForward {
+pub(super) struct FeedForward {
     proj: Linear,
     out: Linear,
 }
 
 impl FeedForward {
-    fn new(vb: VarBuilder, dim: usize) -> candle_core::Result<Self> {
+    pub(super) fn new(vb: VarBuilder, dim: usize) -> candle_core::Result<Self> {
         Ok(Self {
             proj: Linear::load(vb.pp("net.0.proj"), dim, 4 * dim, true)?,
             out: Linear::load(vb.pp("net.2"), 4 * dim, dim, true)?,
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.out.forward(&self.proj.forward(x)?.gelu()?)?)
     }
 }
@@ -310,7 +310,7 @@ impl Rope {
 }
 
 /// RMSNorm over the head channels of (B, T, H, D), with weight (D).
-fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+pub(super) fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::rms_norm(&x.contiguous()?, weight, 1e-6)?)
 }
 
@@ -500,7 +500,7 @@ impl SingleBlock {
 
 /// diffusers' `get_timestep_embedding(t, 256, flip_sin_to_cos=True, downscale_freq_shift=0)`
 /// in f32: `[cos(t·f_i), sin(t·f_i)]`, `f_i = exp(−ln(10000)·i/128)`.
-fn timestep_features(t: &[f32], dim: usize) -> Vec<f32> {
+pub(super) fn timestep_features(t: &[f32], dim: usize) -> Vec<f32> {
     let half = dim / 2;
     // torch: f32(-ln 10000) * arange (f32), / half (f32), exp (f32).
     let c = -(10000f64.ln()) as f32;
@@ -517,7 +517,7 @@ fn timestep_features(t: &[f32], dim: usize) -> Vec<f32> {
 }
 
 /// Width of the sinusoidal timestep features.
-const TIME_FEATURES: usize = 256;
+pub(super) const TIME_FEATURES: usize = 256;
 
 /// The FLUX.1 transformer.
 #[derive(Debug)]
@@ -581,36 +581,22 @@ impl FluxTransformer {
         dtype: DType,
         variant: super::sd::Variant,
     ) -> Result<Self> {
-        Self::build(dir, device, dtype, variant, super::sd::Read::Data)
+        super::sd::load_transformer(
+            dir,
+            Some((device, dtype)),
+            variant,
+            |c: &FluxConfig, path| c.validate(path),
+            Self::new,
+        )
     }
 
     /// Checks every tensor name and shape of a `transformer` folder against its config
     /// without reading any weight data (the result must not be run).
     pub fn check_shapes(dir: &Path, variant: super::sd::Variant) -> Result<Self> {
-        Self::build(
+        super::sd::load_transformer(
             dir,
-            &Device::Cpu,
-            DType::F32,
+            None,
             variant,
-            super::sd::Read::ShapesOnly,
-        )
-    }
-
-    fn build(
-        dir: &Path,
-        device: &Device,
-        dtype: DType,
-        variant: super::sd::Variant,
-        read: super::sd::Read,
-    ) -> Result<Self> {
-        super::sd::load_folder(
-            dir,
-            "transformer",
-            "diffusion_pytorch_model",
-            variant,
-            device,
-            dtype,
-            read,
             |c: &FluxConfig, path| c.validate(path),
             Self::new,
         )

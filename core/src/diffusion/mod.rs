@@ -1,6 +1,6 @@
 //! Diffusion backbones: the [`Backbone`] trait the TTPO stages are written against, and
 //! its Stable Diffusion 1.x / 2.x implementation with its parts; the rectified-flow parts
-//! (FLUX.1 transformer, flow-match scheduler) that the flow backbones are built from.
+//! (FLUX.1 and SD3 transformers, flow-match scheduler) that the flow backbones are built from.
 
 pub mod clip_text;
 pub mod config;
@@ -9,6 +9,7 @@ pub mod flux;
 pub mod layers;
 pub mod scheduler;
 pub mod sd;
+pub mod sd3;
 pub mod t5;
 pub mod t5_tokenizer;
 /// Writes tiny random models with the real architectures; only tests, examples and
@@ -17,6 +18,8 @@ pub mod t5_tokenizer;
 pub mod tiny;
 #[cfg(feature = "testing")]
 mod tiny_flux;
+#[cfg(feature = "testing")]
+mod tiny_sd3;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;

@@ -176,6 +176,33 @@ pub(crate) fn load_folder<C: serde::de::DeserializeOwned, T>(
     })
 }
 
+/// A diffusers `transformer/` folder (FLUX.1, SD3): [`load_folder`] with its file names;
+/// `on` gives the device and dtype to read the weights to, `None` checks every name and
+/// shape without reading data (the result must not be run).
+pub(crate) fn load_transformer<C: serde::de::DeserializeOwned, T>(
+    dir: &Path,
+    on: Option<(&Device, DType)>,
+    variant: Variant,
+    check: impl FnOnce(&C, &Path) -> Result<()>,
+    build: impl FnOnce(VarBuilder, C) -> candle_core::Result<T>,
+) -> Result<T> {
+    let (device, dtype, read) = match on {
+        Some((device, dtype)) => (device.clone(), dtype, Read::Data),
+        None => (Device::Cpu, DType::F32, Read::ShapesOnly),
+    };
+    load_folder(
+        dir,
+        "transformer",
+        "diffusion_pytorch_model",
+        variant,
+        &device,
+        dtype,
+        read,
+        check,
+        build,
+    )
+}
+
 /// Where the text encoder is read from, and the prompts it has encoded.
 ///
 /// The text encoder (1.4 GB in f32 for SD 2.x) is needed for a few calls per job, the UNet

@@ -37,6 +37,11 @@ pub enum TinyKind {
     FluxDev,
     /// FLUX.1-schnell style transformer (no guidance embedding, static shift 1).
     FluxSchnell,
+    /// SD3-medium style MMDiT transformer and its scheduler (static shift 3); see
+    /// `tiny_sd3.rs`.
+    Sd3,
+    /// SD3.5-medium style: q/k RMSNorm and dual-attention blocks.
+    Sd35,
 }
 
 /// Corpus the tiny BPE merges are learned from: the default quality prompt and a few
@@ -171,6 +176,8 @@ pub fn write_tiny_model(dir: &Path, kind: TinyKind, seed: u64) -> Result<()> {
     match kind {
         TinyKind::FluxDev => return super::tiny_flux::write(dir, seed, true),
         TinyKind::FluxSchnell => return super::tiny_flux::write(dir, seed, false),
+        TinyKind::Sd3 => return super::tiny_sd3::write(dir, seed, false),
+        TinyKind::Sd35 => return super::tiny_sd3::write(dir, seed, true),
         _ => {}
     }
     let v = kind == TinyKind::V;

@@ -28,6 +28,14 @@ impl Linear {
         Ok(Self { inner })
     }
 
+    /// From a weight (out, in) and an optional bias (out) already in hand (e.g. a
+    /// patch-embedding convolution's kernel flattened to a matrix).
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            inner: candle_nn::Linear::new(weight, bias),
+        }
+    }
+
     /// candle's layer (the reference).
     pub fn candle(&self) -> &candle_nn::Linear {
         &self.inner
