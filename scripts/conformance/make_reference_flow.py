@@ -30,10 +30,27 @@ writes
   OUT_DIR/sd3_full_shapes.json
                           tensor names/shapes of the full-size SD3-medium, SD3.5-medium and
                           SD3.5-large transformers (meta device)
+  OUT_DIR/flux_pipe/      a complete tiny FLUX.1-dev-style pipeline folder (model_index.json
+                          "FluxPipeline"; scheduler/, text_encoder/ CLIPTextModel, tokenizer/
+                          CLIPTokenizer padding with eos, text_encoder_2/ T5EncoderModel,
+                          tokenizer_2/ T5TokenizerFast, transformer/ with guidance embedding,
+                          vae/), loaded back with FluxPipeline / FluxImg2ImgPipeline
+                          .from_pretrained, and one FluxImg2ImgPipeline run on input.png
+                          (64x96, strength 0.6, 5 steps, guidance 3.5, max_sequence_length 32)
+  OUT_DIR/sd3_pipe/       the same for StableDiffusion3Pipeline / StableDiffusion3Img2Img-
+                          Pipeline: CLIP-L and CLIP-G (CLIPTextModelWithProjection, widths
+                          32 and 40; tokenizer_2 pads with "!"), T5 (width 80), the
+                          transformer, VAE and scheduler; CFG 5.0 with negative prompt ""
+                          In both runs the img2img pipeline module is patched: its
+                          module-level `randn_tensor` returns the saved `noise`, and its
+                          `retrieve_latents` uses sample_mode="argmax" (the VAE posterior
+                          mean, as TTPO encodes). Every stage is then re-done by hand from the
+                          saved tensors (manual_flux / manual_sd3) and must agree.
 
 Each model folder is in the diffusers layout (model_index.json, transformer/, scheduler/)
 with f32 safetensors, plus reference.safetensors and reference.json. Kept apart from
-make_reference.py so that changing it does not regenerate the SD references.
+make_reference.py so that changing it does not regenerate the SD references (the pipeline
+folders import make_reference.py's tiny CLIP tokenizer, so run.sh's flow stamp covers both).
 """
 import copy
 import json
@@ -571,6 +588,526 @@ def make_sd3_all(root):
         json.dump(sd3_full_shapes(), fh, indent=0)
 
 
+# ---------------------------------------------------------------------------------------
+# Complete tiny pipelines (issue #15): every component in the diffusers layout, loaded back
+# with from_pretrained, and one img2img run each through diffusers' own pipeline with the
+# randomness injected. Kept in its own section.
+PIPE_H, PIPE_W = 64, 96                 # input image (pixels, non-square)
+PIPE_STEPS, PIPE_STRENGTH, PIPE_MAX_SEQ = 5, 0.6, 32
+# FLUX: CLIP-L is a plain CLIPTextModel (pooler_output); transformer widths follow the
+# encoders (joint_attention_dim = T5 d_model, pooled_projection_dim = CLIP hidden size).
+FLUX_CLIP = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=3,
+                 num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
+                 layer_norm_eps=1e-5, eos_token_id=2, pad_token_id=1)
+# SD3: CLIP-L and CLIP-G with projection (different widths), a wider T5 so that
+# joint_attention_dim = T5 d_model > CLIP-L + CLIP-G widths (the CLIP states get padded).
+SD3_CLIP_L = dict(FLUX_CLIP, projection_dim=24)
+SD3_CLIP_G = dict(FLUX_CLIP, hidden_size=40, intermediate_size=44, num_attention_heads=5,
+                  hidden_act="gelu", projection_dim=28)
+SD3_T5 = dict(T5_TINY, d_model=80, d_kv=16, d_ff=96, num_heads=4)
+SD3_PIPE_TINY = dict(SD3_TINY, joint_attention_dim=SD3_T5["d_model"],
+                     pooled_projection_dim=SD3_CLIP_L["projection_dim"]
+                     + SD3_CLIP_G["projection_dim"], sample_size=32, pos_embed_max_size=32)
+
+
+def pipe_image(out):
+    """A 64 x 96 RGB test image: smooth gradients and waves, a few hard edges and seeded
+    texture, quantised to 8 bits and saved as input.png (the pipelines are given the PNG)."""
+    from PIL import Image
+    gen = torch.Generator().manual_seed(SEED + 70)
+    y = torch.linspace(0, 1, PIPE_H)[:, None].expand(PIPE_H, PIPE_W)
+    x = torch.linspace(0, 1, PIPE_W)[None, :].expand(PIPE_H, PIPE_W)
+    r = 0.2 + 0.6 * x + 0.1 * torch.sin(9 * y)
+    g = 0.5 + 0.35 * torch.sin(5 * x + 3 * y) * torch.cos(4 * y)
+    b = 0.8 - 0.6 * y + 0.15 * ((x * 12).floor() % 2)        # vertical stripes
+    img = torch.stack([r, g, b])
+    img[:, 20:36, 30:50] = torch.tensor([0.9, 0.15, 0.1])[:, None, None]   # a red block
+    img = img + 0.06 * torch.randn(img.shape, generator=gen)
+    u8 = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    Image.fromarray(u8.permute(1, 2, 0).numpy(), "RGB").save(os.path.join(out, "input.png"))
+    pil = Image.open(os.path.join(out, "input.png")).convert("RGB")
+    return pil, (u8.float() / 255)[None]
+
+
+def clip_tokenizer(pad):
+    """The tiny CLIP BPE tokenizer of make_reference.py (slow CLIPTokenizer, max length 77)."""
+    import tempfile
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_reference import make_tokenizers
+    with tempfile.TemporaryDirectory() as tmp:
+        slow, _, n = make_tokenizers(tmp, pad)
+        slow.save_pretrained(os.path.join(tmp, "tok"))
+        from transformers import CLIPTokenizer
+        tok = CLIPTokenizer.from_pretrained(os.path.join(tmp, "tok"))
+    assert len(tok) == n
+    return tok
+
+
+def stable_t5_tokenizer(out, sub):
+    """t5_tokenizer's vocabulary in a reproducible order: tokenizers' UnigramTrainer gives the
+    same pieces on every run, but orders pieces of (nearly) tied scores differently, so ids
+    change from run to run. Scores rounded to 1e-6, then sorted by (-score, piece); the
+    special tokens keep ids 0..2. Saved to out/sub."""
+    import tempfile
+    from transformers import T5TokenizerFast
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = json.loads(t5_tokenizer(tmp).backend_tokenizer.to_str())
+        vocab = spec["model"]["vocab"]
+        assert [p for p, _ in vocab[:3]] == ["<pad>", "</s>", "<unk>"]
+        spec["model"]["vocab"] = vocab[:3] + sorted(
+            ([p, round(sc, 6)] for p, sc in vocab[3:]), key=lambda v: (-v[1], v[0]))
+        raw = os.path.join(tmp, "raw_tokenizer.json")
+        with open(raw, "w") as fh:
+            json.dump(spec, fh)
+        tok = T5TokenizerFast(tokenizer_file=raw, eos_token="</s>", unk_token="<unk>",
+                              pad_token="<pad>", extra_ids=0, model_max_length=512)
+    tok.save_pretrained(os.path.join(out, sub))
+    return tok
+
+
+def new_clip(cfg, vocab, seed, gen, projection):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    torch.manual_seed(seed)
+    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
+    m = cls(CLIPTextConfig(**cfg, vocab_size=vocab, bos_token_id=vocab - 2))
+    perturb_all(m, gen)
+    return m.eval()
+
+
+def new_t5(cfg, vocab, seed, gen):
+    from transformers import T5Config, T5EncoderModel
+    torch.manual_seed(seed)
+    m = T5EncoderModel(T5Config(vocab_size=vocab, **cfg))
+    perturb_all(m, gen)
+    return m.eval()
+
+
+def new_vae(cfg, seed, gen):
+    torch.manual_seed(seed)
+    m = AutoencoderKL(**cfg)
+    perturb_all(m, gen)
+    return m.eval()
+
+
+def save_pipe(out, class_name, parts):
+    """parts: name -> (library, class, object); writes model_index.json like the Hub's."""
+    index = {"_class_name": class_name, "_diffusers_version": "0.35.2"}
+    for name, (lib, cls, obj) in parts.items():
+        index[name] = [lib, cls]
+        if lib == "transformers" and cls.startswith(("CLIPTokenizer", "T5Tokenizer")):
+            obj.save_pretrained(os.path.join(out, name))
+        else:
+            obj.save_pretrained(os.path.join(out, name), safe_serialization=True)
+    with open(os.path.join(out, "model_index.json"), "w") as fh:
+        json.dump(index, fh, indent=1)
+
+
+def check_roundtrip(pipe, parts, prompts):
+    """The loaded pipeline holds exactly the weights and tokenizers that were written."""
+    for name, (_, _, obj) in parts.items():
+        got = getattr(pipe, name)
+        if isinstance(obj, torch.nn.Module):
+            a, b = obj.state_dict(), got.state_dict()
+            assert a.keys() == b.keys(), name
+            for k in a:
+                assert a[k].dtype == b[k].dtype == torch.float32 and torch.equal(a[k], b[k]), \
+                    (name, k)
+        elif hasattr(obj, "encode"):
+            for p in prompts:
+                assert obj(p)["input_ids"] == got(p)["input_ids"], (name, p)
+        else:
+            pub = lambda c: {k: v for k, v in dict(c).items() if not k.startswith("_")}
+            assert pub(obj.config) == pub(got.config), name
+
+
+class Recorder:
+    """Wraps the pipeline's pieces to record what diffusers computes, and injects the noise
+    and the posterior-mode encoding into the pipeline module."""
+
+    def __init__(self, pipe, module, noise, encoders):
+        self.calls, self.ids, self.latents, self.steps = [], {}, {}, []
+        self.module, self.saved = module, (module.randn_tensor, module.retrieve_latents)
+        orig_retrieve = module.retrieve_latents
+
+        def randn(shape, generator=None, device=None, dtype=None, layout=None):
+            assert tuple(shape) == tuple(noise.shape), (shape, noise.shape)
+            return noise.clone().to(dtype=dtype)
+
+        def retrieve(enc, generator=None, sample_mode="sample"):
+            return orig_retrieve(enc, generator=generator, sample_mode="argmax")
+
+        module.randn_tensor, module.retrieve_latents = randn, retrieve
+        pre, scale = pipe.image_processor.preprocess, pipe.scheduler.scale_noise
+
+        def preprocess(*a, **k):
+            self.latents["image"] = pre(*a, **k)
+            return self.latents["image"]
+
+        def scale_noise(sample, timestep, noise_):
+            out = scale(sample, timestep, noise_)
+            self.latents.update(image_latents=sample, noise=noise_, noised_latents=out,
+                                noise_timestep=timestep)
+            return out
+
+        pipe.image_processor.preprocess, pipe.scheduler.scale_noise = preprocess, scale_noise
+        self.hooks = [pipe.transformer.register_forward_pre_hook(self.on_transformer,
+                                                                 with_kwargs=True)]
+        for name in encoders:
+            self.hooks += [getattr(pipe, name).register_forward_pre_hook(
+                lambda m, a, k, name=name: self.ids.setdefault(name, []).append(
+                    (a[0] if a else k["input_ids"]).clone()), with_kwargs=True)]
+
+    def on_transformer(self, module, args, kwargs):
+        self.calls.append({k: v.clone() for k, v in kwargs.items()
+                           if k in ("timestep", "guidance") and v is not None})
+
+    def on_step(self, pipe, i, t, kw):
+        self.steps.append(kw["latents"].clone())
+        return {}
+
+    def restore(self):
+        self.module.randn_tensor, self.module.retrieve_latents = self.saved
+        for h in self.hooks:
+            h.remove()
+
+
+def pipe_meta(pipe, rec, settings, n_left):
+    s = pipe.scheduler
+    return dict(settings, timesteps_full=f32s(s.timesteps), sigmas_full=f32s(s.sigmas),
+                start_index=PIPE_STEPS - n_left, steps_run=n_left,
+                timesteps_run=f32s(s.timesteps[PIPE_STEPS - n_left:]),
+                transformer_timestep_inputs=[f32s(c["timestep"]) for c in rec.calls],
+                transformer_guidance_inputs=[f32s(c["guidance"]) for c in rec.calls
+                                             if "guidance" in c],
+                vae=dict(scaling_factor=pipe.vae.config.scaling_factor,
+                         shift_factor=pipe.vae.config.shift_factor,
+                         vae_scale_factor=pipe.vae_scale_factor),
+                randomness="module-level randn_tensor of the img2img pipeline module replaced "
+                           "by one returning the saved `noise`; retrieve_latents forced to "
+                           "sample_mode='argmax' (VAE posterior mode = mean, not a sample)",
+                versions=dict(torch=torch.__version__,
+                              diffusers=__import__("diffusers").__version__,
+                              transformers=__import__("transformers").__version__,
+                              tokenizers=__import__("tokenizers").__version__,
+                              numpy=np.__version__))
+
+
+def write_ref(out, ref, meta):
+    ref = {k: (v.detach().contiguous() if v.dtype == torch.int64 else
+               v.detach().contiguous().float()) for k, v in ref.items()}
+    save_file(ref, os.path.join(out, "reference.safetensors"))
+    meta["tensors"] = {k: dict(shape=list(v.shape), dtype=str(v.dtype).replace("torch.", ""))
+                       for k, v in sorted(ref.items())}
+    with open(os.path.join(out, "reference.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+
+
+def run_img2img(cls, module, out, parts, encoders, noise, pil, kwargs):
+    """Loads `cls` from `out`, checks the round trip, runs it twice with the injected noise
+    (output_type 'latent' and 'pt') and returns (pipe, recorder, latents, postprocessed)."""
+    pipe = cls.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    check_roundtrip(pipe, parts, [DEFAULT_PROMPT, ""])
+    rec = Recorder(pipe, module, noise, encoders)
+    try:
+        with torch.no_grad():
+            lat = pipe(image=pil, prompt=DEFAULT_PROMPT, strength=PIPE_STRENGTH,
+                       num_inference_steps=PIPE_STEPS, max_sequence_length=PIPE_MAX_SEQ,
+                       height=PIPE_H, width=PIPE_W, output_type="latent",
+                       callback_on_step_end=rec.on_step, return_dict=False, **kwargs)[0]
+            first = (dict(rec.latents), [dict(c) for c in rec.calls], list(rec.steps))
+            img = pipe(image=pil, prompt=DEFAULT_PROMPT, strength=PIPE_STRENGTH,
+                       num_inference_steps=PIPE_STEPS, max_sequence_length=PIPE_MAX_SEQ,
+                       height=PIPE_H, width=PIPE_W, output_type="pt", return_dict=False,
+                       **kwargs)[0]
+    finally:
+        rec.restore()
+    rec.latents, rec.calls, rec.steps = first
+    return pipe, rec, lat, img
+
+
+def close(a, b, what, tol=1e-5):
+    err = (a - b).abs().max().item()
+    assert err <= tol * max(1.0, b.abs().max().item()), (what, err)
+    return err
+
+
+def manual_flux(pipe, ref, sigmas, mu, guidance):
+    """FluxImg2ImgPipeline re-done by hand from the saved tensors: tokenizers, encoders,
+    VAE mode, scale_noise, the packed loop. Returns the largest difference per stage."""
+    tok, tok_2 = pipe.tokenizer, pipe.tokenizer_2
+    ids = torch.tensor([tok(DEFAULT_PROMPT, padding="max_length", max_length=77,
+                            truncation=True).input_ids])
+    ids_2 = torch.tensor([tok_2(DEFAULT_PROMPT, padding="max_length", max_length=PIPE_MAX_SEQ,
+                                truncation=True).input_ids])
+    assert torch.equal(ids, ref["clip_ids"]) and torch.equal(ids_2, ref["t5_ids"])
+    errs = {}
+    errs["pooled_prompt_embeds"] = close(pipe.text_encoder(ids).pooler_output,
+                                         ref["pooled_prompt_embeds"], "pooled")
+    errs["prompt_embeds"] = close(pipe.text_encoder_2(ids_2)[0], ref["prompt_embeds"], "t5")
+    cfg = pipe.vae.config
+    x0 = (pipe.vae.encode(ref["image"]).latent_dist.mean - cfg.shift_factor) * cfg.scaling_factor
+    errs["image_latents"] = close(x0, ref["image_latents"], "image_latents")
+    sched = FlowMatchEulerDiscreteScheduler(**SCHED_DEV)
+    sched.set_timesteps(sigmas=sigmas, mu=mu)
+    start = PIPE_STEPS - int(PIPE_STEPS * PIPE_STRENGTH)
+    sig = sched.sigmas
+    x = sig[start] * ref["noise"] + (1 - sig[start]) * x0
+    errs["noised_latents"] = close(x, ref["noised_latents"], "noised")
+    _, c, h, w = x.shape
+    x = FluxPipeline._pack_latents(x, 1, c, h, w)
+    for i in range(start, PIPE_STEPS):
+        t = sched.timesteps[i].expand(1) / 1000
+        v = pipe.transformer(hidden_states=x, timestep=t, guidance=torch.full([1], guidance),
+                             pooled_projections=ref["pooled_prompt_embeds"],
+                             encoder_hidden_states=ref["prompt_embeds"], txt_ids=ref["text_ids"],
+                             img_ids=ref["img_ids"], return_dict=False)[0]
+        x = x + (sig[i + 1] - sig[i]) * v
+    x = FluxPipeline._unpack_latents(x, PIPE_H, PIPE_W, pipe.vae_scale_factor)
+    errs["final_latents"] = close(x, ref["final_latents"], "final")
+    return errs
+
+
+def manual_sd3(pipe, ref, scale):
+    """StableDiffusion3Img2ImgPipeline re-done by hand from the saved tensors."""
+    errs, embeds, pooled = {}, {}, {}
+    for neg, prompt in (("negative_", ""), ("", DEFAULT_PROMPT)):
+        states = []
+        for i, (short, tok, enc) in enumerate((("clip_l", pipe.tokenizer, pipe.text_encoder),
+                                               ("clip_g", pipe.tokenizer_2,
+                                                pipe.text_encoder_2))):
+            ids = torch.tensor([tok(prompt, padding="max_length", max_length=77,
+                                    truncation=True).input_ids])
+            assert torch.equal(ids, ref[f"{neg}{short}_ids"]), (neg, short)
+            o = enc(ids, output_hidden_states=True)
+            states.append(o.hidden_states[-2])        # penultimate layer, no final norm
+            pooled.setdefault(neg, []).append(o.text_embeds)
+        ids = torch.tensor([pipe.tokenizer_3(prompt, padding="max_length",
+                                             max_length=PIPE_MAX_SEQ,
+                                             truncation=True).input_ids])
+        assert torch.equal(ids, ref[f"{neg}t5_ids"]), (neg, "t5")
+        t5 = pipe.text_encoder_3(ids)[0]
+        clip = torch.cat(states, -1)
+        clip = torch.cat([clip, torch.zeros(*clip.shape[:2], t5.shape[-1] - clip.shape[-1])], -1)
+        embeds[neg] = torch.cat([clip, t5], 1)
+        errs[f"{neg}prompt_embeds"] = close(embeds[neg], ref[f"{neg}prompt_embeds"], neg)
+        pooled[neg] = torch.cat(pooled[neg], -1)
+        errs[f"{neg}pooled_prompt_embeds"] = close(pooled[neg], ref[f"{neg}pooled_prompt_embeds"],
+                                                   neg)
+    cfg = pipe.vae.config
+    x0 = (pipe.vae.encode(ref["image"]).latent_dist.mean - cfg.shift_factor) * cfg.scaling_factor
+    errs["image_latents"] = close(x0, ref["image_latents"], "image_latents")
+    sched = FlowMatchEulerDiscreteScheduler(**SCHED_SD3)
+    sched.set_timesteps(PIPE_STEPS)
+    start = PIPE_STEPS - int(PIPE_STEPS * PIPE_STRENGTH)
+    sig = sched.sigmas
+    x = sig[start] * ref["noise"] + (1 - sig[start]) * x0
+    errs["noised_latents"] = close(x, ref["noised_latents"], "noised")
+    txt = torch.cat([ref["negative_prompt_embeds"], ref["prompt_embeds"]])
+    pool = torch.cat([ref["negative_pooled_prompt_embeds"], ref["pooled_prompt_embeds"]])
+    for i in range(start, PIPE_STEPS):
+        o = pipe.transformer(hidden_states=torch.cat([x, x]),
+                             timestep=sched.timesteps[i].expand(2), encoder_hidden_states=txt,
+                             pooled_projections=pool, return_dict=False)[0]
+        u, c = o.chunk(2)
+        x = x + (sig[i + 1] - sig[i]) * (u + scale * (c - u))
+    errs["final_latents"] = close(x, ref["final_latents"], "final")
+    return errs
+
+
+def make_flux_pipe(root, pil, pil_t):
+    from transformers import CLIPTokenizer
+    import diffusers.pipelines.flux.pipeline_flux_img2img as mod
+    out = os.path.join(root, "flux_pipe")
+    os.makedirs(out, exist_ok=True)
+    gen = torch.Generator().manual_seed(SEED + 80)
+    tok = clip_tokenizer("<|endoftext|>")          # FLUX's CLIP-L tokenizer pads with eos
+    tok_2 = stable_t5_tokenizer(out, "tokenizer_2")
+    clip = new_clip(FLUX_CLIP, len(tok), SEED + 81, gen, projection=False)
+    t5 = new_t5(T5_TINY, len(tok_2), SEED + 82, gen)
+    vae = new_vae(VAE_FLUX, SEED + 83, gen)
+    torch.manual_seed(SEED + 84)
+    tr = FluxTransformer2DModel(**dict(TINY, joint_attention_dim=T5_TINY["d_model"],
+                                       pooled_projection_dim=FLUX_CLIP["hidden_size"]),
+                                guidance_embeds=True)
+    perturb(tr, gen)
+    tr.eval()
+    parts = dict(scheduler=("diffusers", "FlowMatchEulerDiscreteScheduler",
+                            FlowMatchEulerDiscreteScheduler(**SCHED_DEV)),
+                 text_encoder=("transformers", "CLIPTextModel", clip),
+                 text_encoder_2=("transformers", "T5EncoderModel", t5),
+                 tokenizer=("transformers", "CLIPTokenizer", tok),
+                 tokenizer_2=("transformers", "T5TokenizerFast", tok_2),
+                 transformer=("diffusers", "FluxTransformer2DModel", tr),
+                 vae=("diffusers", "AutoencoderKL", vae))
+    save_pipe(out, "FluxPipeline", parts)
+    check_roundtrip(FluxPipeline.from_pretrained(out), parts, [DEFAULT_PROMPT, ""])
+
+    f = 2 ** (len(VAE_FLUX["block_out_channels"]) - 1)
+    noise = torch.randn(1, 16, PIPE_H // f, PIPE_W // f, generator=gen)
+    guidance = 3.5
+    pipe, rec, lat, img = run_img2img(FluxImg2ImgPipeline, mod, out, parts,
+                                      ["text_encoder", "text_encoder_2"], noise, pil,
+                                      dict(guidance_scale=guidance))
+    with torch.no_grad():
+        final = FluxPipeline._unpack_latents(lat, PIPE_H, PIPE_W, pipe.vae_scale_factor)
+        decoded = pipe.vae.decode(final / VAE_FLUX["scaling_factor"]
+                                  + VAE_FLUX["shift_factor"]).sample
+        pe, pooled, _ = pipe.encode_prompt(DEFAULT_PROMPT, DEFAULT_PROMPT,
+                                           max_sequence_length=PIPE_MAX_SEQ)
+    L = rec.latents
+    assert torch.equal(L["noise"], noise)
+    assert torch.allclose(img, (decoded / 2 + 0.5).clamp(0, 1), atol=1e-6)
+    assert torch.equal(L["image"], pil_t * 2 - 1)
+    ids = {k: torch.stack([v[0][0]]) for k, v in rec.ids.items()}
+    assert [len(v) for v in rec.ids.values()] == [2, 2]   # once per run
+    unpack = lambda x: FluxPipeline._unpack_latents(x, PIPE_H, PIPE_W, pipe.vae_scale_factor)
+    ref = dict(input_image=pil_t, image=L["image"], noise=noise, prompt_embeds=pe,
+               pooled_prompt_embeds=pooled, text_ids=torch.zeros(pe.shape[1], 3),
+               img_ids=FluxPipeline._prepare_latent_image_ids(
+                   1, final.shape[2] // 2, final.shape[3] // 2, "cpu", torch.float32),
+               clip_ids=ids["text_encoder"], t5_ids=ids["text_encoder_2"],
+               image_latents=L["image_latents"], noised_latents=L["noised_latents"],
+               step_latents=torch.stack([unpack(x) for x in rec.steps]),
+               final_latents=final, decoded=decoded, image_out=img,
+               transformer_timesteps=torch.cat([c["timestep"] for c in rec.calls]),
+               guidance=rec.calls[0]["guidance"])
+    assert torch.equal(ref["step_latents"][-1], final)
+    s = pipe.scheduler.config
+    mu = calculate_shift((PIPE_H // f // 2) * (PIPE_W // f // 2), s.base_image_seq_len,
+                         s.max_image_seq_len, s.base_shift, s.max_shift)
+    with torch.no_grad():
+        manual = manual_flux(pipe, ref, np.linspace(1.0, 1 / PIPE_STEPS, PIPE_STEPS), mu,
+                             guidance)
+    meta = pipe_meta(pipe, rec, dict(
+        pipeline="FluxImg2ImgPipeline (folder model_index _class_name FluxPipeline)",
+        prompt=DEFAULT_PROMPT, prompt_2="(None: the same prompt)", height=PIPE_H,
+        width=PIPE_W, strength=PIPE_STRENGTH, num_inference_steps=PIPE_STEPS,
+        guidance_scale=guidance, true_cfg_scale="1.0 (off)",
+        max_sequence_length=PIPE_MAX_SEQ, mu=mu,
+        image_seq_len=(PIPE_H // f // 2) * (PIPE_W // f // 2),
+        custom_sigmas="np.linspace(1, 1/N, N) as FluxImg2ImgPipeline passes them",
+        input="input.png (8-bit RGB, = input_image) given as a PIL image",
+        decoded="vae.decode(final_latents / scaling_factor + shift_factor).sample, raw "
+                "(no clamp); image_out = the pipeline's output_type='pt' = "
+                "(decoded / 2 + 0.5).clamp(0, 1)",
+        latents_layout="every *_latents tensor is unpacked (1, 16, h, w); the transformer "
+                       "sees FluxPipeline._pack_latents of it (2x2 patches, 64 features)",
+        transformer_timesteps="the `timestep` argument of each transformer call: "
+                              "t.expand(1).to(f32) / 1000 (the transformer multiplies by "
+                              "1000 itself); `guidance` = full([1], 3.5) f32"), rec.steps and
+        len(rec.calls))
+    meta["manual_check"] = dict(max_abs_diff=manual, how="the pipeline re-done by hand "
+                                "(manual_flux) from the saved tensors")
+    write_ref(out, ref, meta)
+    return meta
+
+
+def make_sd3_pipe(root, pil, pil_t):
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Img2ImgPipeline
+    from diffusers import StableDiffusion3Pipeline
+    import diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3_img2img as mod
+    out = os.path.join(root, "sd3_pipe")
+    os.makedirs(out, exist_ok=True)
+    gen = torch.Generator().manual_seed(SEED + 90)
+    tok = clip_tokenizer("<|endoftext|>")           # SD3's tokenizer (CLIP-L): pad = eos
+    tok_2 = clip_tokenizer("!")                     # SD3's tokenizer_2 (CLIP-G): pad "!"
+    tok_3 = stable_t5_tokenizer(out, "tokenizer_3")
+    clip_l = new_clip(SD3_CLIP_L, len(tok), SEED + 91, gen, projection=True)
+    clip_g = new_clip(SD3_CLIP_G, len(tok_2), SEED + 92, gen, projection=True)
+    t5 = new_t5(SD3_T5, len(tok_3), SEED + 93, gen)
+    vae = new_vae(VAE_SD3, SEED + 94, gen)
+    torch.manual_seed(SEED + 95)
+    tr = SD3Transformer2DModel(**SD3_PIPE_TINY)
+    perturb(tr, gen)
+    tr.eval()
+    parts = dict(scheduler=("diffusers", "FlowMatchEulerDiscreteScheduler",
+                            FlowMatchEulerDiscreteScheduler(**SCHED_SD3)),
+                 text_encoder=("transformers", "CLIPTextModelWithProjection", clip_l),
+                 text_encoder_2=("transformers", "CLIPTextModelWithProjection", clip_g),
+                 text_encoder_3=("transformers", "T5EncoderModel", t5),
+                 tokenizer=("transformers", "CLIPTokenizer", tok),
+                 tokenizer_2=("transformers", "CLIPTokenizer", tok_2),
+                 tokenizer_3=("transformers", "T5TokenizerFast", tok_3),
+                 transformer=("diffusers", "SD3Transformer2DModel", tr),
+                 vae=("diffusers", "AutoencoderKL", vae))
+    save_pipe(out, "StableDiffusion3Pipeline", parts)
+    check_roundtrip(StableDiffusion3Pipeline.from_pretrained(out), parts,
+                    [DEFAULT_PROMPT, ""])
+
+    f = 2 ** (len(VAE_SD3["block_out_channels"]) - 1)
+    noise = torch.randn(1, 16, PIPE_H // f, PIPE_W // f, generator=gen)
+    scale = 5.0
+    encs = ["text_encoder", "text_encoder_2", "text_encoder_3"]
+    pipe, rec, lat, img = run_img2img(StableDiffusion3Img2ImgPipeline, mod, out, parts, encs,
+                                      noise, pil, dict(guidance_scale=scale,
+                                                       negative_prompt=""))
+    with torch.no_grad():
+        decoded = pipe.vae.decode(lat / VAE_SD3["scaling_factor"]
+                                  + VAE_SD3["shift_factor"]).sample
+        pe, npe, pooled, npooled = pipe.encode_prompt(
+            DEFAULT_PROMPT, None, None, negative_prompt="", do_classifier_free_guidance=True,
+            max_sequence_length=PIPE_MAX_SEQ)
+    L = rec.latents
+    assert torch.equal(L["noise"], noise)
+    assert torch.allclose(img, (decoded / 2 + 0.5).clamp(0, 1), atol=1e-6)
+    assert torch.equal(L["image"], pil_t * 2 - 1)
+    # encode_prompt calls each encoder for the prompt, then for the negative prompt.
+    assert [len(rec.ids[e]) for e in encs] == [4, 4, 4]     # 2 per run
+    short = dict(text_encoder="clip_l", text_encoder_2="clip_g", text_encoder_3="t5")
+    ref = dict(input_image=pil_t, image=L["image"], noise=noise, prompt_embeds=pe,
+               pooled_prompt_embeds=pooled, negative_prompt_embeds=npe,
+               negative_pooled_prompt_embeds=npooled,
+               image_latents=L["image_latents"], noised_latents=L["noised_latents"],
+               step_latents=torch.stack(rec.steps), final_latents=lat, decoded=decoded,
+               image_out=img,
+               transformer_timesteps=torch.stack([c["timestep"] for c in rec.calls]))
+    for e in encs:
+        ref[f"{short[e]}_ids"] = rec.ids[e][0]
+        ref[f"negative_{short[e]}_ids"] = rec.ids[e][1]
+    assert torch.equal(ref["step_latents"][-1], lat)
+    with torch.no_grad():
+        manual = manual_sd3(pipe, ref, scale)
+    meta = pipe_meta(pipe, rec, dict(
+        pipeline="StableDiffusion3Img2ImgPipeline (folder model_index _class_name "
+                 "StableDiffusion3Pipeline)",
+        prompt=DEFAULT_PROMPT, prompt_2="(None)", prompt_3="(None)", negative_prompt="",
+        height=PIPE_H, width=PIPE_W, strength=PIPE_STRENGTH,
+        num_inference_steps=PIPE_STEPS, guidance_scale=scale, clip_skip=None,
+        max_sequence_length=PIPE_MAX_SEQ, mu=None,
+        input="input.png (8-bit RGB, = input_image) given as a PIL image",
+        decoded="vae.decode(final_latents / scaling_factor + shift_factor).sample, raw "
+                "(no clamp); image_out = the pipeline's output_type='pt' = "
+                "(decoded / 2 + 0.5).clamp(0, 1)",
+        text_layout="prompt_embeds = cat([pad(cat([CLIP-L penultimate (77, 32), CLIP-G "
+                    "penultimate (77, 40)], -1), to 80 with zeros), T5 last (32, 80)], -2) "
+                    "= (1, 109, 80); pooled = cat([CLIP-L text_embeds (24), CLIP-G "
+                    "text_embeds (28)], -1). Transformer batch: [negative, positive]",
+        transformer_timesteps="the `timestep` argument of each transformer call: the "
+                              "scheduler's t (= 1000 sigma, f32) expanded to the CFG batch "
+                              "of 2; no division"), len(rec.steps))
+    meta["manual_check"] = dict(max_abs_diff=manual, how="the pipeline re-done by hand "
+                                "(manual_sd3) from the saved tensors")
+    write_ref(out, ref, meta)
+    return meta
+
+
+def make_pipes(root):
+    import time
+    t0 = time.time()
+    os.makedirs(root, exist_ok=True)
+    pil, pil_t = pipe_image(root)
+    for name in ("flux_pipe", "sd3_pipe"):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        pil.save(os.path.join(root, name, "input.png"))
+    os.remove(os.path.join(root, "input.png"))
+    for make in (make_flux_pipe, make_sd3_pipe):
+        meta = make(root, pil, pil_t)
+        print(f"make_reference_flow: {make.__name__}: manual re-run max |diff| "
+              f"{meta['manual_check']['max_abs_diff']}")
+    print(f"make_reference_flow: flux_pipe + sd3_pipe in {time.time() - t0:.1f} s")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -587,6 +1124,7 @@ def main():
     with open(os.path.join(root, "encoder_full_shapes.json"), "w") as fh:
         json.dump(encoder_full_shapes(), fh, indent=0)
     make_sd3_all(root)
+    make_pipes(root)
     print(f"make_reference_flow: wrote {root}")
 
 

@@ -8,7 +8,9 @@
 #    regenerated only when make_reference.py / requirements.txt changed (stamp file).
 # 3. cargo test -p ttpo --test conformance -- --ignored --nocapture
 # 3b. Rectified-flow (FLUX.1, SD3) references from make_reference_flow.py into
-#    ${TTPO_REFERENCE}/flow (own stamp: changing it does not regenerate the SD ones), then
+#    ${TTPO_REFERENCE}/flow (own stamp over make_reference_flow.py and make_reference.py,
+#    whose tiny CLIP tokenizer it imports; changing the flow script does not regenerate the
+#    SD ones), including the complete flux_pipe/ and sd3_pipe/ img2img pipelines, then
 #    cargo test -p ttpo --test conformance_flow -- --ignored --nocapture
 # 4. Unless TTPO_SKIP_FULL=1: full-size SD 1.5 and SD 2.1-base references (random weights,
 #    ~5 GB on disk and ~5.5 GB peak RAM each while generating) into
@@ -35,8 +37,19 @@ part() { # name start
   echo "run.sh: $1 took $s s"
 }
 
+# The scripts a generator reads: itself and the scripts it imports (make_reference_flow.py
+# takes the tiny CLIP tokenizer from make_reference.py).
+deps_of() {
+  case $1 in
+    make_reference_flow.py) echo "$1 make_reference.py" ;;
+    *) echo "$1" ;;
+  esac
+}
 # The stamp of a generator script: anything that changes the files it writes.
-stamp_of() { (cat "$HERE/$1" "$HERE/requirements.txt") | sha256sum | cut -c1-16; }
+stamp_of() {
+  (for f in $(deps_of "$1"); do cat "$HERE/$f"; done; cat "$HERE/requirements.txt") |
+    sha256sum | cut -c1-16
+}
 
 # generate SCRIPT OUT_DIR STAMP_NAME CHECK_FILE... -- SCRIPT_ARGS...
 generate() {
@@ -74,7 +87,9 @@ part "tiny references" "$t"
 t=$(now)
 generate make_reference_flow.py "$TTPO_REFERENCE/flow" flow scheduler.json flux_full_shapes.json encoder_full_shapes.json \
   flux_dev/reference.safetensors flux_schnell/reference.safetensors encoders/reference.safetensors \
-  sd3/reference.safetensors sd35/reference.safetensors sd3_full_shapes.json --
+  sd3/reference.safetensors sd35/reference.safetensors sd3_full_shapes.json \
+  flux_pipe/reference.safetensors flux_pipe/reference.json flux_pipe/model_index.json \
+  sd3_pipe/reference.safetensors sd3_pipe/reference.json sd3_pipe/model_index.json --
 part "flow (FLUX, SD3) references" "$t"
 
 t=$(now)
