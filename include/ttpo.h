@@ -134,6 +134,11 @@ enum ttpo_status
    network, a proxy or `HF_ENDPOINT`).
    */
   TTPO_STATUS_NETWORK = 13,
+  /*
+   The machine has less free memory than the model or job needs (found before any work
+   starts; the message says how much is needed and free).
+   */
+  TTPO_STATUS_OUT_OF_MEMORY = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -393,10 +398,11 @@ extern "C" {
 #endif // __cplusplus
 
 /*
- Loads a Stable Diffusion 1.x/2.x model folder (diffusers layout). `model_dir` NULL or ""
- means the folder named by the environment variable `TTPO_MODEL_DIR`. On success `*out`
- receives an engine to free with `ttpo_engine_free`; on failure `*out` is untouched and
- `ttpo_last_error()` says why. Loading takes seconds to minutes: call it off the UI thread.
+ Loads a diffusers-layout model folder: Stable Diffusion 1.x/2.x, SD3/3.5 or FLUX.1.
+ `model_dir` NULL or "" means the folder named by the environment variable
+ `TTPO_MODEL_DIR`. On success `*out` receives an engine to free with `ttpo_engine_free`;
+ on failure `*out` is untouched and `ttpo_last_error()` says why. Loading takes seconds
+ to minutes: call it off the UI thread.
 
  # Safety
  `model_dir` must be NULL or a NUL-terminated string; `out` a writable pointer.
@@ -769,8 +775,8 @@ uint32_t ttpo_model_download_cancel(const ttpo_model_download *download);
  On success the model folder is written like `ttpo_model_resolve` writes it (`path_out`
  NULL: length only). Failures: `TTPO_STATUS_NETWORK` (no connection, server error),
  `TTPO_STATUS_MODEL_NOT_FOUND` (unknown repo or revision, gated repo without a token, not
- a Stable Diffusion 1.x/2.x diffusers repo), `TTPO_STATUS_MODEL_INVALID` (a file's size
- differs from the listing), `TTPO_STATUS_CANCELLED`, `TTPO_STATUS_IO`; the message is in
+ a diffusers repo of a family the engine runs: SD 1.x/2.x, SD3/3.5, FLUX.1),
+ `TTPO_STATUS_MODEL_INVALID` (a file's size differs from the listing), `TTPO_STATUS_CANCELLED`, `TTPO_STATUS_IO`; the message is in
  `ttpo_model_download_last_error()`.
 
  # Safety
@@ -891,6 +897,15 @@ uint32_t ttpo_options_set_refine_start(ttpo_options *options, double value);
  `options` must be a valid options object or NULL.
  */
 uint32_t ttpo_options_set_eta(ttpo_options *options, double value);
+
+/*
+ The guidance input of guidance-distilled models (FLUX.1-dev), which take no
+ classifier-free guidance; `cfg_scale` is for SD and SD3 (>= 0; default 3.5).
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_flow_guidance(ttpo_options *options, double value);
 
 /*
  Most latents per model call, both CFG halves counted (>= 1; default 8).

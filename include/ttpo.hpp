@@ -66,6 +66,7 @@ public:
     Options &steps(uint32_t v) { return set(ttpo_options_set_steps(o_.get(), v)); }
     Options &cfg_scale(double v) { return set(ttpo_options_set_cfg_scale(o_.get(), v)); }
     Options &eta(double v) { return set(ttpo_options_set_eta(o_.get(), v)); }
+    Options &flow_guidance(double v) { return set(ttpo_options_set_flow_guidance(o_.get(), v)); }
     Options &max_batch(uint32_t v) { return set(ttpo_options_set_max_batch(o_.get(), v)); }
     /// 0 = reflect, 1 = zero.
     Options &pad_mode(uint32_t v) { return set(ttpo_options_set_pad_mode(o_.get(), v)); }

@@ -107,7 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cpu = (c.len() == repeat).then(|| median(c));
         Ok(Some((median(v), cpu)))
     };
-    let unet = time("unet", &|| sd.model_output(&x, 501, &ctx))?;
+    let unet = time("unet", &|| sd.unet_output(&x, 501.0, &ctx))?;
     let encode = time("encode", &|| sd.encode(&img))?;
     let decode = time("decode", &|| sd.decode(&x))?;
     let small = match img2img {
@@ -138,7 +138,7 @@ fn time_img2img(
     sd: &StableDiffusion,
     side: usize,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    use ttpo::diffusion::{cfg_output, Prompts};
+    use ttpo::diffusion::{guided_output, Prompts};
     let (steps, strength, scale) = (50usize, 0.3f64, 7.5f64);
     let dev = sd.device().clone();
     let noise = NoiseStream::new(2, 0);
@@ -151,7 +151,7 @@ fn time_img2img(
     let z0 = sd.encode(&img)?;
     let mut lat = sched.add_noise(&z0, &noise.child(1).tensor(z0.dims(), &dev)?, ts[0])?;
     for &t in ts {
-        let out = cfg_output(sd, &lat, t, &prompts, scale)?;
+        let out = guided_output(sd, &lat, t as f64, &prompts, scale)?;
         lat = sched.step(&out, t, steps, &lat, 0.0, None)?;
     }
     let image = sd.decode(&lat)?;

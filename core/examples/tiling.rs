@@ -76,7 +76,7 @@ fn calibrate(dir: &str, sides: &[usize]) -> R<()> {
     let x = NoiseStream::new(2, 0).tensor(&[2, 4, n, n], &dev)?;
     let ctx = sd.encode_prompt("")?.repeat((2, 1, 1))?;
     let weights = status_bytes("VmRSS")?;
-    let (_, peak, secs) = measured(|| sd.model_output(&x, 500, &ctx))?;
+    let (_, peak, secs) = measured(|| sd.unet_output(&x, 500.0, &ctx))?;
     println!(
         "{}",
         serde_json::json!({

@@ -2,11 +2,10 @@
 //!
 //! All strengths of one backbone share the same timestep grid; a strength only decides
 //! where its candidate joins. So at each timestep every candidate that has started goes
-//! through the UNet together, in batches of at most `max_batch` rows (both CFG halves
+//! through the network together, in batches of at most `max_batch` rows (both CFG halves
 //! count): 15 candidates cost about as many model calls as the strongest one alone.
 
-use crate::diffusion::scheduler::Ddim;
-use crate::diffusion::Prompts;
+use crate::diffusion::{rows_per_latent, Backbone, Prompts};
 use crate::error::Result;
 use crate::noise::NoiseStream;
 use crate::progress::Ticker;
@@ -31,7 +30,8 @@ pub struct CandidateSpec {
 pub struct SamplerSettings {
     /// Scheduler steps of the full schedule (img2img runs a suffix of it).
     pub steps: usize,
-    /// Classifier-free guidance scale.
+    /// Guidance scale for this backbone: the CFG scale, or a guidance-distilled model's
+    /// guidance input.
     pub cfg_scale: f64,
     /// DDIM eta (0 = deterministic sampler).
     pub eta: f64,
@@ -47,13 +47,10 @@ pub fn model_calls(starts: &[usize], steps: usize, calls: impl Fn(usize) -> usiz
         .sum()
 }
 
-/// Latents per model call given the row cap and guidance.
-pub fn per_call(settings: &SamplerSettings) -> usize {
-    if settings.cfg_scale == 1.0 {
-        settings.max_batch.max(1)
-    } else {
-        (settings.max_batch / 2).max(1)
-    }
+/// Latents per model call on `backbone` given the row cap and guidance (CFG takes two
+/// rows per latent, a guidance-distilled model one).
+pub fn per_call(settings: &SamplerSettings, backbone: &dyn Backbone) -> usize {
+    (settings.max_batch / rows_per_latent(backbone, settings.cfg_scale)).max(1)
 }
 
 /// Runs img2img for every spec (all of one backbone, the tiler's) from the clean latent `z0`
@@ -68,12 +65,11 @@ pub(crate) fn img2img_batched(
     settings: &SamplerSettings,
     ticker: &mut Ticker,
 ) -> Result<Vec<Tensor>> {
-    let sched = tiler.backbone().scheduler();
-    let n = settings.steps;
-    let ts = sched.timesteps(n)?;
+    let schedule = tiler.schedule(settings.steps)?;
+    let n = schedule.len();
     let starts: Vec<usize> = specs
         .iter()
-        .map(|c| Ddim::img2img_start(n, c.strength))
+        .map(|c| schedule.start(c.strength))
         .collect::<Result<_>>()?;
     let streams: Vec<NoiseStream> = specs.iter().map(|c| NoiseStream::new(c.seed, 1)).collect();
     let shape = z0.dims().to_vec();
@@ -85,18 +81,24 @@ pub(crate) fn img2img_batched(
                 Ok(z0.clone())
             } else {
                 let eps = stream.tensor(&shape, z0.device())?;
-                sched.add_noise(z0, &eps, ts[s])
+                schedule.add_noise(z0, &eps, s)
             }
         })
         .collect::<Result<_>>()?;
-    for (i, &t) in ts.iter().enumerate() {
+    for i in 0..n {
         let active: Vec<usize> = (0..specs.len()).filter(|&k| starts[k] <= i).collect();
         if active.is_empty() {
             continue;
         }
         let refs: Vec<&Tensor> = active.iter().map(|&k| &latents[k]).collect();
         let x = Tensor::cat(&refs, 0)?;
-        let out = tiler.model_output(&x, t, prompts, settings.cfg_scale, ticker)?;
+        let out = tiler.model_output(
+            &x,
+            schedule.timestep(i),
+            prompts,
+            settings.cfg_scale,
+            ticker,
+        )?;
         let noise = if settings.eta > 0.0 {
             let parts: Vec<Tensor> = active
                 .iter()
@@ -108,7 +110,7 @@ pub(crate) fn img2img_batched(
         };
         // The scheduler step is elementwise, so stepping all active latents at once gives
         // the same numbers as stepping each network batch separately.
-        let next = sched.step(&out, t, n, &x, settings.eta, noise.as_ref())?;
+        let next = schedule.step(&out, i, &x, settings.eta, noise.as_ref())?;
         for (j, &k) in active.iter().enumerate() {
             latents[k] = next.narrow(0, j, 1)?;
         }

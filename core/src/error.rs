@@ -73,6 +73,18 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The machine has less free memory than a model needs; found before any work starts.
+    #[error("{what} needs about {need_gib:.1} GiB of memory, {free_gib:.1} GiB are free: {hint}")]
+    OutOfMemory {
+        /// What was to be loaded or run.
+        what: String,
+        /// Estimated need in GiB.
+        need_gib: f64,
+        /// Free memory in GiB.
+        free_gib: f64,
+        /// What the user can do.
+        hint: String,
+    },
     /// A tensor operation failed (device out of memory, backend error).
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),

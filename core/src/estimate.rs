@@ -13,7 +13,7 @@
 //! blending, the guidance arithmetic between steps, and VAE tiles that lie wholly in the
 //! padding (counted, but skipped by the decoder).
 
-use crate::diffusion::{cfg_output, Prompts};
+use crate::diffusion::{guided_output, Prompts};
 use crate::error::Result;
 use crate::tiling::Tiler;
 use candle_core::{DType, Tensor};
@@ -63,8 +63,9 @@ impl CallCosts {
 }
 
 /// Which measurement a [`CallCosts`] holds: backbone, UNet tile (h, w, latent units),
-/// whether a batch of two was measured, VAE tile (h, w), whether CFG doubles the rows.
-pub(crate) type CostKey = (usize, (usize, usize), bool, (usize, usize), bool);
+/// whether a batch of two was measured, VAE tile (h, w), network rows per latent (2 with
+/// CFG).
+pub(crate) type CostKey = (usize, (usize, usize), bool, (usize, usize), usize);
 
 /// A job's expected time, by stage, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -144,7 +145,7 @@ pub(crate) fn measure(tiler: &Tiler, prompts: &Prompts, cfg_scale: f64) -> Resul
     let (uh, uw) = tiler.unet_tile();
     let unet = |n: usize| -> Result<f64> {
         let x = Tensor::zeros((n, c, uh, uw), DType::F32, device)?;
-        timed(|| sync(&cfg_output(backbone, &x, 500, prompts, cfg_scale)?))
+        timed(|| sync(&guided_output(backbone, &x, 500.0, prompts, cfg_scale)?))
     };
     let accelerated = !device.is_cpu();
     if accelerated {

@@ -14,8 +14,16 @@ use crate::progress::Ticker;
 use crate::tiling::Tiler;
 use candle_core::{DType, Device, Tensor};
 
-/// Latent elements of SD at its native 512 px (4 x 64 x 64): the size `g` is defined for.
-pub const REFERENCE_LATENT_ELEMENTS: f64 = 4.0 * 64.0 * 64.0;
+/// Pixel side of the image `g` is defined for (the reproduction's 512 x 512 on SD and FLUX).
+pub const REFERENCE_SIDE: usize = 512;
+
+/// Latent elements of a `REFERENCE_SIDE`² image on `backbone`: 4 x 64 x 64 = 16384 on SD,
+/// 16 x 64 x 64 = 65536 on FLUX.1 and SD3 (where the reproduction set g = 1000 on FLUX's
+/// packed latent of that many elements).
+pub fn reference_latent_elements(backbone: &dyn crate::diffusion::Backbone) -> f64 {
+    let side = REFERENCE_SIDE / backbone.vae_factor();
+    (backbone.latent_channels() * side * side) as f64
+}
 
 /// Where Stage III starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -304,39 +312,37 @@ pub(crate) fn guided_denoise(
     noise: NoiseStream,
     ticker: &mut Ticker,
 ) -> Result<Tensor> {
-    let sched = tiler.backbone().scheduler();
-    let steps = params.steps;
-    let timesteps = sched.timesteps(steps)?;
+    let schedule = tiler.schedule(params.steps)?;
+    let steps = schedule.len();
     let shape = targets.z_r.dims().to_vec();
     let eps0 = noise.tensor(&shape, targets.z_r.device())?;
     let (first, mut x) = match params.start {
         RefineStart::Noise => (0, eps0),
         RefineStart::Strength(s) => {
-            let start = crate::diffusion::scheduler::Ddim::img2img_start(steps, s)?;
+            let start = schedule.start(s)?;
             if start == steps {
                 return Ok(targets.z_r.clone());
             }
-            (
-                start,
-                sched.add_noise(&targets.z_r, &eps0, timesteps[start])?,
-            )
+            (start, schedule.add_noise(&targets.z_r, &eps0, start)?)
         }
     };
     // The losses are means over the latent's N elements, so the raw gradient per element
-    // shrinks as 1/N. `g` is defined for SD's native 64x64x4 latent (the reproduction's
-    // setting, where this factor is 1); rescaling by N / 16384 keeps the step per element
-    // the same at every image size, so small images do not overshoot and diverge and
-    // large ones are not left unguided.
-    let size_factor = targets.z_r.elem_count() as f64 / REFERENCE_LATENT_ELEMENTS;
-    for &t in &timesteps[first..] {
+    // shrinks as 1/N. `g` is defined for the backbone's latent of a 512x512 image (SD's
+    // 4x64x64, FLUX's and SD3's 16x64x64: the reproduction's settings, where this factor
+    // is 1); rescaling by N / N_512 keeps the step per element the same at every image
+    // size, so small images do not overshoot and diverge and large ones are not left
+    // unguided.
+    let size_factor = targets.z_r.elem_count() as f64 / reference_latent_elements(tiler.backbone());
+    for i in first..steps {
+        let t = schedule.timestep(i);
         let out = tiler.model_output(&x, t, prompts, cfg_scale, ticker)?;
-        let x0 = sched.x0(&out, t, &x)?;
-        let ph = phase(t as f64, params.t1, params.t2);
+        let x0 = schedule.x0(&out, i, &x)?;
+        let ph = phase(t, params.t1, params.t2);
         let (loss, grad) = targets.loss_and_grad(&x0, ph, params.alpha)?;
         tracing::debug!(t, ?ph, loss, "stage III step");
-        let step_size = params.guidance * size_factor * sched.dx0_dsample(t);
+        let step_size = params.guidance * size_factor * schedule.dx0_dx(i);
         x = (x - (grad * step_size)?)?;
-        x = sched.step(&out, t, steps, &x, 0.0, None)?;
+        x = schedule.step(&out, i, &x, 0.0, None)?;
     }
     let finite = x
         .to_dtype(DType::F32)?

@@ -52,6 +52,9 @@ pub struct Options {
     pub cfg_scale: f64,
     /// DDIM eta for Stage I.
     pub eta: f64,
+    /// The guidance input of guidance-distilled flow models (FLUX.1-dev), which take no
+    /// classifier-free guidance; `cfg_scale` is for the others.
+    pub flow_guidance: f64,
     /// Most latents per model call, CFG halves included.
     pub max_batch: usize,
     /// Border extension to the latent multiple.
@@ -81,6 +84,7 @@ impl Default for Options {
             steps: 50,
             cfg_scale: 7.5,
             eta: 0.0,
+            flow_guidance: 3.5,
             max_batch: 8,
             pad_mode: PadMode::Reflect,
             max_pixels: 64 * 1024 * 1024,
@@ -299,6 +303,14 @@ pub const OPTIONS: &[OptionInfo] = &[
         doc: "DDIM eta of Stage I [default: 0].",
         aliases: &[],
         check: |o| unit("eta", o.eta),
+    },
+    OptionInfo {
+        name: "flow_guidance",
+        kind: OptionKind::Number,
+        range: ">= 0",
+        doc: "Guidance input of guidance-distilled models (FLUX.1-dev), which take no CFG; cfg_scale is for SD and SD3 [default: 3.5].",
+        aliases: &[],
+        check: |o| non_negative("flow_guidance", o.flow_guidance),
     },
     OptionInfo {
         name: "max_batch",
@@ -725,6 +737,7 @@ mod tests {
             seed: 9,
             steps: 12,
             cfg_scale: 3.5,
+            flow_guidance: 3.5,
             eta: 0.25,
             max_batch: 4,
             pad_mode: PadMode::Zero,
@@ -793,13 +806,14 @@ mod tests {
     #[test]
     fn every_check_names_its_option() {
         type Breaks = fn(&mut Options);
-        let bad: [(&str, Breaks); 14] = [
+        let bad: [(&str, Breaks); 15] = [
             ("strengths", |o| o.strengths.clear()),
             ("strengths", |o| o.strengths = vec![0.5, 1.5]),
             ("seeds_per_strength", |o| o.seeds_per_strength = 65),
             ("steps", |o| o.steps = 1001),
             ("cfg_scale", |o| o.cfg_scale = -1.0),
             ("eta", |o| o.eta = f64::NAN),
+            ("flow_guidance", |o| o.flow_guidance = -0.5),
             ("max_batch", |o| o.max_batch = 0),
             ("max_pixels", |o| o.max_pixels = 0),
             ("metrics", |o| o.scoring.metrics = vec!["bogus".into()]),

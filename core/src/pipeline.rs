@@ -5,8 +5,9 @@
 
 use crate::candidates::{img2img_batched, model_calls, per_call, CandidateSpec, SamplerSettings};
 use crate::device::{self, DeviceChoice, Precision};
-use crate::diffusion::scheduler::Ddim;
-use crate::diffusion::sd::{StableDiffusion, Variant};
+use crate::diffusion::model_folder::load_backbone;
+use crate::diffusion::sampler::start_index;
+use crate::diffusion::sd::Variant;
 use crate::diffusion::{Backbone, Prompts};
 use crate::error::{Error, Result};
 use crate::estimate::{self, CallCosts, CallCounts, CostKey, Estimate};
@@ -54,7 +55,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Loads one SD 1.x / 2.x backbone per folder (the first is also used for Stage III).
+    /// Loads one backbone per folder, of any supported family (SD 1.x/2.x, SD3, FLUX.1);
+    /// the first is also used for Stage III.
     pub fn load<P: AsRef<Path>>(folders: &[P], config: &EngineConfig) -> Result<Self> {
         if folders.is_empty() {
             return Err(Error::option(
@@ -66,14 +68,7 @@ impl Engine {
         let dtype = device::resolve_precision(&device, config.precision)?;
         let backbones = folders
             .iter()
-            .map(|f| {
-                Ok(Box::new(StableDiffusion::load(
-                    f.as_ref(),
-                    &device,
-                    dtype,
-                    config.variant,
-                )?) as Box<dyn Backbone>)
-            })
+            .map(|f| load_backbone(f.as_ref(), &device, dtype, config.variant))
             .collect::<Result<_>>()?;
         Ok(Self {
             backbones,
@@ -126,7 +121,7 @@ impl Engine {
             tiler.unet_tile(),
             tiler.batches(),
             tiler.vae_tile(),
-            cfg_scale != 1.0,
+            crate::diffusion::rows_per_latent(self.backbones[b].as_ref(), cfg_scale),
         );
         let mut cache = self
             .call_costs
@@ -256,15 +251,27 @@ impl Job {
             .iter()
             .map(|b| b.pad_multiple())
             .fold(1, lcm);
-        let native = engine
+        let smallest = engine
             .backbones
             .iter()
-            .map(|b| b.native_size())
+            .map(|b| b.min_side())
             .max()
             .unwrap_or(0);
-        let side = |v: usize| v.max(native).div_ceil(m) * m;
+        let side = |v: usize| v.max(smallest).div_ceil(m) * m;
         let canvas = (side(w), side(h));
-        // The working canvas (padded to the model's native size) is what is kept per image.
+        if options.eta != 0.0 {
+            if let Some(flow) = engine.backbones.iter().find(|b| b.sampler().is_flow()) {
+                return Err(Error::option(
+                    "eta",
+                    format!(
+                        "{} is a rectified-flow model, whose sampler is deterministic: eta \
+                         applies to DDIM (SD 1.x/2.x) only; set it to 0",
+                        flow.name()
+                    ),
+                ));
+            }
+        }
+        // The working canvas (padded to the models' smallest side) is what is kept per image.
         options.check_host_memory(canvas.0, canvas.1)?;
         tracing::debug!(?canvas, backbone = first.name(), "job canvas");
         let metrics = scoring::build_metrics(&options.scoring)?;
@@ -368,7 +375,7 @@ impl Job {
             engine.backbones[b].as_ref(),
             self.canvas,
             &self.options.tiling,
-            per_call(&self.settings()),
+            per_call(&self.settings(b), engine.backbones[b].as_ref()),
             self.options.pad_mode,
         )
     }
@@ -391,10 +398,20 @@ impl Job {
         Ok(self.prompts[b].clone().expect("just set"))
     }
 
-    fn settings(&self) -> SamplerSettings {
+    /// The guidance scale backbone `b` runs with: `flow_guidance` as the input of a
+    /// guidance-distilled model (FLUX.1-dev), else the CFG scale.
+    fn guidance_scale(&self, b: usize) -> f64 {
+        if self.engine.backbones[b].guidance_distilled() {
+            self.options.flow_guidance
+        } else {
+            self.options.cfg_scale
+        }
+    }
+
+    fn settings(&self, b: usize) -> SamplerSettings {
         SamplerSettings {
             steps: self.options.steps,
-            cfg_scale: self.options.cfg_scale,
+            cfg_scale: self.guidance_scale(b),
             eta: self.options.eta,
             max_batch: self.options.max_batch,
         }
@@ -405,7 +422,6 @@ impl Job {
     pub fn generate_candidates(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<()> {
         self.cancel.check()?;
         let start = Instant::now();
-        let settings = self.settings();
         let engine = self.engine.clone();
         let nb = engine.backbones.len();
         let tilers: Vec<Tiler> = (0..nb).map(|b| self.tiler(&engine, b)).collect();
@@ -425,6 +441,7 @@ impl Job {
                 self.z_r = Some(z0.clone());
             }
             let specs = self.candidate_specs(b);
+            let settings = self.settings(b);
             let latents = img2img_batched(tiler, &z0, &specs, &prompts, &settings, &mut ticker)?;
             for (spec, z) in specs.into_iter().zip(&latents) {
                 let image = tiler.decode(z, w, h, &mut ticker)?;
@@ -562,7 +579,7 @@ impl Job {
         let z = guided_denoise(
             &tiler,
             &prompts,
-            self.options.cfg_scale,
+            self.guidance_scale(0),
             &targets,
             &params,
             noise,
@@ -630,7 +647,7 @@ impl Job {
         let starts: Vec<usize> = self
             .candidate_specs(0)
             .iter()
-            .map(|c| Ddim::img2img_start(o.steps, c.strength))
+            .map(|c| start_index(o.steps, c.strength))
             .collect::<Result<_>>()?;
         let vae = tiler.vae_calls();
         Ok(CallCounts {
@@ -661,7 +678,7 @@ impl Job {
         let params = &self.options.refine;
         let sampler_steps = match params.start {
             RefineStart::Noise => params.steps,
-            RefineStart::Strength(s) => params.steps - Ddim::img2img_start(params.steps, s)?,
+            RefineStart::Strength(s) => params.steps - start_index(params.steps, s)?,
         };
         let vae = tiler.vae_calls();
         let (pw, pl) = choice.unwrap_or((1, 2));
@@ -697,17 +714,17 @@ impl Job {
     pub fn estimate(&mut self) -> Result<Estimate> {
         let start = Instant::now();
         let engine = self.engine.clone();
-        let cfg = self.options.cfg_scale;
         let mut calls = CallCounts::default();
         let mut candidates = 0.0;
         let first = self.tiler(&engine, 0);
-        let first_costs = engine.call_costs(0, &first, &self.prompts(0)?, cfg)?;
+        let first_costs =
+            engine.call_costs(0, &first, &self.prompts(0)?, self.guidance_scale(0))?;
         if self.candidates.is_empty() {
             for b in 0..engine.backbones.len() {
                 let tiler = self.tiler(&engine, b);
                 let costs = match b {
                     0 => first_costs,
-                    _ => engine.call_costs(b, &tiler, &self.prompts(b)?, cfg)?,
+                    _ => engine.call_costs(b, &tiler, &self.prompts(b)?, self.guidance_scale(b))?,
                 };
                 let n = self.candidate_counts(&tiler)?;
                 candidates += costs.seconds(&n);

@@ -19,7 +19,8 @@
 //!
 //! A canvas that fits in one tile takes the untiled code path unchanged (bit-for-bit).
 
-use crate::diffusion::{cfg_output, Backbone, Prompts};
+use crate::diffusion::sampler::Schedule;
+use crate::diffusion::{guided_output, Backbone, Prompts};
 use crate::error::Result;
 use crate::image::{Image, PadMode};
 use crate::progress::Ticker;
@@ -327,6 +328,15 @@ impl<'a> Tiler<'a> {
         self.backbone
     }
 
+    /// The backbone's schedule for an `steps`-step run on this canvas (flow models shift
+    /// it by the whole canvas's size, not a tile's: see [`crate::diffusion::sampler`]).
+    pub fn schedule(&self, steps: usize) -> Result<Schedule<'a>> {
+        let f = self.backbone.vae_factor();
+        self.backbone
+            .sampler()
+            .schedule(steps, (self.canvas.1 / f, self.canvas.0 / f))
+    }
+
     /// Tile sides and counts.
     pub fn plan(&self) -> TilePlan {
         let f = self.backbone.vae_factor();
@@ -378,12 +388,12 @@ impl<'a> Tiler<'a> {
         quiet(|t| self.decode(z, width, height, t))
     }
 
-    /// The CFG-combined model output for latents `x` (B, C, h, w) at `t`; ticks once per
+    /// The guided model output for latents `x` (B, C, h, w) at time `t`; ticks once per
     /// network call and checks for cancel before each.
     pub(crate) fn model_output(
         &self,
         x: &Tensor,
-        t: i64,
+        t: f64,
         prompts: &Prompts,
         cfg_scale: f64,
         ticker: &mut Ticker,
@@ -391,7 +401,7 @@ impl<'a> Tiler<'a> {
         let b = x.dim(0)?;
         let call = |x: &Tensor, ticker: &mut Ticker| -> Result<Tensor> {
             ticker.check()?;
-            let out = cfg_output(self.backbone, x, t, prompts, cfg_scale)?;
+            let out = guided_output(self.backbone, x, t, prompts, cfg_scale)?;
             ticker.tick();
             Ok(out)
         };

@@ -40,7 +40,7 @@ use std::sync::{Arc, OnceLock};
 use ttpo::diffusion::scheduler::{Ddim, Prediction, Spacing};
 use ttpo::diffusion::sd::{weight_files, StableDiffusion, Variant};
 use ttpo::diffusion::unet::{UNet, UNetConfig};
-use ttpo::diffusion::{cfg_output, Backbone, Prompts};
+use ttpo::diffusion::{guided_output, Backbone, Prompts};
 
 const IGNORE: &str = "needs reference tensors: scripts/conformance/run.sh";
 const MODELS: [&str; 2] = ["sd1_eps", "sd2_v"];
@@ -218,7 +218,7 @@ fn unet_outputs() {
                 want,
                 TOL_CALL,
             );
-            let got = c.sd.model_output(x, t, ctx).unwrap();
+            let got = c.sd.unet_output(x, t as f64, ctx).unwrap();
             f.check(
                 c.name,
                 &format!("Backbone::model_output t={t}"),
@@ -289,7 +289,7 @@ fn ddim_step_x0_and_inversion() {
             TOL_SCHED,
         );
         // The same chain with our own UNet output (UNet error + scheduler).
-        let ours = c.sd.model_output(x, t, c.get("unet_text")).unwrap();
+        let ours = c.sd.unet_output(x, t as f64, c.get("unet_text")).unwrap();
         f.check(
             c.name,
             "own UNet + Ddim::step eta=0",
@@ -464,7 +464,7 @@ fn img2img_run_with_cfg() {
         let prompt = run["prompt"].as_str().unwrap();
         let negative = run["negative_prompt"].as_str().unwrap();
         let sd: &dyn Backbone = &c.sd;
-        let s = sd.scheduler();
+        let s = c.sd.scheduler();
 
         // Exactly as the engine's Stage I does it (candidates.rs), for one candidate.
         let ts = s.timesteps(n).unwrap();
@@ -485,20 +485,20 @@ fn img2img_run_with_cfg() {
         f.check(
             c.name,
             "img2img cond states",
-            &prompts.cond,
+            &prompts.cond.states,
             c.get("i2i_cond"),
             TOL_CALL,
         );
         f.check(
             c.name,
             "img2img uncond states",
-            &prompts.uncond,
+            &prompts.uncond.as_ref().expect("CFG backbone").states,
             c.get("i2i_uncond"),
             TOL_CALL,
         );
         let mut x = s.add_noise(&z0, c.get("i2i_noise"), ts[start]).unwrap();
         for &t in &ts[start..] {
-            let out = cfg_output(sd, &x, t, &prompts, scale).unwrap();
+            let out = guided_output(sd, &x, t as f64, &prompts, scale).unwrap();
             x = s.step(&out, t, n, &x, 0.0, None).unwrap();
         }
         f.check(
@@ -591,7 +591,7 @@ fn fp16_unet_variant() {
         .expect("f16 pipeline loads");
     for step in [1i64, 281, 901] {
         let got = sd
-            .model_output(x, step, &ctx.to_dtype(DType::F16).unwrap())
+            .unet_output(x, step as f64, &ctx.to_dtype(DType::F16).unwrap())
             .unwrap();
         f.check(
             "sd1_eps",

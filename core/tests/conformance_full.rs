@@ -24,7 +24,6 @@ use common::compare::{from_workspace, rel_err};
 use std::path::PathBuf;
 use std::time::Instant;
 use ttpo::diffusion::sd::{StableDiffusion, Variant};
-use ttpo::diffusion::Backbone;
 
 const TOL: f64 = 2e-5;
 
@@ -58,7 +57,7 @@ fn full_size_unet_and_vae_match_diffusers() {
 
         let t0 = Instant::now();
         let got = sd
-            .model_output(&r["unet_sample"], 501, &r["unet_text"])
+            .unet_output(&r["unet_sample"], 501.0, &r["unet_text"])
             .unwrap();
         let unet_s = t0.elapsed().as_secs_f64();
         let e_unet = rel_err(&got, &r["unet_out_t501"]);

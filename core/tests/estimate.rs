@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use ttpo::diffusion::sd::{StableDiffusion, Variant};
 use ttpo::diffusion::tiny::TinyKind;
-use ttpo::diffusion::Backbone;
+use ttpo::diffusion::{Backbone, TextStates};
 use ttpo::{CallCounts, Engine, Job, Options, Selection};
 
 /// Calls made through a [`Counting`] backbone.
@@ -55,12 +55,18 @@ impl Backbone for Counting {
         self.counters.decodes.fetch_add(1, Ordering::SeqCst);
         self.sd.decode(latent)
     }
-    fn model_output(&self, x: &Tensor, t: i64, context: &Tensor) -> ttpo::Result<Tensor> {
+    fn model_output(
+        &self,
+        x: &Tensor,
+        t: f64,
+        text: &TextStates,
+        guidance: Option<f64>,
+    ) -> ttpo::Result<Tensor> {
         self.counters.unet_calls.fetch_add(1, Ordering::SeqCst);
         self.counters
             .unet_rows
             .fetch_add(x.dim(0)?, Ordering::SeqCst);
-        self.sd.model_output(x, t, context)
+        self.sd.model_output(x, t, text, guidance)
     }
 }
 

@@ -209,13 +209,12 @@ fn fp16_variants_and_tokenizer_json_load() {
         Variant::Auto,
     )
     .unwrap();
-    use ttpo::diffusion::Backbone;
     let x = ttpo::noise::NoiseStream::new(3, 3)
         .tensor(&[1, 4, 8, 8], &candle_core::Device::Cpu)
         .unwrap();
     let ctx = full.encode_prompt("a photo").unwrap();
-    let a = full.model_output(&x, 500, &ctx).unwrap();
-    let b = sd.model_output(&x, 500, &ctx).unwrap();
+    let a = full.unet_output(&x, 500.0, &ctx).unwrap();
+    let b = sd.unet_output(&x, 500.0, &ctx).unwrap();
     let rel = ((a.clone() - b)
         .unwrap()
         .abs()
@@ -396,7 +395,6 @@ fn text_encoder_in_transformers5_layout_loads() {
     let new = StableDiffusion::load(&d, &dev, dtype, Variant::Auto).unwrap();
     let old =
         StableDiffusion::load(&tiny_model(TinyKind::Epsilon), &dev, dtype, Variant::Auto).unwrap();
-    use ttpo::diffusion::Backbone;
     let (a, b) = (
         new.encode_prompt("a photo of a cat").unwrap(),
         old.encode_prompt("a photo of a cat").unwrap(),
@@ -531,7 +529,6 @@ fn weight_reader_refuses_lying_headers() {
 /// encodes (identically) and a new one fails naming the file.
 #[test]
 fn text_encoder_is_read_on_demand_and_prompts_are_cached() {
-    use ttpo::diffusion::Backbone;
     let d = broken_copy("lazy-text");
     let dev = candle_core::Device::Cpu;
     let sd = StableDiffusion::load(&d, &dev, candle_core::DType::F32, Variant::Auto).unwrap();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ttpo::diffusion::scheduler::Ddim;
 use ttpo::diffusion::sd::{StableDiffusion, Variant};
 use ttpo::diffusion::tiny::TinyKind;
-use ttpo::diffusion::Backbone;
+use ttpo::diffusion::{Backbone, TextStates};
 use ttpo::scoring::{Metric, Sharpness};
 use ttpo::tiling::{Tiler, Tiling};
 use ttpo::{Candidate, Engine, Error, Image, Job, Options, PadMode, Progress, Stage};
@@ -110,10 +110,16 @@ impl Backbone for Pointwise {
         }
         Ok(z.upsample_nearest2d(h * 8, w * 8)?.clamp(-1f32, 1f32)?)
     }
-    fn model_output(&self, x: &Tensor, t: i64, context: &Tensor) -> ttpo::Result<Tensor> {
+    fn model_output(
+        &self,
+        x: &Tensor,
+        t: f64,
+        text: &TextStates,
+        _guidance: Option<f64>,
+    ) -> ttpo::Result<Tensor> {
         // Depends on the text (per row) and the timestep, not on the position.
-        let c = context.mean_keepdim(1)?.mean_keepdim(2)?.unsqueeze(3)?;
-        Ok(((x.tanh()? * 0.8)?.broadcast_add(&(c * 0.1)?)? + (t as f64 / 5000.0))?)
+        let c = text.states.mean_keepdim(1)?.mean_keepdim(2)?.unsqueeze(3)?;
+        Ok(((x.tanh()? * 0.8)?.broadcast_add(&(c * 0.1)?)? + (t / 5000.0))?)
     }
 }
 

@@ -37,10 +37,11 @@ pub enum ttpo_precision {
     TTPO_PRECISION_BF16 = 3,
 }
 
-/// Loads a Stable Diffusion 1.x/2.x model folder (diffusers layout). `model_dir` NULL or ""
-/// means the folder named by the environment variable `TTPO_MODEL_DIR`. On success `*out`
-/// receives an engine to free with `ttpo_engine_free`; on failure `*out` is untouched and
-/// `ttpo_last_error()` says why. Loading takes seconds to minutes: call it off the UI thread.
+/// Loads a diffusers-layout model folder: Stable Diffusion 1.x/2.x, SD3/3.5 or FLUX.1.
+/// `model_dir` NULL or "" means the folder named by the environment variable
+/// `TTPO_MODEL_DIR`. On success `*out` receives an engine to free with `ttpo_engine_free`;
+/// on failure `*out` is untouched and `ttpo_last_error()` says why. Loading takes seconds
+/// to minutes: call it off the UI thread.
 ///
 /// # Safety
 /// `model_dir` must be NULL or a NUL-terminated string; `out` a writable pointer.

@@ -436,8 +436,8 @@ pub unsafe extern "C" fn ttpo_model_download_cancel(download: *const ttpo_model_
 /// On success the model folder is written like `ttpo_model_resolve` writes it (`path_out`
 /// NULL: length only). Failures: `TTPO_STATUS_NETWORK` (no connection, server error),
 /// `TTPO_STATUS_MODEL_NOT_FOUND` (unknown repo or revision, gated repo without a token, not
-/// a Stable Diffusion 1.x/2.x diffusers repo), `TTPO_STATUS_MODEL_INVALID` (a file's size
-/// differs from the listing), `TTPO_STATUS_CANCELLED`, `TTPO_STATUS_IO`; the message is in
+/// a diffusers repo of a family the engine runs: SD 1.x/2.x, SD3/3.5, FLUX.1),
+/// `TTPO_STATUS_MODEL_INVALID` (a file's size differs from the listing), `TTPO_STATUS_CANCELLED`, `TTPO_STATUS_IO`; the message is in
 /// `ttpo_model_download_last_error()`.
 ///
 /// # Safety

@@ -205,6 +205,19 @@ pub unsafe extern "C" fn ttpo_options_set_eta(options: *mut ttpo_options, value:
     set(options, "eta", |o| o.eta = value)
 }
 
+/// The guidance input of guidance-distilled models (FLUX.1-dev), which take no
+/// classifier-free guidance; `cfg_scale` is for SD and SD3 (>= 0; default 3.5).
+///
+/// # Safety
+/// `options` must be a valid options object or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_flow_guidance(
+    options: *mut ttpo_options,
+    value: f64,
+) -> u32 {
+    set(options, "flow_guidance", |o| o.flow_guidance = value)
+}
+
 /// Most latents per model call, both CFG halves counted (>= 1; default 8).
 ///
 /// # Safety

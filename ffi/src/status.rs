@@ -37,6 +37,9 @@ pub enum ttpo_status {
     /// The model server could not be reached or failed on its side (retry later; check the
     /// network, a proxy or `HF_ENDPOINT`).
     TTPO_STATUS_NETWORK = 13,
+    /// The machine has less free memory than the model or job needs (found before any work
+    /// starts; the message says how much is needed and free).
+    TTPO_STATUS_OUT_OF_MEMORY = 14,
 }
 
 pub use ttpo_status::*;
@@ -55,6 +58,7 @@ impl From<&ttpo::Error> for ttpo_status {
             E::Metric { .. } => TTPO_STATUS_METRIC,
             E::Io { .. } => TTPO_STATUS_IO,
             E::Backend(_) => TTPO_STATUS_BACKEND,
+            E::OutOfMemory { .. } => TTPO_STATUS_OUT_OF_MEMORY,
         }
     }
 }
@@ -63,7 +67,7 @@ impl From<&ttpo::Error> for ttpo_status {
 /// Row `i` is the status with value `i` (values are dense from 0; a test checks this and that
 /// the rows match the enum in the generated header).
 #[rustfmt::skip]
-pub const STATUSES: [(ttpo_status, &str, &CStr); 14] = [
+pub const STATUSES: [(ttpo_status, &str, &CStr); 15] = [
     (TTPO_STATUS_OK, "TTPO_STATUS_OK", c"ok"),
     (TTPO_STATUS_NULL_POINTER, "TTPO_STATUS_NULL_POINTER", c"null pointer argument"),
     (TTPO_STATUS_INVALID_ARGUMENT, "TTPO_STATUS_INVALID_ARGUMENT", c"invalid argument"),
@@ -78,6 +82,7 @@ pub const STATUSES: [(ttpo_status, &str, &CStr); 14] = [
     (TTPO_STATUS_METRIC, "TTPO_STATUS_METRIC", c"metric error"),
     (TTPO_STATUS_PANIC, "TTPO_STATUS_PANIC", c"internal error (panic)"),
     (TTPO_STATUS_NETWORK, "TTPO_STATUS_NETWORK", c"network error"),
+    (TTPO_STATUS_OUT_OF_MEMORY, "TTPO_STATUS_OUT_OF_MEMORY", c"not enough memory"),
 ];
 
 /// A static, NUL-terminated description of a status value (any integer is accepted).

@@ -3,7 +3,7 @@
 //! model at a revision and listing what is cached. Never touches the network.
 
 use crate::error::{Error, Result};
-use crate::layout::missing_parts;
+use crate::layout::{missing_parts, Family};
 use std::path::{Path, PathBuf};
 
 /// Where a model comes from.
@@ -149,6 +149,8 @@ pub struct CachedModel {
     pub commit: String,
     /// The snapshot folder.
     pub path: PathBuf,
+    /// The model family, from its `model_index.json` ([`Family::label`]).
+    pub family: &'static str,
     /// Whether the snapshot has every part the engine needs.
     pub complete: bool,
     /// What it lacks.
@@ -210,6 +212,7 @@ pub fn list_cached() -> Vec<CachedModel> {
                 repo: repo.clone(),
                 revision,
                 commit,
+                family: Family::of_dir(&path).label(),
                 path,
                 complete: missing.is_empty(),
                 missing,

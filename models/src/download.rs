@@ -11,7 +11,7 @@
 use crate::cache::{is_commit, repo_folder, snapshot_dir};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
-use crate::layout::{index_shards, select_files};
+use crate::layout::{index_shards, select_files, Family};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -275,9 +275,10 @@ fn pause(attempt: u32, cancel: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-/// Downloads (or completes) the model in the cache: the files [`select_files`] picks (and
-/// the shards of sharded weights). Complete files are kept; interrupted ones resume. Each
-/// file's size is checked against the listing. `cancel` is checked between chunks (and
+/// Downloads (or completes) the model in the cache: `model_index.json`, then the files
+/// [`select_files`] picks for the family it names (and the shards of sharded weights).
+/// Complete files are kept; interrupted ones resume. Each file's size is checked against
+/// the listing. `cancel` is checked between chunks (and
 /// files); a cancelled download returns [`Error::Cancelled`] and resumes next time.
 pub fn download(
     hub: &Hub,
@@ -288,7 +289,10 @@ pub fn download(
     check_cancel(cancel)?;
     let listing = &hub.listing(&req.repo, &req.revision)?;
     let snap = repo_folder(&req.repo).join("snapshots").join(&listing.sha);
-    let mut queue = select_files(listing, req.fp16);
+    // The family guessed from the file names gives the total up front; model_index.json
+    // (fetched first) has the final word, and the queue follows it if the guess was wrong.
+    let guess = Family::of_listing(listing);
+    let mut queue = select_files(listing, req.fp16, guess);
     let size_of = |f: &str| listing.file(f).and_then(|s| s.expected_size()).unwrap_or(0);
     let mut c = Counter {
         progress,
@@ -347,6 +351,28 @@ pub fn download(
         c.done += got;
         if expected.is_none() {
             c.total += got;
+        }
+        let family = (file == "model_index.json").then(|| Family::of_dir(&snap));
+        if let Some(family) = family.filter(|&f| f != guess) {
+            let want = select_files(listing, req.fp16, family);
+            let (fetched, pending) = queue.split_at(i);
+            let dropped: Vec<String> = pending
+                .iter()
+                .filter(|f| !want.contains(f))
+                .cloned()
+                .collect();
+            let mut next = fetched.to_vec();
+            next.extend(pending.iter().filter(|f| want.contains(f)).cloned());
+            for f in want {
+                if !next.contains(&f) {
+                    c.total += size_of(&f);
+                    next.push(f);
+                }
+            }
+            for f in dropped {
+                c.total -= size_of(&f);
+            }
+            queue = next;
         }
         if file.ends_with(".safetensors.index.json") {
             let text = std::fs::read_to_string(&local).map_err(|e| Error::io(&local, e))?;

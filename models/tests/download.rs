@@ -362,3 +362,114 @@ fn locate_reads_a_cache_laid_out_by_python() {
     assert_eq!(locate(&Source::Dir(snap.clone())).unwrap(), snap);
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The files of a diffusers FLUX.1 repo (sharded T5 and transformer, as on the Hub) or,
+/// with `sd3`, an SD3 repo whose listing looks like FLUX's (no `text_encoder_3`, CLIP-G's
+/// tokenizer as tokenizer.json only): the family must come from model_index.json.
+fn flow_repo_files(sd3: bool) -> BTreeMap<String, Vec<u8>> {
+    let mut f = BTreeMap::new();
+    let class = if sd3 {
+        "StableDiffusion3Pipeline"
+    } else {
+        "FluxPipeline"
+    };
+    f.insert(
+        "model_index.json".to_string(),
+        format!(r#"{{"_class_name": "{class}"}}"#).into_bytes(),
+    );
+    for name in [
+        "transformer/config.json",
+        "vae/config.json",
+        "text_encoder/config.json",
+        "text_encoder_2/config.json",
+        "scheduler/scheduler_config.json",
+        "tokenizer/tokenizer_config.json",
+        "tokenizer_2/tokenizer_config.json",
+        "tokenizer_2/special_tokens_map.json",
+    ] {
+        f.insert(name.to_string(), br#"{"a": 1}"#.to_vec());
+    }
+    f.insert("tokenizer/vocab.json".into(), br#"{"x": 0}"#.to_vec());
+    f.insert("tokenizer/merges.txt".into(), b"#version: 0.2\n".to_vec());
+    f.insert("tokenizer_2/tokenizer.json".into(), br#"{"m": 1}"#.to_vec());
+    f.insert("tokenizer_2/spiece.model".into(), vec![7; 300]);
+    f.insert(
+        "transformer/diffusion_pytorch_model.safetensors.index.json".into(),
+        br#"{"weight_map": {"a": "diffusion_pytorch_model-00001-of-00002.safetensors",
+                           "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}}"#
+            .to_vec(),
+    );
+    for (i, n) in [(1, 3000), (2, 2000)] {
+        f.insert(
+            format!("transformer/diffusion_pytorch_model-0000{i}-of-00002.safetensors"),
+            safetensors(n, i as u8),
+        );
+    }
+    f.insert(
+        "vae/diffusion_pytorch_model.safetensors".into(),
+        safetensors(1000, 2),
+    );
+    f.insert("text_encoder/model.safetensors".into(), safetensors(500, 3));
+    f.insert(
+        "text_encoder_2/model.safetensors".into(),
+        safetensors(700, 4),
+    );
+    f.insert(
+        "transformer/diffusion_pytorch_model.bin".into(),
+        vec![0; 100],
+    );
+    f
+}
+
+#[test]
+fn flow_families_fetch_their_own_components() {
+    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    for sd3 in [false, true] {
+        let d = temp(if sd3 { "sd3" } else { "flux" });
+        set_cache(&d);
+        let files = flow_repo_files(sd3);
+        let fake = FakeHub::serve(REPO, COMMIT, files.clone());
+        let mut totals = Vec::new();
+        let r = download(
+            &hub(&fake.endpoint),
+            &Request::new(REPO, "main"),
+            &mut |t: &Transfer| totals.push((t.done, t.total)),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        // FLUX reads T5's tokenizer.json, not spiece.model; SD3 reads CLIP-G's BPE
+        // tokenizer from tokenizer.json and has no T5 here (optional, as in diffusers).
+        let not_needed = |n: &str| n.ends_with(".bin") || n.ends_with("spiece.model");
+        for (name, data) in &files {
+            let needed = !not_needed(name);
+            assert_eq!(r.dir.join(name).exists(), needed, "sd3={sd3} {name}");
+            if needed {
+                assert_eq!(&std::fs::read(r.dir.join(name)).unwrap(), data, "{name}");
+            }
+        }
+        let total: u64 = files
+            .iter()
+            .filter(|(n, _)| !not_needed(n))
+            .map(|(_, d)| d.len() as u64)
+            .sum();
+        assert_eq!(totals.last().unwrap(), &(total, total), "sd3={sd3}");
+        assert!(ttpo_models::layout::missing_parts(&r.dir).is_empty());
+        assert_eq!(
+            ttpo_models::layout::Family::of_dir(&r.dir),
+            if sd3 {
+                ttpo_models::layout::Family::Sd3
+            } else {
+                ttpo_models::layout::Family::Flux
+            }
+        );
+        // A FLUX folder without its T5 encoder is incomplete and says so.
+        if !sd3 {
+            std::fs::remove_file(r.dir.join("text_encoder_2/model.safetensors")).unwrap();
+            assert_eq!(
+                ttpo_models::layout::missing_parts(&r.dir),
+                vec!["text_encoder_2/model[.fp16].safetensors".to_string()]
+            );
+        }
+        std::fs::remove_dir_all(&d).ok();
+    }
+}

@@ -376,7 +376,7 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
 #endif
     gtk_box_pack_start(GTK_BOX(mrow), s.model, TRUE, TRUE, 0);
     s.folder = gtk_file_chooser_button_new("TTPO — choose the model folder", GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER);
-    gtk_widget_set_tooltip_text(s.folder, "Choose a model folder (diffusers layout: model_index.json, unet/, vae/, …)");
+    gtk_widget_set_tooltip_text(s.folder, "Choose a model folder (diffusers layout: model_index.json, unet/ or transformer/, vae/, …; SD 1.x/2.x, SD3 or FLUX.1)");
     if (g_file_test(p->model_dir, G_FILE_TEST_IS_DIR))
         gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(s.folder), p->model_dir);
     else /* not GTK 2's "Recently Used", which lists no folders */

@@ -3,18 +3,19 @@
 //! `scheduler/`, with f32 or f16 safetensors (`.fp16` variants too) or sharded indexes.
 
 use super::clip_text::{ClipTextConfig, ClipTextModel};
+use super::model_folder::{read_config, Family, ModelFolder};
+use super::prompt_cache::PromptCache;
+use super::sampler::Sampler;
 use super::scheduler::Ddim;
 use super::tokenizer::ClipTokenizer;
 use super::unet::{UNet, UNetConfig};
 use super::vae::{Vae, VaeConfig};
 use super::weights::WeightFiles;
-use super::Backbone;
+use super::{Backbone, TextStates};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// Which weight files to prefer when a folder has both f32 and `.fp16` files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -36,7 +37,7 @@ pub struct StableDiffusion {
     vae: Vae,
     text: TextEncoder,
     tokenizer: ClipTokenizer,
-    scheduler: Ddim,
+    sampler: Sampler,
     device: Device,
     dtype: DType,
 }
@@ -48,16 +49,6 @@ impl std::fmt::Debug for StableDiffusion {
             .field("dtype", &self.dtype)
             .finish_non_exhaustive()
     }
-}
-
-fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    if !path.exists() {
-        return Err(Error::MissingFile {
-            path: path.into(),
-            hint: "every component folder of a diffusers model has a config.json".into(),
-        });
-    }
-    super::config::read_json(path)
 }
 
 /// The weight files of one component (`base` = `diffusion_pytorch_model` or `model`).
@@ -215,32 +206,18 @@ struct TextEncoder {
     dir: PathBuf,
     config: ClipTextConfig,
     variant: Variant,
-    cache: Mutex<Vec<(String, Tensor)>>,
+    cache: PromptCache<Tensor>,
 }
-
-/// Prompts whose states are kept (oldest dropped first).
-const PROMPT_CACHE: usize = 16;
 
 impl StableDiffusion {
     /// Loads every component from `root` onto `device`, computing in `dtype`.
     pub fn load(root: &Path, device: &Device, dtype: DType, variant: Variant) -> Result<Self> {
-        let index = root.join("model_index.json");
-        if !root.is_dir() {
-            return Err(Error::MissingFile {
-                path: root.into(),
-                hint: "the model folder does not exist".into(),
+        let folder = ModelFolder::open(root)?;
+        if folder.family()? != Family::StableDiffusion {
+            return Err(Error::Unsupported {
+                path: root.join("model_index.json"),
+                reason: "not a Stable Diffusion 1.x / 2.x pipeline".into(),
             });
-        }
-        let idx: serde_json::Value = read_config(&index)?;
-        if let Some(class) = idx.get("_class_name").and_then(|c| c.as_str()) {
-            if class.contains("XL") || class.contains("3") || class.contains("Flux") {
-                return Err(Error::Unsupported {
-                    path: index,
-                    reason: format!(
-                        "{class}: only Stable Diffusion 1.x / 2.x pipelines are supported"
-                    ),
-                });
-            }
         }
         let unet_cfg: UNetConfig = read_config(&root.join("unet/config.json"))?;
         unet_cfg.check_sizes(&root.join("unet/config.json"))?;
@@ -269,14 +246,7 @@ impl StableDiffusion {
                 reason: "VAE latent channels differ from the UNet's input channels".into(),
             });
         }
-        let sched_path = ["scheduler/scheduler_config.json", "scheduler/config.json"]
-            .iter()
-            .map(|p| root.join(p))
-            .find(|p| p.exists())
-            .ok_or_else(|| Error::MissingFile {
-                path: root.join("scheduler/scheduler_config.json"),
-                hint: "the scheduler config holds the noise schedule and prediction type".into(),
-            })?;
+        let sched_path = folder.scheduler_config()?;
         let scheduler = Ddim::from_config_file(&sched_path)?;
         let tokenizer =
             ClipTokenizer::from_folder(&root.join("tokenizer"), text_cfg.max_position_embeddings)?;
@@ -290,13 +260,7 @@ impl StableDiffusion {
             Read::Data,
             |vb| UNet::new(vb, unet_cfg),
         )?;
-        // The VAE runs in f32 unless bf16 was asked for: SD's VAE overflows in f16
-        // (diffusers' `force_upcast`).
-        let vae_dtype = if dtype == DType::F16 {
-            DType::F32
-        } else {
-            dtype
-        };
+        let vae_dtype = vae_dtype(dtype);
         let vae = load_component(
             &root.join("vae"),
             "vae",
@@ -311,13 +275,10 @@ impl StableDiffusion {
             dir: root.join("text_encoder"),
             config: text_cfg,
             variant,
-            cache: Mutex::new(Vec::new()),
+            cache: PromptCache::new(),
         };
         text.build(device, dtype, Read::ShapesOnly)?;
-        let name = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
+        let name = folder.name();
         Ok(Self {
             name,
             root: root.into(),
@@ -325,7 +286,7 @@ impl StableDiffusion {
             vae,
             text,
             tokenizer,
-            scheduler,
+            sampler: Sampler::Ddim(scheduler),
             device: device.clone(),
             dtype,
         })
@@ -351,6 +312,41 @@ impl StableDiffusion {
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// The DDIM scheduler.
+    pub fn scheduler(&self) -> &Ddim {
+        match &self.sampler {
+            Sampler::Ddim(d) => d,
+            Sampler::Flow { .. } => unreachable!("an SD backbone always has a DDIM sampler"),
+        }
+    }
+
+    /// The text states (1, L, D) of one prompt.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Tensor> {
+        Ok(self.encode_prompts(&[prompt])?.remove(0))
+    }
+
+    /// The text states of several prompts, in order. The text encoder is read from disk
+    /// once for the prompts that are not cached yet (see [`super::prompt_cache`]).
+    pub fn encode_prompts(&self, prompts: &[&str]) -> Result<Vec<Tensor>> {
+        self.text.cache.get_or_encode(prompts, |missing| {
+            let text = self.load_text_encoder()?;
+            missing
+                .iter()
+                .map(|p| {
+                    let ids = self.tokenizer.encode(p);
+                    let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
+                    Ok(text.forward(&ids)?.to_dtype(self.dtype)?)
+                })
+                .collect()
+        })
+    }
+
+    /// The UNet's output (f32) for latents `x` at DDIM timestep `t` with text states
+    /// `context` (B, L, D).
+    pub fn unet_output(&self, x: &Tensor, t: f64, context: &Tensor) -> Result<Tensor> {
+        let out = self.unet.forward(&x.to_dtype(self.dtype)?, t, context)?;
+        Ok(out.to_dtype(DType::F32)?)
+    }
 }
 
 impl Backbone for StableDiffusion {
@@ -370,28 +366,7 @@ impl Backbone for StableDiffusion {
         self.vae.config().latent_channels
     }
     fn vae_tile_bytes(&self, side: usize) -> usize {
-        // Two terms, calibrated with `examples/tiling.rs calibrate` (docs/TILING.md):
-        // - the full-resolution stage: the upsampler's convolution there works on the
-        //   second-widest channel count (block_out_channels[1]) and keeps input, output and
-        //   a convolution buffer alive: ~20 bytes per channel and pixel at f32 (measured
-        //   19.6 on the SD 2.x VAE, 17.5 on the tiny one);
-        // - the mid-block attention at latent resolution: scores and their softmax, two f32
-        //   blocks of tokens^2 (capped by the attention's row blocking).
-        let cfg = self.vae.config();
-        let c = &cfg.block_out_channels;
-        let wide = c.get(1).copied().unwrap_or(c[0]).max(c[0]);
-        let elem = self.vae_dtype().size_in_bytes();
-        let conv = 5 * elem * wide * side * side;
-        let tokens = (side / cfg.latent_factor()).pow(2);
-        let attn = if cfg.mid_block_add_attention {
-            2 * 4
-                * tokens
-                    .saturating_mul(tokens)
-                    .min(crate::diffusion::layers::MAX_SCORE_ELEMENTS)
-        } else {
-            0
-        };
-        conv + attn
+        self.vae.tile_bytes(side)
     }
     fn native_size(&self) -> usize {
         let f = self.vae.config().latent_factor();
@@ -402,62 +377,40 @@ impl Backbone for StableDiffusion {
             .or(self.vae.config().sample_size)
             .unwrap_or(512)
     }
-    fn scheduler(&self) -> &Ddim {
-        &self.scheduler
+    fn sampler(&self) -> &Sampler {
+        &self.sampler
     }
 
-    fn encode_prompt(&self, prompt: &str) -> Result<Tensor> {
-        Ok(self.encode_prompts(&[prompt])?.remove(0))
-    }
-
-    fn encode_prompts(&self, prompts: &[&str]) -> Result<Vec<Tensor>> {
-        // A panic while the lock was held leaves at worst a missing entry: the cache stays
-        // usable.
-        let mut cache = self.text.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let cached = |cache: &[(String, Tensor)], p: &str| {
-            cache.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
-        };
-        let mut out: Vec<Option<Tensor>> = prompts.iter().map(|p| cached(&cache, p)).collect();
-        if out.iter().any(Option::is_none) {
-            let text = self.load_text_encoder()?;
-            for (p, slot) in prompts.iter().zip(out.iter_mut()) {
-                // A prompt repeated in the list is encoded once.
-                *slot = slot.take().or_else(|| cached(&cache, p));
-                if slot.is_some() {
-                    continue;
-                }
-                let ids = self.tokenizer.encode(p);
-                let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
-                let states = text.forward(&ids)?.to_dtype(self.dtype)?;
-                if cache.len() == PROMPT_CACHE {
-                    cache.remove(0);
-                }
-                cache.push((p.to_string(), states.clone()));
-                *slot = Some(states);
-            }
-            drop(text);
-            crate::device::release_free_memory();
-        }
-        Ok(out.into_iter().flatten().collect())
+    fn encode_text(&self, prompts: &[&str]) -> Result<Vec<TextStates>> {
+        Ok(self
+            .encode_prompts(prompts)?
+            .into_iter()
+            .map(TextStates::tokens)
+            .collect())
     }
 
     fn encode(&self, image: &Tensor) -> Result<Tensor> {
-        let x = image.to_device(&self.device)?.to_dtype(self.vae_dtype())?;
-        let mean = self.vae.encode_mean(&x)?.to_dtype(DType::F32)?;
-        Ok(self.vae.to_latents(&mean)?)
+        Ok(self.vae.encode_latents(&image.to_device(&self.device)?)?)
     }
 
     fn decode(&self, latent: &Tensor) -> Result<Tensor> {
-        let z = self.vae.from_latents(latent)?;
-        let img = self.vae.decode(&z.to_dtype(self.vae_dtype())?)?;
-        Ok(img.to_dtype(DType::F32)?.clamp(-1f32, 1f32)?)
+        Ok(self.vae.decode_latents(latent)?)
     }
 
-    fn model_output(&self, x: &Tensor, t: i64, context: &Tensor) -> Result<Tensor> {
-        let out = self
-            .unet
-            .forward(&x.to_dtype(self.dtype)?, t as f64, context)?;
-        Ok(out.to_dtype(DType::F32)?)
+    fn model_output(
+        &self,
+        x: &Tensor,
+        t: f64,
+        text: &TextStates,
+        guidance: Option<f64>,
+    ) -> Result<Tensor> {
+        if guidance.is_some() {
+            return Err(Error::InvalidState(format!(
+                "{}: an SD UNet takes no guidance input (it uses classifier-free guidance)",
+                self.name
+            )));
+        }
+        self.unet_output(x, t, &text.states)
     }
 }
 
@@ -477,12 +430,12 @@ impl TextEncoder {
     }
 }
 
-impl StableDiffusion {
-    fn vae_dtype(&self) -> DType {
-        if self.dtype == DType::F16 {
-            DType::F32
-        } else {
-            self.dtype
-        }
+/// The VAE runs in f32 unless bf16 was asked for: SD's VAE overflows in f16 (diffusers'
+/// `force_upcast`), and so do FLUX.1's and SD3's.
+pub(crate) fn vae_dtype(dtype: DType) -> DType {
+    if dtype == DType::F16 {
+        DType::F32
+    } else {
+        dtype
     }
 }

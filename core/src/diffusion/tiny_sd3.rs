@@ -1,7 +1,11 @@
-//! Tiny SD3 / SD3.5 folders for tests and examples (`TinyKind::Sd3` / `Sd35`): a
-//! `StableDiffusion3Pipeline` folder with `transformer/` (the MMDiT, written through the
-//! constructor its loader uses) and `scheduler/` (SD3's static shift 3); the text encoders
-//! and the VAE are not written yet (`model_index.json` lists them as null).
+//! Tiny SD3 / SD3.5 folders for tests and examples (`TinyKind::Sd3` / `Sd35`): every
+//! component of a `StableDiffusion3Pipeline` folder, each written through the constructor
+//! its loader uses: `transformer/` (the MMDiT), `scheduler/` (SD3's static shift 3),
+//! `text_encoder/` + `tokenizer/` (CLIP-L with projection, padding with its end token),
+//! `text_encoder_2/` + `tokenizer_2/` (CLIP-G with projection, padding with "!"),
+//! `text_encoder_3/` + `tokenizer_3/` (T5) and `vae/` (16 channels, SD3's shift and scale).
+//! The widths chain as in the real model: CLIP-L + CLIP-G widths (16 + 8) zero-padded to
+//! the T5 width 32 = `joint_attention_dim`; projections 24 + 24 = `pooled_projection_dim`.
 //!
 //! The SD3.5 variant turns on q/k RMSNorm and puts the second attention in block 0, as
 //! SD3.5-medium does in its first 13 blocks. The position table `pos_embed.pos_embed` is a
@@ -10,6 +14,7 @@
 
 use super::sd3::{Sd3Config, Sd3Transformer};
 use super::tiny::{invent, write_json};
+use super::tiny_flux::{write_clip, write_t5, write_vae};
 use crate::error::{Error, Result};
 use serde_json::json;
 use std::path::Path;
@@ -25,10 +30,13 @@ pub(super) fn write(dir: &Path, seed: u64, sd35: bool) -> Result<()> {
             "_ttpo_tiny": {"kind": if sd35 { "Sd35" } else { "Sd3" }, "seed": seed},
             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
             "transformer": ["diffusers", "SD3Transformer2DModel"],
-            "text_encoder": [null, null], "text_encoder_2": [null, null],
-            "text_encoder_3": [null, null], "tokenizer": [null, null],
-            "tokenizer_2": [null, null], "tokenizer_3": [null, null],
-            "vae": [null, null], "image_encoder": [null, null],
+            "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "text_encoder_3": ["transformers", "T5EncoderModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "tokenizer_3": ["transformers", "T5TokenizerFast"],
+            "vae": ["diffusers", "AutoencoderKL"], "image_encoder": [null, null],
             "feature_extractor": [null, null]
         }),
     )?;
@@ -59,5 +67,25 @@ pub(super) fn write(dir: &Path, seed: u64, sd35: bool) -> Result<()> {
         seed ^ 8,
         &dir.join("transformer/diffusion_pytorch_model.safetensors"),
         |vb| Sd3Transformer::new(vb, cfg),
-    )
+    )?;
+    write_clip(
+        dir,
+        "text_encoder",
+        "tokenizer",
+        "<|endoftext|>",
+        16,
+        Some(24),
+        seed ^ 9,
+    )?;
+    write_clip(
+        dir,
+        "text_encoder_2",
+        "tokenizer_2",
+        "!",
+        8,
+        Some(24),
+        seed ^ 10,
+    )?;
+    write_t5(dir, "text_encoder_3", "tokenizer_3", 32, seed ^ 11)?;
+    write_vae(dir, seed ^ 12, 1.5305, 0.0609)
 }

@@ -4,7 +4,7 @@
 
 use super::layers::{attention, conv, group_norm, ResnetBlock};
 use crate::ops::{Conv, GroupNorm, Linear};
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -177,6 +177,7 @@ pub struct Vae {
     dec_levels: Vec<Level>,
     dec_norm: GroupNorm,
     dec_out: Conv,
+    dtype: DType,
 }
 
 impl Vae {
@@ -257,6 +258,7 @@ impl Vae {
             dec_levels,
             dec_norm: group_norm(d.pp("conv_norm_out"), g, ch[0], 1e-6)?,
             dec_out: conv(d.pp("conv_out"), ch[0], cfg.out_channels, 3, 1, 1)?,
+            dtype: vb.dtype(),
             config,
         })
     }
@@ -264,6 +266,53 @@ impl Vae {
     /// The config the VAE was built from.
     pub fn config(&self) -> &VaeConfig {
         &self.config
+    }
+
+    /// The dtype it computes in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// What every backbone's `encode` is: the pipelines' scaled posterior-mean latents
+    /// (f32) of images (B, 3, H, W) in [-1, 1].
+    pub fn encode_latents(&self, image: &Tensor) -> Result<Tensor> {
+        let mean = self.encode_mean(&image.to_dtype(self.dtype)?)?;
+        self.to_latents(&mean.to_dtype(DType::F32)?)
+    }
+
+    /// What every backbone's `decode` is: images in [-1, 1] (f32, clamped) from scaled
+    /// latents.
+    pub fn decode_latents(&self, latents: &Tensor) -> Result<Tensor> {
+        let z = self.from_latents(latents)?;
+        let img = self.decode(&z.to_dtype(self.dtype)?)?;
+        img.to_dtype(DType::F32)?.clamp(-1f32, 1f32)
+    }
+
+    /// Estimated working memory in bytes of one decode of a `side x side` pixel tile (the
+    /// encoder needs less); sizes the VAE tiles, see `crate::tiling`. Two terms, calibrated
+    /// with `examples/tiling.rs calibrate` (docs/TILING.md):
+    /// - the full-resolution stage: the upsampler's convolution there works on the
+    ///   second-widest channel count (block_out_channels[1]) and keeps input, output and a
+    ///   convolution buffer alive: ~20 bytes per channel and pixel at f32 (measured 19.6 on
+    ///   the SD 2.x VAE, 17.5 on the tiny one);
+    /// - the mid-block attention at latent resolution: scores and their softmax, two f32
+    ///   blocks of tokens^2 (capped by the attention's row blocking).
+    pub fn tile_bytes(&self, side: usize) -> usize {
+        let cfg = &self.config;
+        let c = &cfg.block_out_channels;
+        let wide = c.get(1).copied().unwrap_or(c[0]).max(c[0]);
+        let elem = self.dtype.size_in_bytes();
+        let conv = 5 * elem * wide * side * side;
+        let tokens = (side / cfg.latent_factor()).pow(2);
+        let attn = if cfg.mid_block_add_attention {
+            2 * 4
+                * tokens
+                    .saturating_mul(tokens)
+                    .min(crate::diffusion::layers::MAX_SCORE_ELEMENTS)
+        } else {
+            0
+        };
+        conv + attn
     }
 
     /// The pipelines' latents of a posterior mean: `(z − shift_factor) · scaling_factor`

@@ -161,6 +161,15 @@ impl WeightFiles {
         })
     }
 
+    /// Elements of all tensors (what the weights take in memory is this times the
+    /// compute dtype's size, whatever dtype the files store).
+    pub fn elements(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| e.shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+
     /// Names of all tensors.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(|k| k.as_str())

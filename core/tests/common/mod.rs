@@ -19,21 +19,17 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// A tiny model folder, written once per test binary.
+/// A tiny model folder of `kind` (seed 0), written once per test binary.
 pub fn tiny_model(kind: TinyKind) -> PathBuf {
-    static EPS: OnceLock<PathBuf> = OnceLock::new();
-    static V: OnceLock<PathBuf> = OnceLock::new();
-    let cell = if kind == TinyKind::Epsilon { &EPS } else { &V };
-    cell.get_or_init(|| {
-        let d = temp_dir(if kind == TinyKind::Epsilon {
-            "tiny-eps"
-        } else {
-            "tiny-v"
-        });
-        write_tiny_model(&d, kind, 0).unwrap();
-        d
-    })
-    .clone()
+    static MADE: OnceLock<std::sync::Mutex<Vec<(TinyKind, PathBuf)>>> = OnceLock::new();
+    let mut made = MADE.get_or_init(Default::default).lock().unwrap();
+    if let Some((_, d)) = made.iter().find(|(k, _)| *k == kind) {
+        return d.clone();
+    }
+    let d = temp_dir(&format!("tiny-{kind:?}").to_lowercase());
+    write_tiny_model(&d, kind, 0).unwrap();
+    made.push((kind, d.clone()));
+    d
 }
 
 /// A shared engine on the tiny epsilon model.
@@ -121,11 +117,14 @@ macro_rules! pass_through_backbone {
         fn vae_tile_bytes(&self, side: usize) -> usize {
             self.$($field)+.vae_tile_bytes(side)
         }
-        fn scheduler(&self) -> &ttpo::diffusion::scheduler::Ddim {
-            self.$($field)+.scheduler()
+        fn sampler(&self) -> &ttpo::diffusion::sampler::Sampler {
+            ttpo::diffusion::Backbone::sampler(&self.$($field)+)
         }
-        fn encode_prompt(&self, prompt: &str) -> ttpo::Result<candle_core::Tensor> {
-            self.$($field)+.encode_prompt(prompt)
+        fn encode_text(
+            &self,
+            prompts: &[&str],
+        ) -> ttpo::Result<Vec<ttpo::diffusion::TextStates>> {
+            ttpo::diffusion::Backbone::encode_text(&self.$($field)+, prompts)
         }
     };
 }

@@ -28,7 +28,7 @@ pub struct Global {
     /// Diffusers-layout model folder (default: $TTPO_MODEL_DIR, else --model).
     #[arg(long, global = true, value_name = "DIR", conflicts_with = "model")]
     pub model_dir: Option<PathBuf>,
-    /// Hugging Face repo id of an SD 1.x/2.x diffusers model
+    /// Hugging Face repo id of a diffusers model: SD 1.x/2.x, SD3/3.5 or FLUX.1
     /// [default: stabilityai/stable-diffusion-2-1-base].
     #[arg(long, global = true, value_name = "REPO_ID")]
     pub model: Option<String>,
@@ -238,12 +238,24 @@ pub struct JobArgs {
     /// DDIM eta of Stage I [default: 0].
     #[arg(long, help_heading = "Job")]
     pub eta: Option<f64>,
+    /// Guidance input of guidance-distilled models (FLUX.1-dev; no CFG there) [default: 3.5].
+    #[arg(long, help_heading = "Job")]
+    pub flow_guidance: Option<f64>,
     /// Prompt for candidates and refinement [default: the reproduction's quality prompt].
     #[arg(long, help_heading = "Job")]
     pub prompt: Option<String>,
     /// Negative prompt [default: empty].
     #[arg(long, help_heading = "Job")]
     pub negative_prompt: Option<String>,
+    /// A further model whose candidates join Stage I's (a folder, else a Hub repo id;
+    /// repeatable; any family: SD 1.x/2.x, SD3, FLUX.1). All candidates are ranked together;
+    /// the main model (--model-dir / --model) runs Stage III.
+    #[arg(
+        long = "candidate-model",
+        value_name = "DIR|REPO_ID",
+        help_heading = "Job"
+    )]
+    pub candidate_models: Vec<String>,
     /// Sampler steps of Stage III [default: 50].
     #[arg(long, help_heading = "Job")]
     pub refine_steps: Option<usize>,
@@ -342,6 +354,7 @@ impl JobArgs {
         set!(o.seeds_per_strength, self.seeds_per_strength);
         set!(o.cfg_scale, self.cfg_scale);
         set!(o.eta, self.eta);
+        set!(o.flow_guidance, self.flow_guidance);
         set!(o.prompt, self.prompt);
         set!(o.negative_prompt, self.negative_prompt);
         set!(o.refine.steps, self.refine_steps);

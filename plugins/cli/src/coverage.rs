@@ -21,6 +21,7 @@ mod tests {
         "seeds_per_strength",
         "cfg_scale",
         "eta",
+        "flow_guidance",
         "max_batch",
         "pad_mode",
         "fusion",

@@ -43,16 +43,35 @@ pub struct Loaded {
 pub fn load(g: &Global, job: &JobArgs) -> CliResult<Loaded> {
     let spec = model_spec(g, None);
     let dir = models::resolve(&spec)?;
+    // Candidate-only models: an existing folder is taken as one, anything else is a repo
+    // id resolved like --model (cache, else download unless offline) at the default revision
+    // (--revision names the main model's).
+    let mut dirs = vec![dir.clone()];
+    for m in &job.candidate_models {
+        let path = PathBuf::from(m);
+        let extra = if path.is_dir() {
+            path
+        } else {
+            let mut s = spec.clone();
+            s.dir = None;
+            s.repo = m.clone();
+            s.revision = models::DEFAULT_REVISION.to_string();
+            models::resolve(&s)?
+        };
+        dirs.push(extra);
+    }
     let config = EngineConfig {
         device: job.device()?,
         precision: job.precision(),
         ..Default::default()
     };
     if ui::progress_mode(g).resolve() != ProgressMode::None {
-        eprintln!("loading model {}", dir.display());
+        for d in &dirs {
+            eprintln!("loading model {}", d.display());
+        }
     }
     let t0 = Instant::now();
-    let engine = Engine::load(&[&dir], &config).map_err(|e| {
+    let engine = Engine::load(&dirs, &config).map_err(|e| {
         let corrupt = matches!(e, ttpo::Error::Weights { .. } | ttpo::Error::InvalidFile { .. });
         let mut err = CliError::from(e);
         if corrupt {

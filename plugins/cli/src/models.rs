@@ -14,7 +14,7 @@ pub use ttpo_models::cache::{hub_cache_dir, list_cached, snapshot_dir};
 pub use ttpo_models::hex;
 pub use ttpo_models::hub::offline_from_env;
 pub use ttpo_models::layout::missing_parts;
-pub use ttpo_models::DEFAULT_REPO;
+pub use ttpo_models::{DEFAULT_REPO, DEFAULT_REVISION};
 
 /// Where the model comes from (built from the global options).
 #[derive(Clone, Debug)]

@@ -92,6 +92,7 @@ fn download_from_a_fake_hub_then_use_the_cache_offline() {
     let lj = json_of(&l);
     assert_eq!(lj["models"][0]["repo"], REPO);
     assert_eq!(lj["models"][0]["complete"], true);
+    assert_eq!(lj["models"][0]["family"], "Stable Diffusion 1.x/2.x");
     run_ok(ttpo(&hf_home).args(["--offline", "models", "verify", REPO, "--sha256"]));
     let input = photo(&d, "in.png", 64, 0);
     let r = run_ok(

@@ -67,10 +67,11 @@ pub fn run(g: &Global, m: ModelsCommand) -> CliResult<()> {
                     format!("incomplete: missing {}", c.missing.join(", "))
                 };
                 println!(
-                    "  {}  {}  {}  {}  {}",
+                    "  {}  {}  {}  {}  {}  {}",
                     c.repo,
                     c.revision,
                     &c.commit[..c.commit.len().min(12)],
+                    c.family,
                     indicatif::HumanBytes(c.bytes),
                     state
                 );
