@@ -71,9 +71,13 @@ fn conformance_against_ncnn() {
             let want = &refs[&format!("{name}.output")];
             // The reference's input is the same crop of the same photo as ours.
             let u = |k: &str| crop[k].as_u64().unwrap() as usize;
-            let ours = Image::open(assets().join("photos").join(crop["photo"].as_str().unwrap()))
-                .unwrap()
-                .crop(u("x"), u("y"), u("w"), u("h"));
+            let ours = Image::open(
+                assets()
+                    .join("photos")
+                    .join(crop["photo"].as_str().unwrap()),
+            )
+            .unwrap()
+            .crop(u("x"), u("y"), u("w"), u("h"));
             let ours = restore::image_to_tensor(&ours, &Device::Cpu).unwrap();
             assert!(rel_err(&ours, input) < 1e-7, "{name}: inputs differ");
             let t = Instant::now();
@@ -87,7 +91,11 @@ fn conformance_against_ncnn() {
                 t.elapsed().as_secs_f64()
             );
             worst = worst.max(err);
-            assert!(err <= 1e-4, "{} {name}: rel err {err:.3e} > 1e-4", kind.name());
+            assert!(
+                err <= 1e-4,
+                "{} {name}: rel err {err:.3e} > 1e-4",
+                kind.name()
+            );
         }
     }
     println!("restore conformance: worst rel err {worst:.2e}");
@@ -98,7 +106,9 @@ fn conformance_against_ncnn() {
 
 /// A photo restored in overlapping tiles is close to the untiled result: the networks see
 /// zero padding at tile edges, which the overlap and the blend hide. Without enough
-/// overlap the seams show (the difference grows), so the bound means something.
+/// overlap the seams show (the difference grows), so the bound means something. 96 x 72
+/// in 50-pixel tiles: overlap 24 gives 3 x 2 tiles (overlaps 27 across x, 28 across y);
+/// overlap 4 gives 2 x 2 tiles overlapping by only 4 pixels across x.
 #[test]
 fn tiled_matches_untiled() {
     let img = Image::open(assets().join("photos/coffee.png"))
@@ -115,7 +125,7 @@ fn tiled_matches_untiled() {
         );
         let mut tiles = 0;
         let t = Instant::now();
-        let tiled = restore_image(n, &img, 48, 24, &mut |_, total| {
+        let tiled = restore_image(n, &img, 50, 24, &mut |_, total| {
             tiles = total;
             true
         })
@@ -124,16 +134,20 @@ fn tiled_matches_untiled() {
         let (max, mean) = max_abs_diff(&whole, &tiled);
         let (max_thin, mean_thin) = max_abs_diff(
             &whole,
-            &restore_image(n, &img, 48, 2, &mut |_, _| true).unwrap(),
+            &restore_image(n, &img, 50, 4, &mut |_, _| true).unwrap(),
         );
         println!(
-            "restore tiling {:<24} {tiles} tiles (48 px, overlap 24): max {max:.2e} mean {mean:.2e} \
-             ({t_tiled:.1} s, untiled {t_whole:.1} s); overlap 2: max {max_thin:.2e} mean {mean_thin:.2e}",
+            "restore tiling {:<24} {tiles} tiles (50 px, overlap >= 24): max {max:.2e} mean {mean:.2e} \
+             ({t_tiled:.1} s, untiled {t_whole:.1} s); overlap 4 across x: max {max_thin:.2e} \
+             mean {mean_thin:.2e}",
             kind.name()
         );
         assert!(tiles == 6, "{tiles} tiles");
         assert!(max < 2e-2 && mean < 5e-4, "max {max}, mean {mean}");
-        assert!(mean_thin > 2.0 * mean, "overlap 2 {mean_thin} vs 24 {mean}");
+        assert!(
+            max_thin > 3.0 * max,
+            "overlap 4: max {max_thin} vs {max} at 24"
+        );
     }
 }
 
@@ -144,7 +158,11 @@ fn tiled_matches_untiled() {
 fn planes(img: &Image) -> [GrayImage; 3] {
     let (w, h) = (img.width(), img.height());
     std::array::from_fn(|c| {
-        let d = img.data().chunks_exact(3).map(|p| p[c] as f64 * 255.0).collect();
+        let d = img
+            .data()
+            .chunks_exact(3)
+            .map(|p| p[c] as f64 * 255.0)
+            .collect();
         GrayImage::new(w, h, d).unwrap()
     })
 }
@@ -328,9 +346,20 @@ fn x4plus_beats_bicubic_perceptually_on_real_photos() {
         mean(7),
         t0.elapsed().as_secs_f64()
     );
+    // Perceptual distance: much lower than bicubic's on average, lower on every photo.
+    assert!(
+        mean(5) < 0.7 * mean(4),
+        "mean LPIPS {} vs {}",
+        mean(5),
+        mean(4)
+    );
     for (photo, r) in &rows {
-        // Perceptual distance: clearly lower than bicubic's on every photo.
-        assert!(r[5] < 0.8 * r[4], "{photo}: LPIPS x4plus {} vs bicubic {}", r[5], r[4]);
+        assert!(
+            r[5] < 0.9 * r[4],
+            "{photo}: LPIPS x4plus {} vs bicubic {}",
+            r[5],
+            r[4]
+        );
         // Detail: bicubic loses most high-frequency energy; x4plus restores much of it.
         assert!(
             (r[7].ln()).abs() < (r[6].ln()).abs(),
@@ -339,7 +368,17 @@ fn x4plus_beats_bicubic_perceptually_on_real_photos() {
             r[6]
         );
         // Fidelity: within a stated margin of bicubic (GAN SR trades PSNR for detail).
-        assert!(r[1] > r[0] - 3.0, "{photo}: PSNR {} vs bicubic {}", r[1], r[0]);
-        assert!(r[3] > r[2] - 0.10, "{photo}: SSIM {} vs bicubic {}", r[3], r[2]);
+        assert!(
+            r[1] > r[0] - 3.0,
+            "{photo}: PSNR {} vs bicubic {}",
+            r[1],
+            r[0]
+        );
+        assert!(
+            r[3] > r[2] - 0.10,
+            "{photo}: SSIM {} vs bicubic {}",
+            r[3],
+            r[2]
+        );
     }
 }

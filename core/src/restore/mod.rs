@@ -139,7 +139,9 @@ impl RestoreNet for NcnnNet {
                 x.dims()
             )));
         }
-        let x = x.to_dtype(candle_core::DType::F32)?.to_device(&self.device)?;
+        let x = x
+            .to_dtype(candle_core::DType::F32)?
+            .to_device(&self.device)?;
         let y = self.graph.forward(&x)?;
         let s = self.scale();
         if y.dims() != [1, 3, h * s, w * s] {
@@ -348,7 +350,9 @@ mod tests {
             assert_eq!(RestoreKind::from_name(k.name()).unwrap(), k);
         }
         assert!(RestoreKind::from_name("esrgan").is_err());
-        let e = load(RestoreKind::RealEsrganX4, "/nonexistent").err().unwrap();
+        let e = load(RestoreKind::RealEsrganX4, "/nonexistent")
+            .err()
+            .unwrap();
         assert!(matches!(e, Error::MissingFile { .. }), "{e}");
     }
 }

@@ -130,9 +130,7 @@ pub fn parse_param(text: &str, path: &Path) -> Result<Vec<LayerDef>> {
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty());
-    let (n, magic) = lines
-        .next()
-        .ok_or_else(|| bad(1, "empty file".into()))?;
+    let (n, magic) = lines.next().ok_or_else(|| bad(1, "empty file".into()))?;
     if magic.parse::<u32>().ok() != Some(PARAM_MAGIC) {
         return Err(bad(
             n,
@@ -165,7 +163,9 @@ pub fn parse_param(text: &str, path: &Path) -> Result<Vec<LayerDef>> {
         let nt: usize = next("top count")?
             .parse()
             .map_err(|_| bad(n, "bad top count".into()))?;
-        let bottoms = (0..nb).map(|_| next("bottom")).collect::<Result<Vec<_>>>()?;
+        let bottoms = (0..nb)
+            .map(|_| next("bottom"))
+            .collect::<Result<Vec<_>>>()?;
         let tops = (0..nt).map(|_| next("top")).collect::<Result<Vec<_>>>()?;
         let mut params = ParamDict::default();
         for kv in tok {
@@ -187,7 +187,10 @@ pub fn parse_param(text: &str, path: &Path) -> Result<Vec<LayerDef>> {
                 if vals.len() != count {
                     return Err(bad(
                         n,
-                        format!("array parameter {kv:?}: {} values, count {count}", vals.len()),
+                        format!(
+                            "array parameter {kv:?}: {} values, count {count}",
+                            vals.len()
+                        ),
                     ));
                 }
                 (-k - 23300, ParamValue::Array(vals))
@@ -208,7 +211,10 @@ pub fn parse_param(text: &str, path: &Path) -> Result<Vec<LayerDef>> {
     if layers.len() != layer_count {
         return Err(Error::InvalidFile {
             path: path.to_path_buf(),
-            reason: format!("header says {layer_count} layers, file has {}", layers.len()),
+            reason: format!(
+                "header says {layer_count} layers, file has {}",
+                layers.len()
+            ),
         });
     }
     Ok(layers)
@@ -350,10 +356,7 @@ enum ConvImpl {
     /// Square, undilated, symmetric padding: the project's CPU kernel.
     Fast(Conv),
     /// Anything else: candle's conv after explicit zero padding.
-    General {
-        conv: Conv2d,
-        pad: [usize; 4],
-    },
+    General { conv: Conv2d, pad: [usize; 4] },
 }
 
 struct Layer {
@@ -410,10 +413,15 @@ impl Graph {
                 reason: format!("want exactly one Input layer, found {}", inputs.len()),
             });
         };
-        let input = inp.def.tops.first().cloned().ok_or_else(|| Error::InvalidFile {
-            path: param_path.to_path_buf(),
-            reason: "the Input layer has no output blob".into(),
-        })?;
+        let input = inp
+            .def
+            .tops
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::InvalidFile {
+                path: param_path.to_path_buf(),
+                reason: "the Input layer has no output blob".into(),
+            })?;
         // The output: the one blob produced and never consumed.
         let consumed: std::collections::HashSet<&str> = layers
             .iter()
@@ -628,7 +636,9 @@ fn build_op(def: &LayerDef, rd: &mut BinReader, device: &Device) -> Result<Op> {
             if !matches!(op, 0..=5 | 7 | 8) {
                 return Err(def.err(format!("binary op type {op} is not supported")));
             }
-            let scalar = (def.int(1, 0)? != 0).then(|| def.float(2, 0.0)).transpose()?;
+            let scalar = (def.int(1, 0)? != 0)
+                .then(|| def.float(2, 0.0))
+                .transpose()?;
             Op::Binary { op, scalar }
         }
         "Eltwise" => {
@@ -867,8 +877,8 @@ fn cubic_axis(x: &Tensor, dim: usize, n: usize, out: usize, align_corner: bool) 
     } else {
         n as f64 / out as f64
     };
-    let mut idx = vec![Vec::with_capacity(out); 4];
-    let mut wts = vec![Vec::with_capacity(out); 4];
+    let mut idx: [Vec<u32>; 4] = std::array::from_fn(|_| Vec::with_capacity(out));
+    let mut wts: [Vec<f32>; 4] = std::array::from_fn(|_| Vec::with_capacity(out));
     for d in 0..out {
         let f = if align_corner {
             (d as f64 * scale) as f32
@@ -1036,7 +1046,15 @@ mod tests {
             .unwrap();
         let y = graph(p, &[]).unwrap().forward(&x).unwrap();
         assert_eq!(y.dims(), &[1, 1, 2, 8]);
-        let row: Vec<f32> = y.get(0).unwrap().get(0).unwrap().get(0).unwrap().to_vec1().unwrap();
+        let row: Vec<f32> = y
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for (i, v) in row.iter().enumerate().take(7).skip(1) {
             assert!((v - (2.0 * i as f32 + 0.5)).abs() < 1e-5, "{row:?}");
         }
