@@ -7,7 +7,9 @@ Runs each network TTPO loads (core/src/restore) on crops of real photographs wit
 own runtime on the CPU and writes, per network, OUT_DIR/<kind>.safetensors with
 `<crop>.input` (1, 3, h, w) and `<crop>.output` (1, 3, s*h, s*w), f32, RGB in [0, 1]
 (ncnn's blob layout is C x H x W, the batch axis added here), plus OUT_DIR/restore.json
-with the crop boxes and the ncnn version. core/tests/restore.rs compares against them.
+with the crop boxes and the ncnn version, and OUT_DIR/crops.safetensors (the crops, for
+restore_reference_tfjs.js, which writes the RDN references). core/tests/restore.rs compares
+against them.
 
 Inputs: $TTPO_ASSETS/restore/*.param|bin and $TTPO_ASSETS/photos (scripts/fetch-assets.sh).
 ncnn runs in full f32: fp16/bf16 storage and arithmetic, int8 and Winograd are switched
@@ -66,6 +68,8 @@ def main():
         img = np.asarray(Image.open(os.path.join(assets, "photos", photo)).convert("RGB"))
         crop = img[y : y + h, x : x + w].astype(np.float32) / np.float32(255.0)
         crops[name] = np.ascontiguousarray(crop.transpose(2, 0, 1))
+    # The crops for restore_reference_tfjs.js (Node has no PNG decoder of its own).
+    save_file({k: v[None] for k, v in crops.items()}, os.path.join(out, "crops.safetensors"))
     for kind, (stem, scale) in KINDS.items():
         d = os.path.join(assets, "restore")
         net = load_net(os.path.join(d, stem + ".param"), os.path.join(d, stem + ".bin"))

