@@ -89,12 +89,11 @@ fn unsupported(path: &Path, layer: &str, reason: impl std::fmt::Display) -> Erro
     }
 }
 
-/// The float32 weights of a manifest, by name, as (shape, values).
-fn read_weights(
-    json: &Value,
-    dir: &Path,
-    path: &Path,
-) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+/// One weight: its shape and values.
+type Weight = (Vec<usize>, Vec<f32>);
+
+/// The float32 weights of a manifest, by name.
+fn read_weights(json: &Value, dir: &Path, path: &Path) -> Result<HashMap<String, Weight>> {
     let groups = json["weightsManifest"]
         .as_array()
         .ok_or_else(|| bad(path, "no weightsManifest"))?;
