@@ -145,7 +145,7 @@ else
   echo "$TSTAMP" > "$RREF/.stamp-rdn"
 fi
 cargo test -p ttpo --test restore -- --include-ignored --nocapture
-part "restore networks vs ncnn (Real-ESRGAN)" "$t"
+part "restore networks vs ncnn / TF.js" "$t"
 
 if [[ "${TTPO_SKIP_FULL:-0}" != 1 ]]; then
   for m in sd15 sd21; do

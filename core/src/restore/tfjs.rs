@@ -446,3 +446,83 @@ impl LayersModel {
             .ok_or_else(|| Error::InvalidState(format!("output {} missing", self.output)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a one-conv model (3x3 `same`, 1 -> 2 channels, ReLU) plus `extra` layers into
+    /// a fresh folder; returns the model.json path.
+    fn write_model(tag: &str, extra_layer: &str, quant: bool, extra_bytes: usize) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ttpo-tfjs-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Kernel HWIO (3, 3, 1, 2): output 0 = the centre tap, output 1 = 2 x the left tap.
+        let mut k = vec![0f32; 18];
+        k[4 * 2] = 1.0; // (1, 1, 0, 0)
+        k[3 * 2 + 1] = 2.0; // (1, 0, 0, 1)
+        let bias = [0.5f32, -1.0];
+        let mut bytes: Vec<u8> = k
+            .iter()
+            .chain(&bias)
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        bytes.extend(vec![0u8; extra_bytes]);
+        std::fs::write(dir.join("w.bin"), bytes).unwrap();
+        let q = if quant {
+            r#", "quantization": {"dtype": "uint8", "scale": 1, "min": 0}"#
+        } else {
+            ""
+        };
+        let json = format!(
+            r#"{{"format": "layers-model", "modelTopology": {{"model_config": {{"class_name": "Functional",
+              "config": {{"layers": [
+                {{"class_name": "InputLayer", "name": "in", "config": {{}}, "inbound_nodes": []}},
+                {{"class_name": "Conv2D", "name": "c", "config": {{"filters": 2, "kernel_size": [3, 3],
+                  "strides": [1, 1], "padding": "same", "data_format": "channels_last",
+                  "dilation_rate": [1, 1], "groups": 1, "activation": "relu", "use_bias": true}},
+                  "inbound_nodes": [[["in", 0, 0, {{}}]]]}}{extra_layer}],
+              "input_layers": [["in", 0, 0]], "output_layers": [["c", 0, 0]]}}}}}},
+              "weightsManifest": [{{"paths": ["w.bin"], "weights": [
+                {{"name": "c/kernel", "shape": [3, 3, 1, 2], "dtype": "float32"{q}}},
+                {{"name": "c/bias", "shape": [2], "dtype": "float32"}}]}}]}}"#
+        );
+        std::fs::write(dir.join("model.json"), json).unwrap();
+        dir.join("model.json")
+    }
+
+    #[test]
+    fn conv_kernel_is_read_as_hwio() {
+        let m = LayersModel::load(&write_model("ok", "", false, 0), &Device::Cpu).unwrap();
+        let x = Tensor::new(&[[[[1.0f32, 2.0, 3.0]]]], &Device::Cpu).unwrap();
+        let y: Vec<f32> = m
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        // Channel 0: x + 0.5; channel 1: relu(2 * left neighbour - 1) (zero padding).
+        assert_eq!(y, vec![1.5, 2.5, 3.5, 0.0, 1.0, 3.0]);
+    }
+
+    #[test]
+    fn unsupported_inputs_are_errors() {
+        let e = |p: PathBuf| {
+            LayersModel::load(&p, &Device::Cpu)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let lambda = r#", {"class_name": "Lambda", "name": "l", "config": {},
+                          "inbound_nodes": [[["c", 0, 0, {}]]]}"#;
+        let msg = e(write_model("lambda", lambda, false, 0));
+        assert!(
+            msg.contains("Lambda") && msg.contains("not supported"),
+            "{msg}"
+        );
+        let msg = e(write_model("quant", "", true, 0));
+        assert!(msg.contains("quantised"), "{msg}");
+        let msg = e(write_model("long", "", false, 4));
+        assert!(msg.contains("not described"), "{msg}");
+    }
+}
