@@ -457,7 +457,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ttpo-tfjs-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // Kernel HWIO (3, 3, 1, 2): output 0 = the centre tap, output 1 = 2 x the left tap.
-        let mut k = vec![0f32; 18];
+        let mut k = [0f32; 18];
         k[4 * 2] = 1.0; // (1, 1, 0, 0)
         k[3 * 2 + 1] = 2.0; // (1, 0, 0, 1)
         let bias = [0.5f32, -1.0];
