@@ -30,6 +30,8 @@ pub const PARAM_MAGIC: u32 = 7767517;
 pub const TAG_F16: u32 = 0x0130_6B47;
 /// `.bin` tag of an int8 blob (not supported).
 pub const TAG_INT8: u32 = 0x000D_4B38;
+/// Largest side a resize may produce (guards against absurd scales in a param file).
+const MAX_SIDE: usize = 1 << 17;
 
 /// One parameter value of a layer line.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +79,12 @@ impl LayerDef {
             path: PathBuf::from(format!("layer {} ({})", self.name, self.kind)),
             reason: reason.to_string(),
         }
+    }
+
+    /// Int parameter `id` that must be >= 0 (a size or count), or `default` when absent.
+    pub fn size(&self, id: i32, default: usize) -> Result<usize> {
+        let v = self.int(id, i32::try_from(default).unwrap_or(i32::MAX))?;
+        usize::try_from(v).map_err(|_| self.err(format!("parameter {id} is negative ({v})")))
     }
 
     /// Int parameter `id`, or `default` when absent.
@@ -242,6 +250,7 @@ impl<'a> BinReader<'a> {
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if self.data.len() - self.pos < n {
+            // (n may be absurd: it comes from the param file.)
             return Err(self.err(format!(
                 "{what}: want {n} bytes, {} left (the weights do not match the graph)",
                 self.data.len() - self.pos
@@ -254,8 +263,11 @@ impl<'a> BinReader<'a> {
 
     /// `n` raw little-endian f32 values (ncnn's untagged load).
     pub fn raw_f32(&mut self, n: usize, what: &str) -> Result<Vec<f32>> {
+        let bytes = n
+            .checked_mul(4)
+            .ok_or_else(|| self.err(format!("{what}: {n} values")))?;
         Ok(self
-            .take(n * 4, what)?
+            .take(bytes, what)?
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
@@ -268,7 +280,11 @@ impl<'a> BinReader<'a> {
         match tag {
             0 => self.raw_f32(n, what),
             TAG_F16 => {
-                let bytes = self.take((n * 2).div_ceil(4) * 4, what)?;
+                let len = n
+                    .checked_mul(2)
+                    .and_then(|b| b.checked_next_multiple_of(4))
+                    .ok_or_else(|| self.err(format!("{what}: {n} values")))?;
+                let bytes = self.take(len, what)?;
                 Ok(bytes[..n * 2]
                     .chunks_exact(2)
                     .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -523,9 +539,9 @@ fn build_op(def: &LayerDef, rd: &mut BinReader, device: &Device) -> Result<Op> {
         "Split" => Op::Split,
         "Concat" => Op::Concat(def.int(0, 0)?),
         "Convolution" => {
-            let cout = def.int(0, 0)? as usize;
-            let kw = def.int(1, 0)? as usize;
-            let kh = def.int(11, kw as i32)? as usize;
+            let cout = def.size(0, 0)?;
+            let kw = def.size(1, 0)?;
+            let kh = def.size(11, kw)?;
             let dil_w = def.int(2, 1)?;
             let dil_h = def.int(12, dil_w)?;
             let stride_w = def.int(3, 1)?;
@@ -535,7 +551,7 @@ fn build_op(def: &LayerDef, rd: &mut BinReader, device: &Device) -> Result<Op> {
             let pad_r = def.int(15, pad_l)?;
             let pad_b = def.int(16, pad_t)?;
             let bias_term = def.int(5, 0)? != 0;
-            let wsize = def.int(6, 0)? as usize;
+            let wsize = def.size(6, 0)?;
             if def.int(8, 0)? != 0 {
                 return Err(def.err("int8 convolutions are not supported"));
             }
@@ -548,12 +564,16 @@ fn build_op(def: &LayerDef, rd: &mut BinReader, device: &Device) -> Result<Op> {
             if dil_w != dil_h || stride_w != stride_h || dil_w < 1 || stride_w < 1 {
                 return Err(def.err("different strides or dilations per axis are not supported"));
             }
-            if cout == 0 || kw == 0 || kh == 0 || wsize % (cout * kw * kh) != 0 {
+            let per_in = cout
+                .checked_mul(kw)
+                .and_then(|v| v.checked_mul(kh))
+                .unwrap_or(0);
+            if per_in == 0 || wsize == 0 || wsize % per_in != 0 {
                 return Err(def.err(format!(
                     "weight size {wsize} is not a multiple of {cout} x {kh} x {kw}"
                 )));
             }
-            let cin = wsize / (cout * kw * kh);
+            let cin = wsize / per_in;
             let act = match def.int(9, 0)? {
                 0 => Act::None,
                 1 => Act::Relu,
@@ -599,7 +619,7 @@ fn build_op(def: &LayerDef, rd: &mut BinReader, device: &Device) -> Result<Op> {
             Op::Conv { conv, act }
         }
         "PReLU" => {
-            let n = def.int(0, 0)? as usize;
+            let n = def.size(0, 0)?;
             if n == 0 {
                 return Err(def.err("PReLU with no slopes"));
             }
@@ -656,8 +676,8 @@ fn build_op(def: &LayerDef, rd: &mut BinReader, device: &Device) -> Result<Op> {
                 return Err(def.err("only PixelShuffle mode 0 (PyTorch order) is supported"));
             }
             let r = def.int(0, 1)?;
-            if r < 1 {
-                return Err(def.err("upscale factor < 1"));
+            if !(1..=64).contains(&r) {
+                return Err(def.err(format!("upscale factor {r} outside 1..=64")));
             }
             Op::PixelShuffle(r as usize)
         }
@@ -743,7 +763,7 @@ fn run_op(layer: &Layer, ins: &[Tensor]) -> Result<Vec<Tensor>> {
             } else {
                 (*out_h, *out_w)
             };
-            if oh == 0 || ow == 0 {
+            if h == 0 || w == 0 || oh == 0 || ow == 0 || oh > MAX_SIDE || ow > MAX_SIDE {
                 return Err(def.err(format!("resize of {h}x{w} to {oh}x{ow}")));
             }
             let explicit = *out_h != 0 && *out_w != 0;
@@ -831,7 +851,7 @@ fn run_op(layer: &Layer, ins: &[Tensor]) -> Result<Vec<Tensor>> {
             let x = one(def, ins)?;
             let (b, c, h, w) = x.dims4()?;
             let r = *r;
-            if c % (r * r) != 0 {
+            if c % (r * r) != 0 || c == 0 {
                 return Err(def.err(format!("{c} channels not divisible by {r}^2")));
             }
             let oc = c / (r * r);
@@ -951,6 +971,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("count 3"), "{e}");
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_not_panics() {
+        for conv in [
+            "0=-1 1=3 6=9",
+            "0=65536 1=65536 6=2147483647",
+            "0=1 1=1 6=2147483647",
+        ] {
+            let p = format!("7767517\n2 2\nInput in 0 1 data\nConvolution c 1 1 data out {conv}\n");
+            assert!(graph(&p, &0u32.to_le_bytes()).is_err(), "{conv}");
+        }
+        let p = "7767517\n2 2\nInput in 0 1 data\nInterp i 1 1 data out 0=1 1=1e30 2=1e30\n";
+        let x = Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(graph(p, &[]).unwrap().forward(&x).is_err());
+        let p = "7767517\n2 2\nInput in 0 1 data\nPixelShuffle s 1 1 data out 0=100000\n";
+        assert!(graph(p, &[]).is_err());
     }
 
     #[test]

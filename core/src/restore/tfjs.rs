@@ -146,8 +146,11 @@ fn read_weights(json: &Value, dir: &Path, path: &Path) -> Result<HashMap<String,
                 .map(|d| d.as_u64().map(|d| d as usize))
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad(path, format!("weight {name}: bad shape")))?;
-            let n: usize = shape.iter().product();
-            let end = pos + 4 * n;
+            let end = shape
+                .iter()
+                .try_fold(4usize, |a, &d| a.checked_mul(d))
+                .and_then(|b| b.checked_add(pos))
+                .unwrap_or(usize::MAX);
             if end > bytes.len() {
                 return Err(bad(
                     path,
@@ -337,6 +340,9 @@ impl LayersModel {
                     }
                     let (sy, sx) =
                         pair(&c["size"]).ok_or_else(|| bad(path, format!("{name}: size")))?;
+                    if !(1..=64).contains(&sy) || !(1..=64).contains(&sx) {
+                        return Err(unsupported(path, &name, format!("upsampling by {sy}x{sx}")));
+                    }
                     Op::Upsample(sy, sx)
                 }
                 other => {
