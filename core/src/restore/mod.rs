@@ -14,6 +14,18 @@
 //! The networks are fully convolutional, so a large image is cut into overlapping tiles,
 //! each tile restored on its own and the outputs blended with the same linear ramps as the
 //! VAE tiles ([`crate::tiling`]).
+//!
+//! ```no_run
+//! use ttpo::restore::{self, restore_image, RestoreKind};
+//! let net = restore::load(RestoreKind::RealEsrganX4, "assets/restore")?;
+//! let img = ttpo::Image::open("small.png")?;
+//! let big = restore_image(net.as_ref(), &img, 128, 32, &mut |done, total| {
+//!     eprintln!("tile {done}/{total}");
+//!     true // false cancels
+//! })?;
+//! big.save("big.png")?;
+//! # Ok::<(), ttpo::Error>(())
+//! ```
 
 pub mod ncnn;
 pub mod tfjs;
