@@ -14,5 +14,6 @@ if [ -n "$CACHE" ]; then
   export TTPO_SID_ROOT=${TTPO_SID_ROOT:-$CACHE/sid-root}
   export TTPO_REFERENCE=${TTPO_REFERENCE:-$CACHE/reference}
   export TTPO_REFERENCE_FULL=${TTPO_REFERENCE_FULL:-$CACHE/reference-full}
+  export TTPO_TFJS_ROOT=${TTPO_TFJS_ROOT:-$CACHE}
 fi
 export TTPO_ASSETS=${TTPO_ASSETS:-$ROOT/.cache/assets}

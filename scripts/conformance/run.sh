@@ -14,7 +14,7 @@
 #    cargo test -p ttpo --test conformance_flow -- --ignored --nocapture
 # 3c. Restoration networks (files from scripts/fetch-assets.sh): pyncnn
 #    (requirements-restore.txt, added to the venv) runs the Real-ESRGAN ncnn files and
-#    TensorFlow.js (npm @tensorflow/tfjs 4.11.0 in ${TTPO_TFJS:-<repo>/.cache/tfjs-4.11.0},
+#    TensorFlow.js (npm @tensorflow/tfjs 4.11.0 in ${TTPO_TFJS:-${TTPO_TFJS_ROOT:-<repo>/.cache}/tfjs-4.11.0},
 #    Node) the esrgan-slim RDN models on real photo crops into ${TTPO_REFERENCE}/restore
 #    (own stamps), then
 #    cargo test -p ttpo --test restore -- --include-ignored --nocapture
@@ -127,7 +127,7 @@ generate restore_reference.py "$TTPO_REFERENCE/restore" restore restore.json cro
 # The esrgan-slim RDN references from TensorFlow.js itself (Node, plain CPU backend), on the
 # crops restore_reference.py wrote; own stamp over the script, the tfjs version and the crops.
 TFJS_VERSION=4.11.0
-TFJS=${TTPO_TFJS:-$REPO/.cache/tfjs-$TFJS_VERSION}
+TFJS=${TTPO_TFJS:-${TTPO_TFJS_ROOT:-$REPO/.cache}/tfjs-$TFJS_VERSION}
 if [[ ! -f "$TFJS/node_modules/@tensorflow/tfjs/package.json" ]]; then
   mkdir -p "$TFJS"
   (cd "$TFJS" && npm install --silent --no-audit --no-fund "@tensorflow/tfjs@$TFJS_VERSION")
