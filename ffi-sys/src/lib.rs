@@ -166,6 +166,8 @@ constants! {
     TTPO_STATUS_PANIC: ttpo_status = 12;
     /// The model server could not be reached or failed on its side.
     TTPO_STATUS_NETWORK: ttpo_status = 13;
+    /// Less free memory than the model or job needs (found before any work starts).
+    TTPO_STATUS_OUT_OF_MEMORY: ttpo_status = 14;
     /// 8-bit samples.
     TTPO_FORMAT_U8: ttpo_format = 0;
     /// 16-bit samples.
@@ -330,6 +332,7 @@ functions! {
     ttpo_options_set_d0(options: *mut ttpo_options, value: f64) -> u32;
     ttpo_options_set_refine_start(options: *mut ttpo_options, value: f64) -> u32;
     ttpo_options_set_eta(options: *mut ttpo_options, value: f64) -> u32;
+    ttpo_options_set_flow_guidance(options: *mut ttpo_options, value: f64) -> u32;
     ttpo_options_set_max_batch(options: *mut ttpo_options, value: u32) -> u32;
     ttpo_options_set_max_pixels(options: *mut ttpo_options, value: u64) -> u32;
     ttpo_options_set_memory_budget_mib(options: *mut ttpo_options, value: u32) -> u32;
