@@ -106,7 +106,7 @@ fn load_and_use(dir: &Path) {
         return;
     };
     let b = &engine.backbones()[0];
-    let _ = b.encode_prompt("a photo of a cat, high quality");
+    let _ = b.encode_text(&["a photo of a cat, high quality"]);
     let _ = b.vae_tile_bytes(64);
     let img = ttpo::Image::filled(16, 16, [0.5; 3]).expect("image");
     let _ = ttpo::Job::new(Arc::new(engine), img, ttpo::Options::default());
