@@ -1053,6 +1053,26 @@ uint32_t ttpo_options_set_brisque_model(ttpo_options *options, const char *path)
 uint32_t ttpo_options_set_clip_model(ttpo_options *options, const char *path);
 
 /*
+ Sets the restoration network run on the input before Stage I by name
+ ("realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4", "rdn-x2",
+ "rdn-x3", "rdn-x4", "rdn-x8"); NULL or "" clears it (the default: no restore step). The
+ job's output is then the network's scale times larger than the input.
+
+ # Safety
+ `options` must be a valid options object or NULL; `name` NULL or a NUL-terminated string.
+ */
+uint32_t ttpo_options_set_restore(ttpo_options *options, const char *name);
+
+/*
+ Sets the folder of the restoration networks' files; NULL or "" clears it (then
+ `$TTPO_RESTORE_DIR`, else `~/.local/share/ttpo/restore`).
+
+ # Safety
+ `options` must be a valid options object or NULL; `path` NULL or a NUL-terminated string.
+ */
+uint32_t ttpo_options_set_restore_dir(ttpo_options *options, const char *path);
+
+/*
  Applies a preset by name ("fast", "balanced", "quality"; any case): it sets the Stage I
  and Stage III steps and the strengths, and leaves every other option as it is.
 

@@ -62,6 +62,12 @@ pub struct Options {
     /// Largest input (width x height) accepted. Memory grows with it (every candidate is
     /// kept as an f32 RGB image: 12 bytes per pixel each); the networks see tiles.
     pub max_pixels: usize,
+    /// A restoration network run on the input before Stage I ([`crate::restore::NAMES`]);
+    /// the job then refines its output, `scale` times larger. `None`: the input is used as
+    /// it is (the usual case: it is already a restoration model's output).
+    pub restore: Option<String>,
+    /// Folder of the restoration networks' files; `None`: [`crate::restore::default_dir`].
+    pub restore_dir: Option<std::path::PathBuf>,
     /// Stage II.
     #[serde(flatten)]
     pub scoring: ScoringOptions,
@@ -88,6 +94,8 @@ impl Default for Options {
             max_batch: 8,
             pad_mode: PadMode::Reflect,
             max_pixels: 64 * 1024 * 1024,
+            restore: None,
+            restore_dir: None,
             scoring: ScoringOptions::default(),
             refine: RefineParams::default(),
             tiling: Tiling::default(),
@@ -335,6 +343,28 @@ pub const OPTIONS: &[OptionInfo] = &[
         doc: "Largest input (width x height) accepted; memory grows with it (12 bytes per pixel per kept candidate) [default: 67108864].",
         aliases: &[],
         check: |o| in_range("max_pixels", o.max_pixels, 1, usize::MAX),
+    },
+    OptionInfo {
+        name: "restore",
+        kind: OptionKind::Choice(&crate::restore::NAMES),
+        range: "none or realesrgan-x4 | realesr-animevideov3-x2 | realesr-animevideov3-x4 | rdn-x2 | rdn-x3 | rdn-x4 | rdn-x8",
+        doc: "Restoration network run on the input before Stage I (super-resolution: the output is 2-8x larger); its files are read from restore_dir [default: none].",
+        aliases: &[],
+        check: |o| {
+            o.restore
+                .as_deref()
+                .map(crate::restore::RestoreKind::from_name)
+                .transpose()
+                .map(drop)
+        },
+    },
+    OptionInfo {
+        name: "restore_dir",
+        kind: OptionKind::Path,
+        range: "a folder",
+        doc: "Folder of the restoration networks' files [default: $TTPO_RESTORE_DIR, else ~/.local/share/ttpo/restore].",
+        aliases: &[],
+        check: any,
     },
     OptionInfo {
         name: "metrics",
@@ -742,6 +772,8 @@ mod tests {
             max_batch: 4,
             pad_mode: PadMode::Zero,
             max_pixels: 1_000_000,
+            restore: None,
+            restore_dir: None,
             scoring: ScoringOptions {
                 metrics: vec!["piqe".into()],
                 fusion: Fusion::Entropy,
@@ -806,7 +838,7 @@ mod tests {
     #[test]
     fn every_check_names_its_option() {
         type Breaks = fn(&mut Options);
-        let bad: [(&str, Breaks); 15] = [
+        let bad: [(&str, Breaks); 16] = [
             ("strengths", |o| o.strengths.clear()),
             ("strengths", |o| o.strengths = vec![0.5, 1.5]),
             ("seeds_per_strength", |o| o.seeds_per_strength = 65),
@@ -816,6 +848,7 @@ mod tests {
             ("flow_guidance", |o| o.flow_guidance = -0.5),
             ("max_batch", |o| o.max_batch = 0),
             ("max_pixels", |o| o.max_pixels = 0),
+            ("restore", |o| o.restore = Some("waifu2x".into())),
             ("metrics", |o| o.scoring.metrics = vec!["bogus".into()]),
             ("metric_max_pixels", |o| o.scoring.metric_max_pixels = 4095),
             ("d0", |o| o.refine.d0 = 0.0),

@@ -16,6 +16,7 @@ use crate::image::Image;
 use crate::noise::NoiseStream;
 use crate::options::Options;
 use crate::progress::{CancelToken, Progress, Stage, StageWeights, Ticker};
+use crate::restore::{self, RestoreKind, RestoreNet};
 use crate::scoring::{self, score_all, Metric, Scores};
 use crate::tiling::{TilePlan, Tiler};
 use candle_core::{DType, Device, Tensor};
@@ -227,21 +228,51 @@ pub struct Job {
     choice: Option<(usize, usize)>,
     timings: Timings,
     weights: StageWeights,
+    /// The restore step still to run on `input` (taken when Stage I starts).
+    restore: Option<Box<dyn RestoreNet>>,
 }
 
 impl Job {
     /// Validates the input and options. Nothing heavy happens until a stage runs.
+    ///
+    /// With the `restore` option, the network's files are read here (a missing file is an
+    /// error now, not after minutes of work) and the sizes checked are those of the
+    /// restored image, which the stages then work on.
     pub fn new(engine: Arc<Engine>, input: Image, options: Options) -> Result<Self> {
         options.validate()?;
-        let (w, h) = (input.width(), input.height());
+        let restore = match options.restore.as_deref() {
+            None => None,
+            Some(name) => {
+                let kind = RestoreKind::from_name(name)?;
+                let dir = options
+                    .restore_dir
+                    .clone()
+                    .or_else(restore::default_dir)
+                    .ok_or_else(|| {
+                        Error::option(
+                            "restore_dir",
+                            "no folder for the restoration files: set restore_dir or \
+                             TTPO_RESTORE_DIR",
+                        )
+                    })?;
+                Some(restore::load_on(kind, dir, engine.device())?)
+            }
+        };
+        let scale = restore.as_ref().map_or(1, |n| n.scale());
+        let (w, h) = (input.width() * scale, input.height() * scale);
+        let restored = if scale > 1 {
+            format!(" (the input restored {scale}x)")
+        } else {
+            String::new()
+        };
         if w < MIN_SIDE || h < MIN_SIDE {
             return Err(Error::InvalidImage(format!(
-                "{w}x{h} is smaller than the {MIN_SIDE}x{MIN_SIDE} pixels a job needs (Stage II's metrics judge {MIN_SIDE}-pixel blocks)"
+                "{w}x{h}{restored} is smaller than the {MIN_SIDE}x{MIN_SIDE} pixels a job needs (Stage II's metrics judge {MIN_SIDE}-pixel blocks)"
             )));
         }
         if w.saturating_mul(h) > options.max_pixels {
             return Err(Error::InvalidImage(format!(
-                "{w}x{h} is larger than the {} pixels accepted; downscale the image or raise max_pixels (each candidate keeps 12 bytes per pixel in memory)",
+                "{w}x{h}{restored} is larger than the {} pixels accepted; downscale the image or raise max_pixels (each candidate keeps 12 bytes per pixel in memory)",
                 options.max_pixels
             )));
         }
@@ -290,6 +321,7 @@ impl Job {
             choice: None,
             timings: Timings::default(),
             weights: StageWeights::default(),
+            restore,
         };
         job.weights = job.stage_weights()?;
         Ok(job)
@@ -298,12 +330,15 @@ impl Job {
     /// A job whose Stage I is already done, e.g. with candidates saved by an earlier run:
     /// `candidates[0]` must be the input itself and every candidate must have the input's
     /// size. Call [`Job::score_candidates`] (or [`Job::choose`] with given indices) next.
+    /// A `restore` option is dropped: Stage I already ran, so a run that had a restore step
+    /// passes its restored image (its candidate 0) as `input`.
     pub fn from_candidates(
         engine: Arc<Engine>,
         input: Image,
-        options: Options,
+        mut options: Options,
         candidates: Vec<Candidate>,
     ) -> Result<Self> {
+        options.restore = None;
         let mut job = Self::new(engine, input, options)?;
         if candidates.len() < 2 {
             return Err(Error::option(
@@ -339,7 +374,7 @@ impl Job {
     pub fn options(&self) -> &Options {
         &self.options
     }
-    /// The input image.
+    /// The input image; with a `restore` option, the restored image once Stage I started.
     pub fn input(&self) -> &Image {
         &self.input
     }
@@ -425,10 +460,38 @@ impl Job {
         let engine = self.engine.clone();
         let nb = engine.backbones.len();
         let tilers: Vec<Tiler> = (0..nb).map(|b| self.tiler(&engine, b)).collect();
-        let total = self.candidate_calls(&tilers)?;
+        let restore_tiles = self.restore.as_ref().map_or(0, |_| {
+            let (w, h) = (self.input.width(), self.input.height());
+            restore::tile_count(w, h, restore::JOB_TILE, restore::JOB_OVERLAP)
+        });
+        let total = restore_tiles + self.candidate_calls(&tilers)?;
         let mut report: &mut dyn FnMut(&Progress) = progress;
         let cancel = self.cancel.clone();
         let mut ticker = Ticker::new(Stage::Candidates, total, self.weights, &cancel, &mut report)?;
+        // The restore step reports as the first units of Stage I: it makes Stage I's input,
+        // and the C ABI's three stages stay as they are. It runs once; the restored image
+        // is the job's input from then on.
+        if let Some(net) = self.restore.take() {
+            let restored = restore::restore_image(
+                net.as_ref(),
+                &self.input,
+                restore::JOB_TILE,
+                restore::JOB_OVERLAP,
+                &mut |done, _| {
+                    if done > 0 {
+                        ticker.tick();
+                    }
+                    ticker.check().is_ok()
+                },
+            );
+            match restored {
+                Ok(image) => self.input = image,
+                Err(e) => {
+                    self.restore = Some(net);
+                    return Err(e);
+                }
+            }
+        }
         let (w, h) = (self.input.width(), self.input.height());
         let mut candidates = vec![Candidate {
             spec: None,

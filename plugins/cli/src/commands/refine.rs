@@ -17,6 +17,7 @@ pub fn run(g: &Global, a: RefineArgs) -> CliResult<()> {
         image: input,
         alpha,
     } = input::open(&a.input, a.job.max_pixels)?;
+    let input_size = (input.width(), input.height());
     let saved = match &a.from {
         Some(dir) => {
             let s = SavedCandidates::read(dir)?;
@@ -35,6 +36,12 @@ pub fn run(g: &Global, a: RefineArgs) -> CliResult<()> {
     let rescore = a.job.changes_scoring();
     let (mut job, saved) = match saved {
         Some((s, candidates)) => {
+            // After a restore step the job's input is the restored image (candidate 0).
+            let input = if s.options.restore.is_some() {
+                candidates[0].image.clone()
+            } else {
+                input
+            };
             let mut job = Job::from_candidates(loaded.engine.clone(), input, options, candidates)?;
             ui::announce_estimate(g, &mut job, "", ui::Stages::Rest);
             let n = job.candidates().len();
@@ -71,6 +78,7 @@ pub fn run(g: &Global, a: RefineArgs) -> CliResult<()> {
     }
     let (w, l) = job.choice().expect("chosen above");
     let out = with_job(g, &mut job, "", |j, p| j.refine(p))?;
+    let alpha = alpha.map(|a| ui::scale_alpha(&a, input_size, (out.width(), out.height())));
     ui::save_image_with_alpha(&out, alpha.as_deref(), &a.output)?;
     let t = job.timings();
     if a.json {
