@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fast_options, max_diff, photo, temp_dir, tiny_model};
+use common::{copy_dir, fast_options, max_diff, photo, temp_dir, tiny_model};
 use std::sync::Arc;
 use ttpo::diffusion::tiny::TinyKind;
 use ttpo::{Engine, EngineConfig, Error, Image, Job, Options};
@@ -137,17 +137,4 @@ fn flux_text_encoders_are_read_only_for_new_prompts() {
     assert_eq!(same, 0.0, "cached states");
     let err = flux.encode_text(&["a new prompt"]).unwrap_err().to_string();
     assert!(err.contains("text_encoder_2"), "{err}");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }

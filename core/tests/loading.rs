@@ -8,19 +8,6 @@ use ttpo::diffusion::sd::{weight_files, StableDiffusion, Variant};
 use ttpo::diffusion::tiny::{write_tiny_model, TinyKind};
 use ttpo::{Engine, EngineConfig, Error};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 fn broken_copy(tag: &str) -> std::path::PathBuf {
     let d = temp_dir(tag);
     copy_dir(&tiny_model(TinyKind::Epsilon), &d);

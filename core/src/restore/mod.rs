@@ -101,6 +101,25 @@ pub fn default_dir() -> Option<std::path::PathBuf> {
     })
 }
 
+/// For each layer, the blobs whose last reader it is (freed after it runs), given each
+/// layer's input blob names in execution order; shared by the ncnn and TF.js executors.
+pub(crate) fn last_uses<'a>(
+    inputs: impl Iterator<Item = &'a [String]>,
+    n: usize,
+) -> Vec<Vec<String>> {
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, names) in inputs.enumerate() {
+        for b in names {
+            last.insert(b, i);
+        }
+    }
+    let mut out = vec![Vec::new(); n];
+    for (b, i) in last {
+        out[i].push(b.to_string());
+    }
+    out
+}
+
 /// Tiles [`restore_image`] uses for a `w` x `h` image (for progress totals).
 pub fn tile_count(w: usize, h: usize, tile: usize, overlap: usize) -> usize {
     Grid::new(h, w, if tile == 0 { h.max(w) } else { tile }, overlap).count()

@@ -455,16 +455,7 @@ impl Graph {
             });
         };
         let output = output.clone();
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, l) in layers.iter().enumerate() {
-            for b in &l.def.bottoms {
-                last.insert(b, i);
-            }
-        }
-        let mut last_use = vec![Vec::new(); layers.len()];
-        for (b, i) in last {
-            last_use[i].push(b.to_string());
-        }
+        let last_use = super::last_uses(layers.iter().map(|l| &l.def.bottoms[..]), layers.len());
         Ok(Self {
             layers,
             input,

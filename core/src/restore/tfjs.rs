@@ -370,16 +370,7 @@ impl LayersModel {
             path: path.to_path_buf(),
             reason: "only models with one input and one output".into(),
         })?;
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, l) in layers.iter().enumerate() {
-            for b in &l.inputs {
-                last.insert(b, i);
-            }
-        }
-        let mut last_use = vec![Vec::new(); layers.len()];
-        for (b, i) in last {
-            last_use[i].push(b.to_string());
-        }
+        let last_use = super::last_uses(layers.iter().map(|l| &l.inputs[..]), layers.len());
         Ok(Self {
             layers,
             output,

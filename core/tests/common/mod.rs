@@ -128,3 +128,18 @@ macro_rules! pass_through_backbone {
         }
     };
 }
+
+/// Copies a folder tree (a private copy of a model a test may break).
+#[allow(dead_code)] // not every test binary copies folders
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
