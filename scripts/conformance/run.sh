@@ -18,6 +18,9 @@
 #    Node) the esrgan-slim RDN models on real photo crops into ${TTPO_REFERENCE}/restore
 #    (own stamps), then
 #    cargo test -p ttpo --test restore -- --include-ignored --nocapture
+# 3d. Learned quality metrics (MUSIQ, MANIQA, TOPIQ-NR) vs pyiqa's own architecture code
+#    (requirements-iqa.txt; random weights written at test time, no checkpoint downloaded):
+#    iqa_reference_<m>.py into ${TTPO_REFERENCE}/iqa, then cargo test -p ttpo --test iqa_<m>.
 # 4. Unless TTPO_SKIP_FULL=1: full-size SD 1.5 and SD 2.1-base references (random weights,
 #    ~5 GB on disk and ~5.5 GB peak RAM each while generating) into
 #    ${TTPO_REFERENCE_FULL:-<repo>/.cache/reference-full}, same stamp logic, then
@@ -49,6 +52,7 @@ deps_of() {
   case $1 in
     make_reference_flow.py) echo "$1 make_reference.py" ;;
     restore_reference.py) echo "$1 requirements-restore.txt" ;;
+    iqa_reference_*.py) echo "$1 pyiqa_archs.py requirements-iqa.txt" ;;
     *) echo "$1" ;;
   esac
 }
@@ -146,6 +150,23 @@ else
 fi
 cargo test -p ttpo --test restore -- --include-ignored --nocapture
 part "restore networks vs ncnn / TF.js" "$t"
+
+# Learned quality metrics vs pyiqa's architecture code (requirements-iqa.txt, added to the
+# venv): iqa_reference_<m>.py writes random weights in pyiqa's checkpoint layout (<m>.pth)
+# and the reference features/scores (<m>.safetensors) into ${TTPO_REFERENCE}/iqa, then
+# core/tests/iqa_<m>.rs compares. One entry per metric that has both files.
+IQSTAMP=$(sha256sum "$HERE/requirements-iqa.txt" | cut -c1-16)
+if [[ ! -f "$VENV/READY-iqa" || "$(cat "$VENV/READY-iqa")" != "$IQSTAMP" ]]; then
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps -r "$HERE/requirements-iqa.txt"
+  echo "$IQSTAMP" > "$VENV/READY-iqa"
+fi
+for m in musiq maniqa topiq; do
+  [[ -f "$HERE/iqa_reference_$m.py" && -f "$REPO/core/tests/iqa_$m.rs" ]] || continue
+  t=$(now)
+  generate "iqa_reference_$m.py" "$TTPO_REFERENCE/iqa" "$m" "$m.pth" "$m.safetensors" --
+  cargo test -p ttpo --test "iqa_$m" -- --include-ignored --nocapture
+  part "$m vs pyiqa" "$t"
+done
 
 if [[ "${TTPO_SKIP_FULL:-0}" != 1 ]]; then
   for m in sd15 sd21; do
