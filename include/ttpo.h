@@ -1053,6 +1053,16 @@ uint32_t ttpo_options_set_brisque_model(ttpo_options *options, const char *path)
 uint32_t ttpo_options_set_clip_model(ttpo_options *options, const char *path);
 
 /*
+ Sets the folder of pyiqa's checkpoints for the learned metrics (`musiq`, `maniqa`,
+ `topiq`); NULL or "" restores the default search ($TTPO_IQA_DIR, ~/.local/share/ttpo/iqa,
+ pyiqa's cache; docs/METRICS.md).
+
+ # Safety
+ `path` must be NULL or a NUL-terminated string.
+ */
+uint32_t ttpo_options_set_iqa_model_dir(ttpo_options *options, const char *path);
+
+/*
  Sets the restoration network run on the input before Stage I by name
  ("realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4", "rdn-x2",
  "rdn-x3", "rdn-x4", "rdn-x8"); NULL or "" clears it (the default: no restore step). The

@@ -78,6 +78,7 @@ public:
     Options &brisque_model(const std::string &dir) { return set(ttpo_options_set_brisque_model(o_.get(), dir.c_str())); }
     /// "" clears it.
     Options &clip_model(const std::string &dir) { return set(ttpo_options_set_clip_model(o_.get(), dir.c_str())); }
+    Options &iqa_model_dir(const std::string &dir) { return set(ttpo_options_set_iqa_model_dir(o_.get(), dir.c_str())); }
     Options &restore(const std::string &name) { return set(ttpo_options_set_restore(o_.get(), name.c_str())); }
     Options &restore_dir(const std::string &dir) { return set(ttpo_options_set_restore_dir(o_.get(), dir.c_str())); }
     Options &metric_max_pixels(uint64_t v) { return set(ttpo_options_set_metric_max_pixels(o_.get(), v)); }

@@ -399,6 +399,14 @@ pub const OPTIONS: &[OptionInfo] = &[
         check: any,
     },
     OptionInfo {
+        name: "iqa_model_dir",
+        kind: OptionKind::Path,
+        range: "a folder or none",
+        doc: "Folder of pyiqa's checkpoints for musiq, maniqa and topiq [default: $TTPO_IQA_DIR, ~/.local/share/ttpo/iqa, pyiqa's cache ~/.cache/torch/hub/pyiqa].",
+        aliases: &[],
+        check: any,
+    },
+    OptionInfo {
         name: "metric_max_pixels",
         kind: OptionKind::Integer,
         range: ">= 4096",
@@ -779,6 +787,7 @@ mod tests {
                 fusion: Fusion::Entropy,
                 brisque_model: Some("/b".into()),
                 clip_model: None,
+                iqa_model_dir: None,
                 metric_max_pixels: 5000,
             },
             refine: RefineParams {

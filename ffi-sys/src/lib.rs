@@ -354,6 +354,7 @@ functions! {
     ttpo_options_set_metrics(options: *mut ttpo_options, names: *const c_char) -> u32;
     ttpo_options_set_brisque_model(options: *mut ttpo_options, path: *const c_char) -> u32;
     ttpo_options_set_clip_model(options: *mut ttpo_options, path: *const c_char) -> u32;
+    ttpo_options_set_iqa_model_dir(options: *mut ttpo_options, path: *const c_char) -> u32;
     ttpo_options_set_restore(options: *mut ttpo_options, name: *const c_char) -> u32;
     ttpo_options_set_restore_dir(options: *mut ttpo_options, path: *const c_char) -> u32;
     ttpo_options_apply_preset(options: *mut ttpo_options, name: *const c_char) -> u32;

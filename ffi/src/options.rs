@@ -477,6 +477,23 @@ pub unsafe extern "C" fn ttpo_options_set_clip_model(
     })
 }
 
+/// Sets the folder of pyiqa's checkpoints for the learned metrics (`musiq`, `maniqa`,
+/// `topiq`); NULL or "" restores the default search ($TTPO_IQA_DIR, ~/.local/share/ttpo/iqa,
+/// pyiqa's cache; docs/METRICS.md).
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_iqa_model_dir(
+    options: *mut ttpo_options,
+    path: *const c_char,
+) -> u32 {
+    with(options, |o| {
+        let p = optional_path(path)?;
+        Ok(o.set("iqa_model_dir", |o| o.scoring.iqa_model_dir = p)?)
+    })
+}
+
 /// Sets the restoration network run on the input before Stage I by name
 /// ("realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4", "rdn-x2",
 /// "rdn-x3", "rdn-x4", "rdn-x8"); NULL or "" clears it (the default: no restore step). The

@@ -448,6 +448,7 @@ unsafe fn setters_on_null() -> u32 {
         ttpo_options_set_metrics(n, c"niqe".as_ptr()),
         ttpo_options_set_brisque_model(n, std::ptr::null()),
         ttpo_options_set_clip_model(n, std::ptr::null()),
+        ttpo_options_set_iqa_model_dir(n, std::ptr::null()),
         ttpo_options_set_strengths_str(n, c"0.5".as_ptr()),
         ttpo_options_set_unet_tile(n, 0),
         ttpo_options_set_vae_tile(n, 0),

@@ -28,6 +28,9 @@ pub struct Request {
     pub fp16: bool,
     /// Fetch every file again, even complete ones.
     pub force: bool,
+    /// Exactly these files (repo paths) instead of a diffusers model's: for repos that are
+    /// not diffusion models, e.g. pyiqa's checkpoints for the learned metrics.
+    pub files: Option<Vec<String>>,
 }
 
 impl Request {
@@ -38,6 +41,7 @@ impl Request {
             revision: revision.into(),
             fp16: true,
             force: false,
+            files: None,
         }
     }
 }
@@ -292,7 +296,10 @@ pub fn download(
     // The family guessed from the file names gives the total up front; model_index.json
     // (fetched first) has the final word, and the queue follows it if the guess was wrong.
     let guess = Family::of_listing(listing);
-    let mut queue = select_files(listing, req.fp16, guess);
+    let mut queue = match &req.files {
+        Some(files) => files.clone(),
+        None => select_files(listing, req.fp16, guess),
+    };
     let size_of = |f: &str| listing.file(f).and_then(|s| s.expected_size()).unwrap_or(0);
     let mut c = Counter {
         progress,
@@ -307,6 +314,13 @@ pub fn download(
         let file = queue[i].clone();
         i += 1;
         let Some(sib) = listing.file(&file).filter(|_| safe_relative(&file)) else {
+            if req.files.is_some() {
+                return Err(Error::NotInRepo {
+                    repo: req.repo.clone(),
+                    revision: req.revision.clone(),
+                    file,
+                });
+            }
             return Err(Error::NotDiffusers {
                 repo: req.repo.clone(),
                 revision: req.revision.clone(),
@@ -352,7 +366,8 @@ pub fn download(
         if expected.is_none() {
             c.total += got;
         }
-        let family = (file == "model_index.json").then(|| Family::of_dir(&snap));
+        let family =
+            (file == "model_index.json" && req.files.is_none()).then(|| Family::of_dir(&snap));
         if let Some(family) = family.filter(|&f| f != guess) {
             let want = select_files(listing, req.fp16, family);
             let (fetched, pending) = queue.split_at(i);

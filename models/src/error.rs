@@ -52,6 +52,16 @@ pub enum Error {
         /// The missing file.
         file: String,
     },
+    /// A file asked for by name is not in the repo.
+    #[error("{repo} ({revision}) has no file {file}")]
+    NotInRepo {
+        /// Repo id.
+        repo: String,
+        /// Requested revision.
+        revision: String,
+        /// The file asked for.
+        file: String,
+    },
     /// A file is corrupt: wrong size, bad JSON, bad safetensors header.
     #[error("{}: {message}", .path.display())]
     Invalid {

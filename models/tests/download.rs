@@ -473,3 +473,60 @@ fn flow_families_fetch_their_own_components() {
         std::fs::remove_dir_all(&d).ok();
     }
 }
+
+/// A repo that is not a diffusion model (pyiqa's checkpoints): exactly the named files are
+/// fetched, no `model_index.json` is asked for, and a name the repo lacks is `NotInRepo`.
+#[test]
+fn named_files_of_a_plain_repo() {
+    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let d = temp("named");
+    set_cache(&d);
+    let mut files = BTreeMap::new();
+    files.insert("musiq_koniq_ckpt-e95806b9.pth".to_string(), vec![7u8; 3000]);
+    files.insert("ckpt_koniq10k.pt".to_string(), vec![8u8; 2000]);
+    files.insert("other.pth".to_string(), vec![9u8; 5000]);
+    let fake = FakeHub::serve("chaofengc/IQA-PyTorch-Weights", COMMIT, files.clone());
+    let want = vec![
+        "musiq_koniq_ckpt-e95806b9.pth".to_string(),
+        "ckpt_koniq10k.pt".to_string(),
+    ];
+    let req = Request {
+        files: Some(want.clone()),
+        ..Request::new("chaofengc/IQA-PyTorch-Weights", "main")
+    };
+    let r = download(
+        &hub(&fake.endpoint),
+        &req,
+        &mut |_: &Transfer| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let got: Vec<&str> = r.files.iter().map(|(f, _, _)| f.as_str()).collect();
+    assert_eq!(got, want);
+    for f in &want {
+        assert_eq!(std::fs::read(r.dir.join(f)).unwrap(), files[f], "{f}");
+    }
+    assert!(!r.dir.join("other.pth").exists());
+    assert!(!r.dir.join("model_index.json").exists());
+    // The snapshot is found by revision afterwards (how jobs find the checkpoints).
+    assert_eq!(
+        ttpo_models::cache::snapshot_dir("chaofengc/IQA-PyTorch-Weights", "main").unwrap(),
+        r.dir
+    );
+    let missing = Request {
+        files: Some(vec!["nope.pth".to_string()]),
+        ..Request::new("chaofengc/IQA-PyTorch-Weights", "main")
+    };
+    let e = download(
+        &hub(&fake.endpoint),
+        &missing,
+        &mut |_: &Transfer| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::NotInRepo { file, .. } if file == "nope.pth"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -16,6 +16,7 @@
 pub mod builtin;
 pub mod clip_iqa;
 pub mod fusion;
+pub mod learned;
 
 pub use builtin::{Brisque, Niqe, Piqe, Sharpness};
 pub use clip_iqa::ClipIqa;
@@ -50,6 +51,9 @@ pub struct ScoringOptions {
     /// A Hugging Face-layout CLIP folder (ViT-B/32, ViT-L/14, ...), enabling `clipiqa`
     /// (and adding it to the default set).
     pub clip_model: Option<PathBuf>,
+    /// Folder of pyiqa's published checkpoints for the learned metrics (musiq, maniqa,
+    /// topiq); `None`: the default folders of [`learned::default_dirs`].
+    pub iqa_model_dir: Option<PathBuf>,
     /// Candidates larger than this many pixels are scored on a box-filtered downscale (the
     /// same integer factor for all of them); see docs/TILING.md.
     pub metric_max_pixels: usize,
@@ -62,6 +66,7 @@ impl Default for ScoringOptions {
             fusion: Fusion::ZScore,
             brisque_model: None,
             clip_model: None,
+            iqa_model_dir: None,
             metric_max_pixels: 1024 * 1024,
         }
     }
@@ -161,12 +166,29 @@ pub fn metric_names() -> String {
         .join(", ")
 }
 
-/// Refuses names that are not in [`METRICS`] (the check of the `metrics` option).
+/// The names of [`learned::PRESETS`], comma-separated.
+pub fn preset_names() -> String {
+    learned::PRESETS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Refuses names that are neither in [`METRICS`] nor presets (the check of the `metrics`
+/// option).
 pub fn check_names(names: &[String]) -> Result<()> {
-    match names.iter().find(|n| metric_info(n).is_none()) {
+    match learned::expand(names)
+        .iter()
+        .find(|n| metric_info(n).is_none())
+    {
         Some(bad) => Err(Error::option(
             "metrics",
-            format!("unknown metric {bad:?} (known: {})", metric_names()),
+            format!(
+                "unknown metric {bad:?} (known: {}; presets: {})",
+                metric_names(),
+                preset_names()
+            ),
         )),
         None => Ok(()),
     }
@@ -181,8 +203,7 @@ pub fn build_metrics(options: &ScoringOptions) -> Result<Vec<Box<dyn Metric>>> {
             .filter(|m| (m.in_default_set)(options))
             .collect()
     } else {
-        options
-            .metrics
+        learned::expand(&options.metrics)
             .iter()
             .filter_map(|n| metric_info(n))
             .collect()

@@ -147,6 +147,10 @@ pub struct ScoreArgs {
     /// CLIP model folder (Hugging Face layout), enabling `clipiqa`.
     #[arg(long, value_name = "DIR")]
     pub clip_model: Option<PathBuf>,
+    /// Folder of pyiqa's checkpoints for `musiq`, `maniqa`, `topiq` [default: $TTPO_IQA_DIR,
+    /// ~/.local/share/ttpo/iqa, pyiqa's cache, then the Hugging Face cache].
+    #[arg(long, value_name = "DIR")]
+    pub iqa_model_dir: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -183,6 +187,15 @@ pub enum ModelsCommand {
     Download {
         /// Repo id (default: --model or stabilityai/stable-diffusion-2-1-base).
         repo: Option<String>,
+        /// Fetch pyiqa's checkpoints of these learned metrics (or a preset, e.g.
+        /// `reproduction`) instead of a diffusion model.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "A,B",
+            conflicts_with = "repo"
+        )]
+        metrics: Option<Vec<String>>,
         /// Fetch again even when cached.
         #[arg(long)]
         force: bool,
@@ -330,6 +343,11 @@ pub struct JobArgs {
     /// default metrics.
     #[arg(long, value_name = "DIR", help_heading = "Job")]
     pub clip_model: Option<PathBuf>,
+    /// Folder of pyiqa's checkpoints for the learned metrics (`musiq`, `maniqa`, `topiq`)
+    /// [default: $TTPO_IQA_DIR, ~/.local/share/ttpo/iqa, pyiqa's cache, then the Hugging
+    /// Face cache].
+    #[arg(long, value_name = "DIR", help_heading = "Job")]
+    pub iqa_model_dir: Option<PathBuf>,
     /// Score fusion [default: zscore].
     #[arg(long, value_enum, help_heading = "Job")]
     pub fusion: Option<FusionArg>,
@@ -417,6 +435,10 @@ impl JobArgs {
             self.clip_model.as_ref().map(|p| Some(p.clone()))
         );
         set!(
+            o.scoring.iqa_model_dir,
+            self.iqa_model_dir.as_ref().map(|p| Some(p.clone()))
+        );
+        set!(
             o.scoring.fusion,
             self.fusion.map(|f| match f {
                 FusionArg::Zscore => Fusion::ZScore,
@@ -450,6 +472,7 @@ impl JobArgs {
             || self.fusion.is_some()
             || self.brisque_model.is_some()
             || self.clip_model.is_some()
+            || self.iqa_model_dir.is_some()
             || self.metric_max_pixels.is_some()
     }
 
@@ -507,7 +530,11 @@ fn metrics_long_help() -> String {
         "Metric names, comma separated [default: niqe,piqe (+brisque, +clipiqa with a model)]:",
     );
     for m in ttpo::scoring::METRICS {
-        text.push_str(&format!("\n  {:<10} {}", m.name, m.description));
+        text.push_str(&format!("\n  {:<12} {}", m.name, m.description));
+    }
+    text.push_str("\nPresets (in place of names):");
+    for p in ttpo::scoring::learned::PRESETS {
+        text.push_str(&format!("\n  {:<12} {}", p.name, p.description));
     }
     text
 }

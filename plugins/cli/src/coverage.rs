@@ -27,6 +27,7 @@ mod tests {
         "fusion",
         "brisque_model",
         "clip_model",
+        "iqa_model_dir",
         "metric_max_pixels",
         "alpha",
         "guidance",

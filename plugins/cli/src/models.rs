@@ -102,7 +102,7 @@ pub fn cli_error(spec: &ModelSpec, e: Error) -> CliError {
             )
         }
         Error::Cancelled => CliError::cancelled(),
-        e @ (Error::FolderMissing(_) | Error::NotDiffusers { .. }) => {
+        e @ (Error::FolderMissing(_) | Error::NotDiffusers { .. } | Error::NotInRepo { .. }) => {
             CliError::new(code::MODEL_MISSING, one_line(&e.to_string()))
         }
         Error::Invalid { message, .. } => CliError::new(code::MODEL_INVALID, one_line(&message)),
@@ -190,4 +190,80 @@ pub fn fetch_listing(spec: &ModelSpec) -> CliResult<ttpo_models::hub::Listing> {
     spec.hub()
         .listing(&spec.repo, &spec.revision)
         .map_err(|e| cli_error(spec, e))
+}
+
+/// The pyiqa checkpoint files of the chosen learned metrics when one of them is in none of
+/// core's default folders (all of them, since `iqa_model_dir` then names the one folder
+/// used); empty when all are found or `iqa_model_dir` is set.
+fn missing_iqa_files(scoring: &ttpo::ScoringOptions) -> Vec<String> {
+    use ttpo::scoring::learned;
+    if scoring.iqa_model_dir.is_some() {
+        return Vec::new();
+    }
+    let chosen: Vec<_> = learned::expand(&scoring.metrics)
+        .iter()
+        .filter_map(|m| learned::checkpoint(m))
+        .collect();
+    if chosen
+        .iter()
+        .all(|c| learned::checkpoint_path(scoring, c.metric).is_ok())
+    {
+        return Vec::new();
+    }
+    chosen.iter().map(|c| c.file.to_string()).collect()
+}
+
+/// Downloads pyiqa's checkpoint `files` into the Hugging Face cache (resumable; kept when
+/// complete) and returns the snapshot folder.
+pub fn download_iqa(spec: &ModelSpec, files: Vec<String>, force: bool) -> CliResult<PathBuf> {
+    let repo = ttpo::scoring::learned::IQA_REPO;
+    let iqa = ModelSpec {
+        dir: None,
+        repo: repo.to_string(),
+        revision: DEFAULT_REVISION.to_string(),
+        ..spec.clone()
+    };
+    let req = Request {
+        force,
+        files: Some(files),
+        ..Request::new(repo, DEFAULT_REVISION)
+    };
+    let mut bar = DownloadBar::new(spec.progress);
+    ttpo_models::download(&iqa.hub(), &req, &mut bar, &AtomicBool::new(false))
+        .map(|d| d.dir)
+        .map_err(|e| cli_error(&iqa, e))
+}
+
+/// Where the learned metrics' checkpoints come from when no folder was given and core's
+/// default folders lack them: the Hugging Face cache's copy of pyiqa's repo, downloaded on
+/// first use unless offline. Sets `iqa_model_dir` to that snapshot.
+pub fn resolve_iqa(spec: &ModelSpec, scoring: &mut ttpo::ScoringOptions) -> CliResult<()> {
+    let files = missing_iqa_files(scoring);
+    if files.is_empty() {
+        return Ok(());
+    }
+    let repo = ttpo::scoring::learned::IQA_REPO;
+    let cached =
+        snapshot_dir(repo, DEFAULT_REVISION).filter(|d| files.iter().all(|f| d.join(f).is_file()));
+    let dir = match cached {
+        Some(d) => d,
+        None if spec.offline => {
+            return Err(CliError::new(
+                code::MODEL_MISSING,
+                format!(
+                    "the learned metrics need pyiqa's checkpoint(s) {} (repo {repo}), which are in no folder TTPO looks in and offline mode is on; fetch them with `ttpo models download --metrics {}` or pass --iqa-model-dir DIR",
+                    files.join(", "),
+                    ttpo::scoring::learned::expand(&scoring.metrics)
+                        .iter()
+                        .filter(|m| ttpo::scoring::learned::checkpoint(m).is_some())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            ))
+        }
+        None => download_iqa(spec, files, false)?,
+    };
+    scoring.iqa_model_dir = Some(dir);
+    Ok(())
 }

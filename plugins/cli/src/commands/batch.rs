@@ -14,7 +14,8 @@ use ttpo::{Engine, Job, Options};
 const IMAGE_EXTS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
 
 pub fn run(g: &Global, a: BatchArgs) -> CliResult<()> {
-    let options = a.job.apply(Options::default())?;
+    let mut options = a.job.apply(Options::default())?;
+    crate::models::resolve_iqa(&crate::engine::model_spec(g, None), &mut options.scoring)?;
     let rd = std::fs::read_dir(&a.input)
         .map_err(|e| CliError::input(format!("{}: {e}", a.input.display())))?;
     let mut inputs: Vec<PathBuf> = rd

@@ -15,7 +15,8 @@ use ttpo::{Job, Options};
 pub fn run(g: &Global, a: CandidatesArgs) -> CliResult<()> {
     let t_all = Instant::now();
     let input = input::open(&a.input, a.job.max_pixels)?.image;
-    let options = a.job.apply(Options::default())?;
+    let mut options = a.job.apply(Options::default())?;
+    crate::models::resolve_iqa(&crate::engine::model_spec(g, None), &mut options.scoring)?;
     let loaded = engine::load(g, &a.job)?;
     ui::check_interrupt()?;
     let hash = pixel_hash(&input);

@@ -90,7 +90,12 @@ pub fn run(g: &Global, m: ModelsCommand) -> CliResult<()> {
             }
             Ok(())
         }
-        ModelsCommand::Download { repo, force } => {
+        ModelsCommand::Download {
+            metrics: Some(metrics),
+            force,
+            ..
+        } => download_metrics(g, &metrics, force),
+        ModelsCommand::Download { repo, force, .. } => {
             let mut spec = engine::model_spec(g, repo.clone());
             if repo.is_some() || g.model.is_some() {
                 spec.dir = None;
@@ -140,6 +145,33 @@ pub fn run(g: &Global, m: ModelsCommand) -> CliResult<()> {
             verify(g, engine::model_spec(g, repo), sha256, json)
         }
     }
+}
+
+/// `ttpo models download --metrics A,B`: pyiqa's checkpoints of learned metrics into the
+/// Hugging Face cache (where jobs find them).
+fn download_metrics(g: &Global, names: &[String], force: bool) -> CliResult<()> {
+    use ttpo::scoring::learned;
+    let expanded = learned::expand(names);
+    if let Some(bad) = expanded.iter().find(|m| learned::checkpoint(m).is_none()) {
+        let known: Vec<&str> = learned::CHECKPOINTS.iter().map(|c| c.metric).collect();
+        return Err(CliError::usage(format!(
+            "{bad} has no checkpoint to download (learned metrics: {})",
+            known.join(", ")
+        )));
+    }
+    let files: Vec<String> = expanded
+        .iter()
+        .filter_map(|m| learned::checkpoint(m))
+        .map(|c| c.file.to_string())
+        .collect();
+    let spec = engine::model_spec(g, None);
+    let dir = models::download_iqa(&spec, files, force)?;
+    for m in &expanded {
+        let c = learned::checkpoint(m).expect("checked above");
+        status(g, format!("{m}: {} (weights: {})", c.file, c.licence));
+    }
+    println!("{}", dir.display());
+    Ok(())
 }
 
 fn verify(g: &Global, spec: ModelSpec, sha256: bool, as_json: bool) -> CliResult<()> {

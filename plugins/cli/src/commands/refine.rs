@@ -30,7 +30,8 @@ pub fn run(g: &Global, a: RefineArgs) -> CliResult<()> {
     let base = saved
         .as_ref()
         .map_or_else(Options::default, |(s, _)| s.options.clone());
-    let options = a.job.apply(base)?;
+    let mut options = a.job.apply(base)?;
+    crate::models::resolve_iqa(&crate::engine::model_spec(g, None), &mut options.scoring)?;
     let loaded = engine::load(g, &a.job)?;
     ui::check_interrupt()?;
     let rescore = a.job.changes_scoring();

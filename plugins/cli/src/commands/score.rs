@@ -6,13 +6,16 @@ use crate::ui;
 use serde_json::{json, Value};
 use ttpo::Image;
 
-pub fn run(_g: &Global, a: ScoreArgs) -> CliResult<()> {
-    let scoring = ttpo::ScoringOptions {
+pub fn run(g: &Global, a: ScoreArgs) -> CliResult<()> {
+    let mut scoring = ttpo::ScoringOptions {
         metrics: a.metrics.clone().unwrap_or_default(),
         brisque_model: a.brisque_model.clone(),
         clip_model: a.clip_model.clone(),
+        iqa_model_dir: a.iqa_model_dir.clone(),
         ..Default::default()
     };
+    ttpo::scoring::check_names(&scoring.metrics)?;
+    crate::models::resolve_iqa(&crate::engine::model_spec(g, None), &mut scoring)?;
     let metrics = ttpo::scoring::build_metrics(&scoring)?;
     let names: Vec<String> = metrics.iter().map(|m| m.name().to_string()).collect();
     let mut rows = Vec::new();
