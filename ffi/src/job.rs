@@ -312,10 +312,11 @@ pub unsafe extern "C" fn ttpo_job_new(
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let opts = options
+        let mut opts = options
             .as_ref()
             .map(|o| o.inner.clone())
             .unwrap_or_default();
+        crate::model::use_cached_iqa(&mut opts.scoring);
         let shape = validate(input, opts.max_pixels)?;
         // Before the pixels are copied in: a size the machine cannot hold is a status.
         opts.check_host_memory(shape.width, shape.height)?;

@@ -169,6 +169,27 @@ pub fn checkpoint_path(options: &ScoringOptions, metric: &str) -> Result<PathBuf
     })
 }
 
+/// The checkpoints of the chosen learned metrics when one of them is in none of the
+/// folders looked in (all of them, since an adapter that fetches them points
+/// `iqa_model_dir` at one folder, which is then the only one used); empty when all are
+/// found or when `iqa_model_dir` is set (its own errors name what is missing there).
+pub fn to_fetch(options: &ScoringOptions) -> Vec<&'static Checkpoint> {
+    if options.iqa_model_dir.is_some() {
+        return Vec::new();
+    }
+    let chosen: Vec<&'static Checkpoint> = expand(&options.metrics)
+        .iter()
+        .filter_map(|m| checkpoint(m))
+        .collect();
+    if chosen
+        .iter()
+        .all(|c| checkpoint_path(options, c.metric).is_ok())
+    {
+        return Vec::new();
+    }
+    chosen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,27 +192,6 @@ pub fn fetch_listing(spec: &ModelSpec) -> CliResult<ttpo_models::hub::Listing> {
         .map_err(|e| cli_error(spec, e))
 }
 
-/// The pyiqa checkpoint files of the chosen learned metrics when one of them is in none of
-/// core's default folders (all of them, since `iqa_model_dir` then names the one folder
-/// used); empty when all are found or `iqa_model_dir` is set.
-fn missing_iqa_files(scoring: &ttpo::ScoringOptions) -> Vec<String> {
-    use ttpo::scoring::learned;
-    if scoring.iqa_model_dir.is_some() {
-        return Vec::new();
-    }
-    let chosen: Vec<_> = learned::expand(&scoring.metrics)
-        .iter()
-        .filter_map(|m| learned::checkpoint(m))
-        .collect();
-    if chosen
-        .iter()
-        .all(|c| learned::checkpoint_path(scoring, c.metric).is_ok())
-    {
-        return Vec::new();
-    }
-    chosen.iter().map(|c| c.file.to_string()).collect()
-}
-
 /// Downloads pyiqa's checkpoint `files` into the Hugging Face cache (resumable; kept when
 /// complete) and returns the snapshot folder.
 pub fn download_iqa(spec: &ModelSpec, files: Vec<String>, force: bool) -> CliResult<PathBuf> {
@@ -238,7 +217,10 @@ pub fn download_iqa(spec: &ModelSpec, files: Vec<String>, force: bool) -> CliRes
 /// default folders lack them: the Hugging Face cache's copy of pyiqa's repo, downloaded on
 /// first use unless offline. Sets `iqa_model_dir` to that snapshot.
 pub fn resolve_iqa(spec: &ModelSpec, scoring: &mut ttpo::ScoringOptions) -> CliResult<()> {
-    let files = missing_iqa_files(scoring);
+    let files: Vec<String> = ttpo::scoring::learned::to_fetch(scoring)
+        .iter()
+        .map(|c| c.file.to_string())
+        .collect();
     if files.is_empty() {
         return Ok(());
     }
