@@ -460,11 +460,7 @@ impl Job {
         let engine = self.engine.clone();
         let nb = engine.backbones.len();
         let tilers: Vec<Tiler> = (0..nb).map(|b| self.tiler(&engine, b)).collect();
-        let restore_tiles = self.restore.as_ref().map_or(0, |_| {
-            let (w, h) = (self.input.width(), self.input.height());
-            restore::tile_count(w, h, restore::JOB_TILE, restore::JOB_OVERLAP)
-        });
-        let total = restore_tiles + self.candidate_calls(&tilers)?;
+        let total = self.restore_tiles() + self.candidate_calls(&tilers)?;
         let mut report: &mut dyn FnMut(&Progress) = progress;
         let cancel = self.cancel.clone();
         let mut ticker = Ticker::new(Stage::Candidates, total, self.weights, &cancel, &mut report)?;
@@ -763,6 +759,34 @@ impl Job {
         ))
     }
 
+    /// Tiles of the restore step still to run (0 without one, or once it ran).
+    fn restore_tiles(&self) -> usize {
+        self.restore.as_ref().map_or(0, |_| {
+            let (w, h) = (self.input.width(), self.input.height());
+            restore::tile_count(w, h, restore::JOB_TILE, restore::JOB_OVERLAP)
+        })
+    }
+
+    /// Seconds the restore step still takes (0 without one): one call on a small zero tile,
+    /// timed, scaled by the pixels of the job's tiles, since these networks are
+    /// convolutional and their time grows with the pixels. A small probe, because one
+    /// full 256-pixel Real-ESRGAN tile takes seconds on a CPU; what it leaves out is the
+    /// blending between tiles (cheap next to the network).
+    fn restore_seconds(&self) -> Result<f64> {
+        const PROBE: usize = 48;
+        let Some(net) = &self.restore else {
+            return Ok(0.0);
+        };
+        let x = Tensor::zeros((1, 3, PROBE, PROBE), DType::F32, net.device())?;
+        let start = Instant::now();
+        // Reading a value back waits for a GPU to finish.
+        net.forward(&x)?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let per_pixel = start.elapsed().as_secs_f64() / (PROBE * PROBE) as f64;
+        let (w, h) = (self.input.width(), self.input.height());
+        let tile_pixels = w.min(restore::JOB_TILE) * h.min(restore::JOB_TILE);
+        Ok(per_pixel * (self.restore_tiles() * tile_pixels) as f64)
+    }
+
     /// Progress ticks of Stage III for `choice`.
     fn refine_calls(&self, tiler: &Tiler, choice: Option<(usize, usize)>) -> Result<usize> {
         let (n, reused) = self.refine_counts(tiler, choice)?;
@@ -783,6 +807,7 @@ impl Job {
         let first_costs =
             engine.call_costs(0, &first, &self.prompts(0)?, self.guidance_scale(0))?;
         if self.candidates.is_empty() {
+            candidates += self.restore_seconds()?;
             for b in 0..engine.backbones.len() {
                 let tiler = self.tiler(&engine, b);
                 let costs = match b {
@@ -846,7 +871,9 @@ impl Job {
         let tilers: Vec<Tiler> = (0..engine.backbones.len())
             .map(|b| self.tiler(&engine, b))
             .collect();
-        let stage1 = self.candidate_calls(&tilers)?;
+        // A restore tile counts as one unit like a model call: about right for Real-ESRGAN
+        // x4plus' 256-pixel tiles next to a 512-pixel UNet call, generous for the small nets.
+        let stage1 = self.restore_tiles() + self.candidate_calls(&tilers)?;
         let n_candidates = 1 + engine.backbones.len() * self.candidate_specs(0).len();
         let stage3 = self.refine_calls(&tilers[0], None)?;
         Ok(StageWeights::from_units(

@@ -567,6 +567,24 @@ fn a_job_restores_its_input_before_stage_one() {
     .unwrap();
     assert_eq!(first.unwrap(), plain_total.unwrap() + tiles);
 
+    // The estimate counts the restore step in Stage I (the diffusion costs are cached in
+    // the engine by now, so the two jobs differ by the restore step alone), and the stage
+    // weights count its tiles.
+    let mut with = Job::new(engine.clone(), input.clone(), options.clone()).unwrap();
+    let mut plain_opts = options.clone();
+    plain_opts.restore = None;
+    let mut without = Job::new(engine.clone(), want.clone(), plain_opts).unwrap();
+    let (e_with, e_without) = (with.estimate().unwrap(), without.estimate().unwrap());
+    assert!(
+        e_with.candidates > e_without.candidates,
+        "restore step missing from the estimate: {e_with:?} vs {e_without:?}"
+    );
+    assert_eq!(
+        e_with.calls, e_without.calls,
+        "same model calls after the restore"
+    );
+    assert!(with.stage_weights().unwrap().candidates > without.stage_weights().unwrap().candidates);
+
     // A folder without the files: refused when the job is made, naming how to get them.
     let mut missing = options.clone();
     missing.restore_dir = Some(common::temp_dir("no-restore-files"));
