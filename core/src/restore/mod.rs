@@ -179,6 +179,17 @@ impl RestoreKind {
         }
     }
 
+    /// Its files under the restore folder `dir` (what [`load`] reads).
+    pub fn files(self, dir: &Path) -> Vec<std::path::PathBuf> {
+        match self.format() {
+            Format::Ncnn => vec![
+                dir.join(format!("{}.param", self.file_stem())),
+                dir.join(format!("{}.bin", self.file_stem())),
+            ],
+            Format::TfjsLayers => vec![dir.join(self.file_stem())],
+        }
+    }
+
     /// The format its files are in.
     pub fn format(self) -> Format {
         match self {
@@ -308,13 +319,7 @@ pub fn load_on(
     device: &Device,
 ) -> Result<Box<dyn RestoreNet>> {
     let dir = dir.as_ref();
-    let files = match kind.format() {
-        Format::Ncnn => vec![
-            dir.join(format!("{}.param", kind.file_stem())),
-            dir.join(format!("{}.bin", kind.file_stem())),
-        ],
-        Format::TfjsLayers => vec![dir.join(kind.file_stem())],
-    };
+    let files = kind.files(dir);
     for p in &files {
         if !p.is_file() {
             return Err(Error::MissingFile {

@@ -86,6 +86,34 @@ fn checkpoints_download_by_metric_name_and_jobs_find_them() {
         stderr(&out)
     );
 
+    // `models list` shows where each checkpoint is and its licence; and the restoration
+    // networks of the restore folder with theirs.
+    let rdir = d.join("restore");
+    std::fs::create_dir_all(rdir.join("esrgan-slim/x2")).unwrap();
+    std::fs::write(rdir.join("esrgan-slim/x2/model.json"), "{}").unwrap();
+    let l = json_of(&run_ok(
+        isolated(&hf_home, &d)
+            .env("TTPO_RESTORE_DIR", &rdir)
+            .args(["models", "list", "--json"]),
+    ));
+    let iqa = l["iqa"].as_array().unwrap();
+    assert_eq!(iqa.len(), 3);
+    for c in iqa {
+        let file = c["file"].as_str().unwrap();
+        assert_eq!(c["path"], snap.join(file).to_str().unwrap(), "{c}");
+        assert!(!c["licence"].as_str().unwrap().is_empty());
+    }
+    let restore = l["restore"].as_array().unwrap();
+    let present: Vec<&str> = restore
+        .iter()
+        .filter(|r| r["present"] == true)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(present, ["rdn-x2"]);
+    assert!(restore
+        .iter()
+        .all(|r| r["licence"].as_str().is_some_and(|l| !l.is_empty())));
+
     // A job offline now takes the cached copy: the (fake) file is read from there.
     let out = isolated(&hf_home, &d)
         .env("HF_HUB_OFFLINE", "1")

@@ -40,12 +40,17 @@ pub fn run(g: &Global, m: ModelsCommand) -> CliResult<()> {
             let env_dir = std::env::var_os("TTPO_MODEL_DIR")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from);
+            let (restore_dir, restore) = restore_nets();
+            let iqa = iqa_checkpoints();
             if json {
                 println!(
                     "{}",
                     json!({
                         "cache": models::hub_cache_dir(),
                         "models": cached,
+                        "restore_dir": restore_dir,
+                        "restore": restore,
+                        "iqa": iqa,
                         "ttpo_model_dir": env_dir.as_ref().map(|d| json!({
                             "path": d, "missing": models::missing_parts(d),
                         })),
@@ -86,6 +91,35 @@ pub fn run(g: &Global, m: ModelsCommand) -> CliResult<()> {
                     } else {
                         format!("missing {}", missing.join(", "))
                     }
+                );
+            }
+            println!(
+                "Restoration networks ({}):",
+                restore_dir
+                    .as_ref()
+                    .map_or("no folder".to_string(), |d| d.display().to_string())
+            );
+            for r in &restore {
+                println!(
+                    "  {:<24} x{}  {:<9} {}",
+                    r["name"].as_str().unwrap_or(""),
+                    r["scale"],
+                    if r["present"] == true {
+                        "present"
+                    } else {
+                        "missing"
+                    },
+                    r["licence"].as_str().unwrap_or("")
+                );
+            }
+            println!("Learned metrics (pyiqa checkpoints):");
+            for c in &iqa {
+                println!(
+                    "  {:<7} {:<36} {}  {}",
+                    c["metric"].as_str().unwrap_or(""),
+                    c["file"].as_str().unwrap_or(""),
+                    c["path"].as_str().unwrap_or("missing"),
+                    c["licence"].as_str().unwrap_or("")
                 );
             }
             Ok(())
@@ -145,6 +179,43 @@ pub fn run(g: &Global, m: ModelsCommand) -> CliResult<()> {
             verify(g, engine::model_spec(g, repo), sha256, json)
         }
     }
+}
+
+/// The restoration networks: the folder jobs read (`$TTPO_RESTORE_DIR` or the default),
+/// and per network its scale, licence and whether its files are there.
+fn restore_nets() -> (Option<PathBuf>, Vec<serde_json::Value>) {
+    let dir = ttpo::restore::default_dir();
+    let nets = ttpo::restore::RestoreKind::ALL
+        .iter()
+        .map(|k| {
+            let present = dir
+                .as_ref()
+                .is_some_and(|d| k.files(d).iter().all(|f| f.is_file()));
+            json!({"name": k.name(), "scale": k.scale(), "licence": k.licence(), "present": present})
+        })
+        .collect();
+    (dir, nets)
+}
+
+/// The learned metrics' checkpoints: where each is found (core's folders, then the Hugging
+/// Face cache's copy), or null.
+fn iqa_checkpoints() -> Vec<serde_json::Value> {
+    use ttpo::scoring::learned;
+    let cached = models::snapshot_dir(learned::IQA_REPO, models::DEFAULT_REVISION);
+    learned::CHECKPOINTS
+        .iter()
+        .map(|c| {
+            let found = learned::checkpoint_path(&ttpo::ScoringOptions::default(), c.metric)
+                .ok()
+                .or_else(|| {
+                    cached
+                        .as_ref()
+                        .map(|d| d.join(c.file))
+                        .filter(|p| p.is_file())
+                });
+            json!({"metric": c.metric, "file": c.file, "licence": c.licence, "path": found})
+        })
+        .collect()
 }
 
 /// `ttpo models download --metrics A,B`: pyiqa's checkpoints of learned metrics into the
