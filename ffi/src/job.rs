@@ -834,7 +834,9 @@ pub unsafe extern "C" fn ttpo_job_estimate(
     })
 }
 
-/// Size of the job's input (and of every output buffer).
+/// Size of every output buffer (candidates, refined result): the input's, or with a
+/// `restore` option the restored size (the input's times the network's scale), before and
+/// after Stage I alike.
 ///
 /// # Safety
 /// Output pointers must be writable.
@@ -845,7 +847,8 @@ pub unsafe extern "C" fn ttpo_job_size(
     height: *mut u32,
 ) -> u32 {
     size_query(job, width, height, |s| {
-        Ok((s.job.input().width() as u32, s.job.input().height() as u32))
+        let (w, h) = s.job.output_size();
+        Ok((w as u32, h as u32))
     })
 }
 
