@@ -531,7 +531,11 @@ fn a_job_restores_its_input_before_stage_one() {
         &input,
         "the input is kept until the restore finishes"
     );
-    assert_eq!(job.output_size(), (544, 96), "the output is 2x, restore pending");
+    assert_eq!(
+        job.output_size(),
+        (544, 96),
+        "the output is 2x, restore pending"
+    );
 
     let mut job = Job::new(engine.clone(), input.clone(), options.clone()).unwrap();
     let mut first = None;

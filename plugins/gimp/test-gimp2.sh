@@ -7,8 +7,8 @@
 # Estimate::describe (ttpo_format_duration is also checked on its own). The restore argument
 # (last, 11th): rdn-x2 on a layer that fills the canvas gives a 2x new layer on a 2x canvas,
 # refined (it differs from the network's output alone, `ttpo restore`), the original layer
-# untouched; the 10-argument call of older scripts still runs (no restore); an unknown network
-# and missing network files give the engine's messages.
+# untouched; a 10-argument Script-Fu call (older scripts) is refused by Script-Fu's count
+# check; an unknown network and missing network files give clear messages.
 # Needs (Debian 12): gimp libgimp2.0-dev pkg-config (installed here via apt when root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,7 +66,7 @@ cat > "$T/run.scm" <<SCM
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 96 96)
   (file-pnm-save RUN-NONINTERACTIVE image layer "$T/before.ppm" "before.ppm" 1)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2,0.4" 0 0 0)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2,0.4" 0 0 0 "")
   (let* ((layers (gimp-image-get-layers image))
          (top (aref (cadr layers) 0)))
     (gimp-message (string-append "TTPO-LAYERS " (number->string (car layers))
@@ -82,7 +82,7 @@ cat > "$T/gray.scm" <<SCM
   (gimp-image-convert-precision image PRECISION-FLOAT-GAMMA)
   (gimp-layer-add-alpha layer)
   (gimp-image-select-rectangle image CHANNEL-OP-REPLACE 8 8 32 24)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 3 2 "0.3" 1 1 0)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 3 2 "0.3" 1 1 0 "")
   (gimp-selection-none image)
   (let* ((layers (gimp-image-get-layers image)))
     (gimp-message (string-append "TTPO-GRAY-LAYERS " (number->string (car layers))))
@@ -96,7 +96,7 @@ cat > "$T/errors.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 32 32)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0))
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0 ""))
 SCM
 # scaled_run NAME W H: the photo scaled to W x H, refined; logs "TTPO-NAME-LAYERS <count>".
 scaled_run() {
@@ -104,7 +104,7 @@ scaled_run() {
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image $2 $3)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "")
   (gimp-message (string-append "TTPO-${1^^}-LAYERS " (number->string (car (gimp-image-get-layers image))))))
 SCM
 }
@@ -130,6 +130,15 @@ cat > "$T/restore.scm" <<SCM
     (file-png-save-defaults RUN-NONINTERACTIVE image top "$T/r-new.png" "r-new.png")
     (file-png-save-defaults RUN-NONINTERACTIVE image layer "$T/r-after.png" "r-after.png")))
 SCM
+# A script written for the 10 arguments before restore: Script-Fu itself refuses the call
+# (it checks the count against the registration), with a clear message.
+cat > "$T/old.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 32 32)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0)
+  (gimp-message "TTPO-OLD-WENT-ON"))
+SCM
 cat > "$T/badnet.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
@@ -146,7 +155,7 @@ START=$(date +%s)
 TTPO_RESTORE_DIR=$RESTORE_DIR TTPO_MAX_PIXELS=1000000 timeout 300 gimp-console-2.10 -i -d -f \
   -b "(load \"$T/run.scm\")" -b "(load \"$T/gray.scm\")" -b "(load \"$T/errors.scm\")" \
   -b "(load \"$T/tiled.scm\")" -b "(load \"$T/large.scm\")" \
-  -b "(load \"$T/restore.scm\")" -b "(load \"$T/badnet.scm\")" \
+  -b "(load \"$T/restore.scm\")" -b "(load \"$T/badnet.scm\")" -b "(load \"$T/old.scm\")" \
   -b '(gimp-quit 0)' >"$T/log" 2>&1 || true
 echo "gimp ran $(( $(date +%s) - START )) s"
 # Missing network files: the engine's message (a second run: the folder is the process'
@@ -198,6 +207,9 @@ target/release/ttpo --progress none restore "$T/r-before.png" -o "$T/r-pure.png"
   --restore-dir "$RESTORE_DIR" >/dev/null
 python3 plugins/gimp/check-restore.py "$T/r-before.png" "$T/r-pure.png" "$T/r-new.png" 2 "$T/r-after.png" \
   || fail "restore pixels"
+grep -q "Invalid number of arguments for plug-in-ttpo-refine (expected 11 but received 10)" "$T/log" \
+  || fail "a 10-argument Script-Fu call: not Script-Fu's count message"
+grep -q "TTPO-OLD-WENT-ON" "$T/log" && fail "a 10-argument Script-Fu call went on"
 grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO: Unknown restoration network \"waifu2x\" (known: realesrgan-x4, " "$T/log" \
   || fail "unknown restore network: no PDB error naming the known ones"
 grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO is missing a file it needs: .*esrgan-slim/x2/model.json.*@upscalerjs/esrgan-slim" "$T/log-nofiles" \

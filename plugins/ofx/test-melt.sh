@@ -78,4 +78,18 @@ printf 'melt cold render %.2f s, warm %.2f s; melt -query filters with the plug-
 echo "max |melt - input| = $D_IN (must be > 0); max |melt - test host| = $D_HOST (must be 0); cold vs warm = $D_WARM"
 if [ "$D_IN" -eq 0 ]; then echo "FAIL: melt output equals the input (plug-in did not run?)"; cat "$W/melt-cold.png.log"; exit 1; fi
 if [ "$D_HOST" -ne 0 ] || [ "$D_WARM" -ne 0 ]; then echo "FAIL: melt and the test host disagree"; exit 1; fi
+
+echo "== restore first (rdn-x2): the effect's region of definition is 2x the source's"
+RESTORE_DIR=$ASSETS/restore
+mkdir -p "$W/restore/esrgan-slim"
+cp -r "$RESTORE_DIR/esrgan-slim/x2" "$W/restore/esrgan-slim/"
+R_PARAMS=("${PARAMS[@]}" restore=4)
+chroot "$SID" env OFX_PLUGIN_PATH=$STAGE_IN/plugins QT_QPA_PLATFORM=offscreen TTPO_RESTORE_DIR=$STAGE_IN/restore \
+  melt -profile $STAGE_IN/profile $STAGE_IN/in.png out=0 -attach openfx.org.ttpo.TTPO "${R_PARAMS[@]}" \
+  -consumer avformat:$STAGE_IN/melt-restore.png vcodec=png f=image2 update=1 >"$W/melt-restore.png.log" 2>&1 || true
+R_HOST=("${HOST_PARAMS[@]}" restore=4)
+TTPO_RESTORE_DIR=$W/restore "$HOST" render "$W/plugins/TTPO.ofx.bundle" "$W/in.png" "$W/host-restore.png" "${R_HOST[@]}"
+size() { python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(24); print("%dx%d" % struct.unpack(">II", d[16:24]))' "$1"; }
+echo "test host: $(size "$W/host-restore.png"); melt: $( [ -f "$W/melt-restore.png" ] && size "$W/melt-restore.png" || echo no output)"
+tail -5 "$W/melt-restore.png.log"
 echo "melt OpenFX check passed"

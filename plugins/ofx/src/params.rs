@@ -317,7 +317,11 @@ impl Default for Ptr {
 }
 
 /// The restore network chosen at time `t`: its name and scale, or None.
-pub unsafe fn restore(s: &Suites, e: Handle, t: f64) -> Result<Option<(&'static str, u32)>, String> {
+pub unsafe fn restore(
+    s: &Suites,
+    e: Handle,
+    t: f64,
+) -> Result<Option<(&'static str, u32)>, String> {
     restore_choice(get::<i32>(s, e, P_RESTORE, t)?)
 }
 

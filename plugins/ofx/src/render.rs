@@ -150,7 +150,14 @@ unsafe fn render_inner(s: &Suites, effect: Handle, in_args: Handle) -> Result<()
     let restore = params::restore_choice(p.restore).map_err(Failure::Error)?;
     let key = stage1_key(&p, &src, model_dir, strengths, draft, restore);
     let result = compute(s, effect, api, &p, &key, &src)?;
-    write_output(&p, &src, &out, win, &result, key.restore.map_or(1, |r| r.1 as i32));
+    write_output(
+        &p,
+        &src,
+        &out,
+        win,
+        &result,
+        key.restore.map_or(1, |r| r.1 as i32),
+    );
     Ok(())
 }
 
@@ -283,8 +290,7 @@ fn write_output(p: &Params, src: &Image, out: &Image, win: [i32; 4], result: &[f
     let (x2, y2) = (win[2].min(out.bounds[2]), win[3].min(out.bounds[3]));
     for y in y1..y2 {
         for x in x1..x2 {
-            let inside =
-                x >= r_bounds[0] && x < r_bounds[2] && y >= r_bounds[1] && y < r_bounds[3];
+            let inside = x >= r_bounds[0] && x < r_bounds[2] && y >= r_bounds[1] && y < r_bounds[3];
             let v = if inside {
                 let r = (r_bounds[3] - 1 - y) as usize;
                 let i = (r * w + (x - r_bounds[0]) as usize) * 4;
