@@ -13,7 +13,8 @@ import zlib
 
 
 def png(path):
-    """8-bit RGB/RGBA, non-interlaced PNG (what GIMP and ttpo write here): w, h, RGB rows."""
+    """8/16-bit RGB/RGBA, non-interlaced PNG (GIMP writes 8-bit, ttpo 16-bit): w, h and
+    rows of RGB in 0..255 (16-bit samples divided by 257)."""
     d = open(path, 'rb').read()
     i, idat = 8, b''
     while i < len(d):
@@ -24,8 +25,8 @@ def png(path):
             w, h, bd, ct, _, _, interlace = struct.unpack('>IIBBBBB', c)
         elif t == b'IDAT':
             idat += c
-    assert bd == 8 and ct in (2, 6) and interlace == 0, (path, bd, ct, interlace)
-    ch = 3 if ct == 2 else 4
+    assert bd in (8, 16) and ct in (2, 6) and interlace == 0, (path, bd, ct, interlace)
+    ch = (3 if ct == 2 else 4) * (bd // 8)  # bytes per pixel
     raw, s = zlib.decompress(idat), w * ch
     rows, prev = [], bytearray(s)
     for y in range(h):
@@ -46,7 +47,10 @@ def png(path):
                 r[x] = (r[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
         rows.append(r)
         prev = r
-    return w, h, [[tuple(row[x * ch:x * ch + 3]) for x in range(w)] for row in rows]
+    if bd == 8:
+        return w, h, [[tuple(row[x * ch:x * ch + 3]) for x in range(w)] for row in rows]
+    return w, h, [[tuple(((row[x * ch + 2 * c] << 8) | row[x * ch + 2 * c + 1]) / 257 for c in range(3))
+                   for x in range(w)] for row in rows]
 
 
 def main():
@@ -65,7 +69,7 @@ def main():
     near = [abs(new[y][x][c] - before[y // scale][x // scale][c])
             for y in range(nh) for x in range(nw) for c in range(3)]
     print(f"restore {scale}x: {bw}x{bh} -> {nw}x{nh}; new layer vs the network alone: mean "
-          f"{sum(d) / len(d):.2f}, max {max(d)} levels; vs the input repeated {scale}x: mean "
+          f"{sum(d) / len(d):.2f}, max {max(d):.1f} levels; vs the input repeated {scale}x: mean "
           f"{sum(near) / len(near):.2f} levels")
     assert max(d) > 8, "the new layer is the network's output alone: not refined"
 

@@ -210,7 +210,7 @@ python3 plugins/gimp/check-restore.py "$T/r-before.png" "$T/r-pure.png" "$T/r-ne
 grep -q "Invalid number of arguments for plug-in-ttpo-refine (expected 11 but received 10)" "$T/log" \
   || fail "a 10-argument Script-Fu call: not Script-Fu's count message"
 grep -q "TTPO-OLD-WENT-ON" "$T/log" && fail "a 10-argument Script-Fu call went on"
-grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO: Unknown restoration network \"waifu2x\" (known: realesrgan-x4, " "$T/log" \
+grep -q "Procedure execution of plug-in-ttpo-refine failed on invalid input arguments: TTPO: Unknown restoration network \"waifu2x\" (known: realesrgan-x4, " "$T/log" \
   || fail "unknown restore network: no PDB error naming the known ones"
 grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO is missing a file it needs: .*esrgan-slim/x2/model.json.*@upscalerjs/esrgan-slim" "$T/log-nofiles" \
   || { cat "$T/log-nofiles" >&2; fail "missing restore files: not the engine's message"; }
