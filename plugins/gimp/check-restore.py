@@ -74,4 +74,5 @@ def main():
     assert max(d) > 8, "the new layer is the network's output alone: not refined"
 
 
-main()
+if __name__ == "__main__":
+    main()
