@@ -2,9 +2,9 @@
  * TTPO for GIMP 2.10 (libgimp-2.0, GTK 2): Filters > Enhance > TTPO…
  * PDB: plug-in-ttpo-refine (run-mode, image, drawable, model-folder, seed, steps,
  *      strengths, selection, preferred, dispreferred, restore).
- * restore (added last) may be left out by callers that pass the arguments themselves
- * (C, Python-Fu's gimp.pdb with 10 values): 10 arguments mean no restore step. Script-Fu
- * checks the count against the registration, so Script-Fu callers pass all 11.
+ * restore (added last): the plug-in also accepts the 10 arguments of before (no restore
+ * step) from callers that reach it with 10; Script-Fu checks the count against the
+ * registration first and refuses them, so Script-Fu scripts pass all 11 (docs/GIMP.md).
  * The result goes to a new layer above the drawable, in one undo group; the drawable is
  * never modified. Nothing touches the image until the engine has finished, so a kill
  * (GIMP's own progress-bar cancel) leaves the image as it was.
