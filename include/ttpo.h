@@ -634,7 +634,9 @@ uint32_t ttpo_job_progress_overall(const ttpo_job *job, double *overall);
 uint32_t ttpo_job_estimate(ttpo_job *job, double *seconds, double *stage_seconds);
 
 /*
- Size of the job's input (and of every output buffer).
+ Size of every output buffer (candidates, refined result): the input's, or with a
+ `restore` option the restored size (the input's times the network's scale), before and
+ after Stage I alike.
 
  # Safety
  Output pointers must be writable.
@@ -1124,6 +1126,29 @@ const char *ttpo_preset_name(uint32_t index);
  last preset. The string is static.
  */
 const char *ttpo_preset_label(uint32_t index);
+
+/*
+ The number of restoration networks; indexes run from 0 to this minus 1.
+ */
+uint32_t ttpo_restore_count(void);
+
+/*
+ The name of restoration network `index` ("realesrgan-x4", "rdn-x2", ...), as
+ `ttpo_options_set_restore` takes it; NULL past the last one. The string is static.
+ */
+const char *ttpo_restore_name(uint32_t index);
+
+/*
+ One line about restoration network `index` for people (what it is for, its scale, how
+ heavy it is); NULL past the last one. The string is static.
+ */
+const char *ttpo_restore_description(uint32_t index);
+
+/*
+ How many times larger network `index` makes the image (2, 3, 4 or 8): a job with it
+ outputs width x scale by height x scale. 0 past the last one.
+ */
+uint32_t ttpo_restore_scale(uint32_t index);
 
 /*
  The size of the job's contact sheet at its natural scale: 160-pixel thumbnails, two

@@ -40,6 +40,23 @@ pub struct Decoded {
     pub alpha: Option<Vec<f32>>,
 }
 
+/// An input's alpha plane (one value per pixel, row-major) at the output's size: unchanged when the sizes agree, else
+/// nearest-neighbour (a restore step made the output larger; alpha is not restored).
+pub fn scale_alpha(alpha: &[f32], from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
+    if from == to {
+        return alpha.to_vec();
+    }
+    let ((fw, fh), (tw, th)) = (from, to);
+    let mut out = Vec::with_capacity(tw * th);
+    for y in 0..th {
+        let sy = (y * fh / th).min(fh - 1);
+        for x in 0..tw {
+            out.push(alpha[sy * fw + (x * fw / tw).min(fw - 1)]);
+        }
+    }
+    out
+}
+
 impl Image {
     /// Wraps interleaved RGB data. Fails on a size mismatch, a zero size or non-finite values.
     pub fn from_rgb(width: usize, height: usize, data: Vec<f32>) -> Result<Self> {

@@ -378,6 +378,12 @@ impl Job {
     pub fn input(&self) -> &Image {
         &self.input
     }
+    /// The size of every image the job outputs (candidates, refined result): the input's,
+    /// times the network's scale while a `restore` step is still to run.
+    pub fn output_size(&self) -> (usize, usize) {
+        let scale = self.restore.as_ref().map_or(1, |n| n.scale());
+        (self.input.width() * scale, self.input.height() * scale)
+    }
     /// Replaces the metric set (e.g. with caller-defined metrics).
     pub fn set_metrics(&mut self, metrics: Vec<Box<dyn Metric>>) {
         self.metrics = metrics;

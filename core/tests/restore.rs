@@ -531,6 +531,11 @@ fn a_job_restores_its_input_before_stage_one() {
         &input,
         "the input is kept until the restore finishes"
     );
+    assert_eq!(
+        job.output_size(),
+        (544, 96),
+        "the output is 2x, restore pending"
+    );
 
     let mut job = Job::new(engine.clone(), input.clone(), options.clone()).unwrap();
     let mut first = None;
@@ -542,6 +547,7 @@ fn a_job_restores_its_input_before_stage_one() {
         })
         .unwrap();
     assert_eq!((out.width(), out.height()), (544, 96));
+    assert_eq!(job.output_size(), (544, 96), "and once the restore ran");
     let want = restore_image(
         net(RestoreKind::RdnX2),
         &input,

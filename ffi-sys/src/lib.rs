@@ -370,6 +370,10 @@ functions! {
     ttpo_metric_count() -> u32;
     ttpo_metric_name(index: u32) -> *const c_char;
     ttpo_metric_description(index: u32) -> *const c_char;
+    ttpo_restore_count() -> u32;
+    ttpo_restore_name(index: u32) -> *const c_char;
+    ttpo_restore_description(index: u32) -> *const c_char;
+    ttpo_restore_scale(index: u32) -> u32;
     ttpo_model_default_repo() -> *const c_char;
     ttpo_model_resolve(
         model: *const c_char,

@@ -322,6 +322,9 @@ pub unsafe extern "C" fn ttpo_job_new(
         opts.check_host_memory(shape.width, shape.height)?;
         let (img, alpha) = read(input, &shape)?;
         let job = ttpo::Job::new(engine.engine.clone(), img, opts)?;
+        // The alpha plane goes to the outputs, which a restore step makes larger.
+        let size = (shape.width, shape.height);
+        let alpha = alpha.map(|a| ttpo::image::scale_alpha(&a, size, job.output_size()));
         let state = State {
             job,
             alpha,
@@ -835,7 +838,9 @@ pub unsafe extern "C" fn ttpo_job_estimate(
     })
 }
 
-/// Size of the job's input (and of every output buffer).
+/// Size of every output buffer (candidates, refined result): the input's, or with a
+/// `restore` option the restored size (the input's times the network's scale), before and
+/// after Stage I alike.
 ///
 /// # Safety
 /// Output pointers must be writable.
@@ -846,7 +851,8 @@ pub unsafe extern "C" fn ttpo_job_size(
     height: *mut u32,
 ) -> u32 {
     size_query(job, width, height, |s| {
-        Ok((s.job.input().width() as u32, s.job.input().height() as u32))
+        let (w, h) = s.job.output_size();
+        Ok((w as u32, h as u32))
     })
 }
 
@@ -1075,5 +1081,75 @@ mod tests {
             ttpo_engine_free(engine);
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A restore step: `ttpo_job_size` is the restored size before Stage I, the result has
+    /// it, and the input's alpha comes back scaled nearest-neighbour (it is not restored).
+    #[test]
+    fn a_restore_step_outputs_the_larger_size_with_the_alpha_scaled() {
+        let _alone = RUNS.lock();
+        let assets = std::env::var_os("TTPO_ASSETS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/assets")
+            });
+        let restore_dir = CString::new(assets.join("restore").to_str().unwrap()).unwrap();
+        let (dir, engine) = unsafe { tiny_engine("restore") };
+        unsafe {
+            let mut pixels = vec![0u8; 16 * 16 * 4];
+            for (i, p) in pixels.iter_mut().enumerate() {
+                *p = (i * 7 % 251) as u8;
+            }
+            let o = ttpo_options_new();
+            assert_eq!(ttpo_options_set_steps(o, 2), TTPO_STATUS_OK as u32);
+            assert_eq!(
+                ttpo_options_set_strengths(o, [0.4].as_ptr(), 1),
+                TTPO_STATUS_OK as u32
+            );
+            assert_eq!(
+                ttpo_options_set_metrics(o, c"sharpness".as_ptr()),
+                TTPO_STATUS_OK as u32
+            );
+            assert_eq!(
+                ttpo_options_set_restore(o, c"rdn-x2".as_ptr()),
+                TTPO_STATUS_OK as u32
+            );
+            assert_eq!(
+                ttpo_options_set_restore_dir(o, restore_dir.as_ptr()),
+                TTPO_STATUS_OK as u32
+            );
+            let mut job = std::ptr::null_mut();
+            let st = ttpo_job_new(engine, o, &image(&mut pixels), &mut job);
+            ttpo_options_free(o);
+            assert_eq!(st, TTPO_STATUS_OK as u32, "{}", job_error(job));
+            let (mut w, mut h) = (0, 0);
+            assert_eq!(ttpo_job_size(job, &mut w, &mut h), TTPO_STATUS_OK as u32);
+            assert_eq!((w, h), (32, 32), "the restored size before Stage I");
+            let mut out = vec![0u8; 32 * 32 * 4];
+            let mut view = image(&mut out);
+            (view.width, view.height, view.stride) = (32, 32, 128);
+            assert_eq!(
+                ttpo_job_run(job, &view),
+                TTPO_STATUS_OK as u32,
+                "{}",
+                job_error(job)
+            );
+            for y in 0..32 {
+                for x in 0..32 {
+                    let a_in = pixels[((y / 2) * 16 + x / 2) * 4 + 3];
+                    assert_eq!(out[(y * 32 + x) * 4 + 3], a_in, "alpha at ({x}, {y})");
+                }
+            }
+            // A 16x16 buffer is the input's size, not the output's: a clear error.
+            let mut small = vec![0u8; 16 * 16 * 4];
+            assert_ne!(
+                ttpo_job_refine(job, &image(&mut small)),
+                TTPO_STATUS_OK as u32
+            );
+            assert!(job_error(job).contains("32x32"), "{}", job_error(job));
+            ttpo_job_free(job);
+            ttpo_engine_free(engine);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -15,6 +15,7 @@ pub mod metric;
 pub mod model;
 pub mod options;
 pub mod panic;
+pub mod restore;
 pub mod sheet;
 pub mod status;
 pub mod version;

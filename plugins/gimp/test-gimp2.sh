@@ -4,7 +4,11 @@
 # unchanged; a grayscale float image with alpha and a selection works; a missing model
 # folder and a too-large image give PDB error messages (GIMP itself always exits 0); each
 # job's time estimate is logged once to stderr before it runs, formatted like the engine's
-# Estimate::describe (ttpo_format_duration is also checked on its own).
+# Estimate::describe (ttpo_format_duration is also checked on its own). The restore argument
+# (last, 11th): rdn-x2 on a layer that fills the canvas gives a 2x new layer on a 2x canvas,
+# refined (it differs from the network's output alone, `ttpo restore`), the original layer
+# untouched; a 10-argument Script-Fu call (older scripts) is refused by Script-Fu's count
+# check; an unknown network and missing network files give clear messages.
 # Needs (Debian 12): gimp libgimp2.0-dev pkg-config (installed here via apt when root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +27,9 @@ plugins/gimp/install.sh 2.10 >/dev/null
 test -x "$GIMP2_DIRECTORY/plug-ins/ttpo/ttpo"
 test -f "$GIMP2_DIRECTORY/plug-ins/ttpo/libttpo.so.1"
 cargo build --release -p ttpo --example make_tiny_model >&2
+cargo build --release -p ttpo-cli --bin ttpo >&2
+RESTORE_DIR=${TTPO_ASSETS:-$ROOT/.cache/assets}/restore
+test -f "$RESTORE_DIR/esrgan-slim/x2/model.json" || { echo "need $RESTORE_DIR (scripts/fetch-assets.sh)" >&2; exit 1; }
 target/release/examples/make_tiny_model "$T/tiny" >/dev/null
 cp "$PHOTO" "$T/photo.png"
 
@@ -59,7 +66,7 @@ cat > "$T/run.scm" <<SCM
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 96 96)
   (file-pnm-save RUN-NONINTERACTIVE image layer "$T/before.ppm" "before.ppm" 1)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2,0.4" 0 0 0)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2,0.4" 0 0 0 "")
   (let* ((layers (gimp-image-get-layers image))
          (top (aref (cadr layers) 0)))
     (gimp-message (string-append "TTPO-LAYERS " (number->string (car layers))
@@ -75,7 +82,7 @@ cat > "$T/gray.scm" <<SCM
   (gimp-image-convert-precision image PRECISION-FLOAT-GAMMA)
   (gimp-layer-add-alpha layer)
   (gimp-image-select-rectangle image CHANNEL-OP-REPLACE 8 8 32 24)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 3 2 "0.3" 1 1 0)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 3 2 "0.3" 1 1 0 "")
   (gimp-selection-none image)
   (let* ((layers (gimp-image-get-layers image)))
     (gimp-message (string-append "TTPO-GRAY-LAYERS " (number->string (car layers))))
@@ -89,7 +96,7 @@ cat > "$T/errors.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 32 32)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0))
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0 ""))
 SCM
 # scaled_run NAME W H: the photo scaled to W x H, refined; logs "TTPO-NAME-LAYERS <count>".
 scaled_run() {
@@ -97,10 +104,47 @@ scaled_run() {
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image $2 $3)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "")
   (gimp-message (string-append "TTPO-${1^^}-LAYERS " (number->string (car (gimp-image-get-layers image))))))
 SCM
 }
+# Restore first: rdn-x2 on a 48x40 layer filling the canvas, then TTPO.
+cat > "$T/restore.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 48 40)
+  (file-png-save-defaults RUN-NONINTERACTIVE image layer "$T/r-before.png" "r-before.png")
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "rdn-x2")
+  (let* ((layers (gimp-image-get-layers image))
+         (top (aref (cadr layers) 0)))
+    (gimp-message (string-append "TTPO-RESTORE-LAYERS " (number->string (car layers))
+                                 " TOP " (car (gimp-item-get-name top))
+                                 " SIZE " (number->string (car (gimp-drawable-width top)))
+                                 "x" (number->string (car (gimp-drawable-height top)))
+                                 " AT " (number->string (car (gimp-drawable-offsets top)))
+                                 "," (number->string (cadr (gimp-drawable-offsets top)))
+                                 " CANVAS " (number->string (car (gimp-image-width image)))
+                                 "x" (number->string (car (gimp-image-height image)))
+                                 " ORIG " (number->string (car (gimp-drawable-width layer)))
+                                 "x" (number->string (car (gimp-drawable-height layer)))))
+    (file-png-save-defaults RUN-NONINTERACTIVE image top "$T/r-new.png" "r-new.png")
+    (file-png-save-defaults RUN-NONINTERACTIVE image layer "$T/r-after.png" "r-after.png")))
+SCM
+# A script written for the 10 arguments before restore: Script-Fu itself refuses the call
+# (it checks the count against the registration), with a clear message.
+cat > "$T/old.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 32 32)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0)
+  (gimp-message "TTPO-OLD-WENT-ON"))
+SCM
+cat > "$T/badnet.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 32 32)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "waifu2x"))
+SCM
 scaled_run tiled 400 300
 scaled_run large 1100 1000
 
@@ -108,11 +152,24 @@ START=$(date +%s)
 # TTPO_MAX_PIXELS lowers the accepted size (default 64 Mi pixels) so that large.scm's
 # 1100x1000 image exercises the too-large message; tiled.scm's 400x300 image is processed
 # in tiles (the tiny model's native size is 64 px).
-TTPO_MAX_PIXELS=1000000 timeout 300 gimp-console-2.10 -i -d -f \
+TTPO_RESTORE_DIR=$RESTORE_DIR TTPO_MAX_PIXELS=1000000 timeout 300 gimp-console-2.10 -i -d -f \
   -b "(load \"$T/run.scm\")" -b "(load \"$T/gray.scm\")" -b "(load \"$T/errors.scm\")" \
   -b "(load \"$T/tiled.scm\")" -b "(load \"$T/large.scm\")" \
+  -b "(load \"$T/restore.scm\")" -b "(load \"$T/badnet.scm\")" -b "(load \"$T/old.scm\")" \
   -b '(gimp-quit 0)' >"$T/log" 2>&1 || true
 echo "gimp ran $(( $(date +%s) - START )) s"
+# Missing network files: the engine's message (a second run: the folder is the process'
+# TTPO_RESTORE_DIR, the engine's default, which the plug-in does not override).
+mkdir -p "$T/empty-restore"
+cat > "$T/nofiles.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 32 32)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "rdn-x2")
+  (gimp-message "TTPO-NOFILES-WENT-ON"))
+SCM
+TTPO_RESTORE_DIR=$T/empty-restore timeout 300 gimp-console-2.10 -i -d -f -b "(load \"$T/nofiles.scm\")" \
+  -b '(gimp-quit 0)' >"$T/log-nofiles" 2>&1 || true
 fail() { echo "FAIL: $*" >&2; echo "---- gimp log" >&2; cat "$T/log" >&2; exit 1; }
 
 grep -q "TTPO-LAYERS 2 TOP TTPO (seed 7)" "$T/log" || fail "no new layer 'TTPO (seed 7)' on top"
@@ -142,11 +199,28 @@ grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO model folder no
 grep -q "TTPO-TILED-LAYERS 2" "$T/log" || fail "400x300 image (tiled): no new layer"
 grep -q "cannot process this image at once" "$T/log" || fail "too-large image: no clear message"
 grep -q "TTPO-LARGE-LAYERS" "$T/log" && fail "too-large image: the batch went on as if it succeeded"
-# One estimate per job that ran (rgb, gray, tiled; the missing model and the too-large
-# image make no job), in Estimate::describe's format.
+# Restore first: a 2x layer named for it on a 2x canvas, the original layer kept at its size
+# and pixels; refined: not the network's output alone (`ttpo restore`, same input).
+grep -q "TTPO-RESTORE-LAYERS 2 TOP TTPO (seed 7, 2x) SIZE 96x80 AT 0,0 CANVAS 96x80 ORIG 48x40" "$T/log" \
+  || fail "restore rdn-x2: no 96x80 layer on a 96x80 canvas above the 48x40 original"
+target/release/ttpo --progress none restore "$T/r-before.png" -o "$T/r-pure.png" --net rdn-x2 \
+  --restore-dir "$RESTORE_DIR" >/dev/null
+python3 plugins/gimp/check-restore.py "$T/r-before.png" "$T/r-pure.png" "$T/r-new.png" 2 "$T/r-after.png" \
+  || fail "restore pixels"
+grep -q "Invalid number of arguments for plug-in-ttpo-refine (expected 11 but received 10)" "$T/log" \
+  || fail "a 10-argument Script-Fu call: not Script-Fu's count message"
+grep -q "TTPO-OLD-WENT-ON" "$T/log" && fail "a 10-argument Script-Fu call went on"
+grep -q "Procedure execution of plug-in-ttpo-refine failed on invalid input arguments: TTPO: Unknown restoration network \"waifu2x\" (known: realesrgan-x4, " "$T/log" \
+  || fail "unknown restore network: no PDB error naming the known ones"
+grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO is missing a file it needs: .*esrgan-slim/x2/model.json.*@upscalerjs/esrgan-slim" "$T/log-nofiles" \
+  || { cat "$T/log-nofiles" >&2; fail "missing restore files: not the engine's message"; }
+grep -q "TTPO-NOFILES-WENT-ON" "$T/log-nofiles" && fail "missing restore files: the batch went on"
+echo "missing files: $(grep -o 'TTPO is missing a file.*' "$T/log-nofiles" | head -1)"
+# One estimate per job that ran (rgb, gray, tiled, restore; the missing model and the
+# too-large image make no job), in Estimate::describe's format.
 DUR='([0-9]+ s|[0-9]+ min [0-5][0-9] s|[0-9]+ h [0-5][0-9] min)'
 N=$(grep -Ec "^TTPO: this job takes about $DUR in all \(Stage I $DUR, Stage II $DUR, Stage III $DUR\)$" "$T/log" || true)
-[ "$N" = 3 ] || fail "$N time estimates in the log, not one per job (3)"
+[ "$N" = 4 ] || fail "$N time estimates in the log, not one per job (4)"
 grep -q "no time estimate" "$T/log" && fail "an estimate failed"
 echo "estimates: $(grep -m1 '^TTPO: this job takes' "$T/log")"
 if grep -Eq "wire_read|plug-in crashed|Segmentation|terminated" "$T/log"; then fail "the plug-in crashed"; fi

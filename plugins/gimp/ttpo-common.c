@@ -19,6 +19,29 @@ const char *ttpo_preset_menu_label(int index) {
     return label ? label : "Custom";
 }
 
+int ttpo_restore_menu_count(void) { return (int)ttpo_restore_count() + 1; }
+
+const char *ttpo_restore_menu_label(int index) {
+    const char *name = index > 0 ? ttpo_restore_name((uint32_t)(index - 1)) : NULL;
+    return name ? name : "None";
+}
+
+int ttpo_restore_menu_index(const char *name) {
+    for (uint32_t i = 0; name && *name && i < ttpo_restore_count(); i++)
+        if (strcmp(ttpo_restore_name(i), name) == 0) return (int)i + 1;
+    return 0;
+}
+
+gboolean ttpo_check_restore(const char *name, char **error) {
+    if (!name || !*name || ttpo_restore_menu_index(name) > 0) return TRUE;
+    GString *known = g_string_new(NULL);
+    for (uint32_t i = 0; i < ttpo_restore_count(); i++)
+        g_string_append_printf(known, "%s%s", i ? ", " : "", ttpo_restore_name(i));
+    *error = g_strdup_printf("Unknown restoration network \"%s\" (known: %s; empty: none)", name, known->str);
+    g_string_free(known, TRUE);
+    return FALSE;
+}
+
 void ttpo_params_defaults(TtpoParams *p) {
     memset(p, 0, sizeof *p);
     p->seed = 0;
@@ -98,7 +121,8 @@ guchar *ttpo_thumbnail(const float *rgba, guint w, guint h, int max_side, int *t
 
 struct TtpoTask {
     TtpoParams params;
-    guint w, h;
+    guint w, h;   /* the input */
+    guint ow, oh; /* the job's output (w x h times the restore scale) */
     float *input;
     float *output;
     ttpo_engine *engine;
@@ -121,8 +145,8 @@ struct TtpoTask {
 TtpoTask *ttpo_task_new(const TtpoParams *p, const float *rgba, guint w, guint h) {
     TtpoTask *t = g_new0(TtpoTask, 1);
     t->params = *p;
-    t->w = w;
-    t->h = h;
+    t->w = t->ow = w;
+    t->h = t->oh = h;
     t->input = g_memdup2(rgba, (gsize)w * h * 4 * sizeof(float));
     t->estimate = -1.0;
     g_mutex_init(&t->lock);
@@ -177,6 +201,10 @@ static gchar *describe(const char *what, uint32_t st, const char *detail) {
     if (st == TTPO_STATUS_INVALID_IMAGE && strstr(detail, "pixels"))
         return g_strdup_printf("TTPO cannot process this image at once: %s. Select a smaller area or scale "
                                "the image down first; nothing was changed.", detail);
+    /* Past the model's loading, a missing file is another one the job needs (e.g. a
+       restoration network's): the engine's message names it and where to get it. */
+    if (st == TTPO_STATUS_MODEL_NOT_FOUND && strcmp(what, "loading the model") != 0)
+        return g_strdup_printf("TTPO is missing a file it needs: %s", detail);
     if (st == TTPO_STATUS_MODEL_NOT_FOUND)
         return g_strdup_printf("TTPO model folder not found: %s (set the model folder, or TTPO_MODEL_DIR).", detail);
     return g_strdup_printf("TTPO failed while %s: %s (%s)", what, detail, ttpo_status_str(st));
@@ -238,7 +266,7 @@ static gpointer worker(gpointer data) {
     uint32_t st;
     if (t->phase != TTPO_PHASE_REFINE && !t->job) {
         char *err = NULL;
-        if (!ttpo_check_strengths(t->params.strengths, &err)) {
+        if (!ttpo_check_strengths(t->params.strengths, &err) || !ttpo_check_restore(t->params.restore, &err)) {
             finish(t, "reading the options", TTPO_STATUS_INVALID_ARGUMENT, err);
             g_free(err);
             return NULL;
@@ -261,6 +289,9 @@ static gpointer worker(gpointer data) {
         if (!st) st = ttpo_options_set_steps(o, (uint32_t)t->params.steps);
         if (!st) st = ttpo_options_set_refine_steps(o, (uint32_t)t->params.steps);
         if (!st) st = ttpo_options_set_strengths_str(o, t->params.strengths);
+        /* The restore folder is the engine's default; a missing network file fails
+           ttpo_job_new below with the engine's message (which package holds it). */
+        if (!st && t->params.restore[0]) st = ttpo_options_set_restore(o, t->params.restore);
         /* Optional cap on the accepted image size (pixels), e.g. to keep memory use low on
          * a small machine; the engine's default accepts 64 Mi pixels and works in tiles. */
         const char *max_px = g_getenv("TTPO_MAX_PIXELS");
@@ -282,6 +313,12 @@ static gpointer worker(gpointer data) {
             finish(t, "preparing the job", st, ttpo_last_error());
             return NULL;
         }
+        guint32 ow = t->w, oh = t->h;
+        ttpo_job_size(t->job, &ow, &oh); /* the restored size with a restore network */
+        g_mutex_lock(&t->lock);
+        t->ow = ow;
+        t->oh = oh;
+        g_mutex_unlock(&t->lock);
         ttpo_job_set_progress_callback(t->job, on_progress, t);
         ttpo_job_set_cancel_callback(t->job, on_cancel, t);
         task_estimate(t);
@@ -310,8 +347,8 @@ static gpointer worker(gpointer data) {
     } else {
         ttpo_job_choose_auto(t->job);
     }
-    float *out = g_malloc((gsize)t->w * t->h * 4 * sizeof(float));
-    ttpo_image ov = {out, t->w, t->h, (ptrdiff_t)t->w * 4 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
+    float *out = g_malloc((gsize)t->ow * t->oh * 4 * sizeof(float));
+    ttpo_image ov = {out, t->ow, t->oh, (ptrdiff_t)t->ow * 4 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
     st = ttpo_job_refine(t->job, &ov);
     if (st != TTPO_STATUS_OK) {
         g_free(out);
@@ -418,12 +455,21 @@ const char *ttpo_task_message(TtpoTask *t) { return t->message ? t->message : ""
 ttpo_job *ttpo_task_job(TtpoTask *t) { return t->job; }
 const float *ttpo_task_output(TtpoTask *t) { return t->output; }
 
+void ttpo_task_output_size(TtpoTask *t, guint *w, guint *h) {
+    g_mutex_lock(&t->lock);
+    *w = t->ow;
+    *h = t->oh;
+    g_mutex_unlock(&t->lock);
+}
+
 guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *tw, int *th) {
-    float *buf = g_malloc((gsize)t->w * t->h * 4 * sizeof(float));
-    ttpo_image ov = {buf, t->w, t->h, (ptrdiff_t)t->w * 4 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
+    guint w, h;
+    ttpo_task_output_size(t, &w, &h); /* candidates are at the restored size */
+    float *buf = g_malloc((gsize)w * h * 4 * sizeof(float));
+    ttpo_image ov = {buf, w, h, (ptrdiff_t)w * 4 * sizeof(float), TTPO_FORMAT_F32, TTPO_LAYOUT_RGBA};
     guchar *thumb = NULL;
     if (ttpo_job_candidate_image(t->job, index, &ov) == TTPO_STATUS_OK)
-        thumb = ttpo_thumbnail(buf, t->w, t->h, max_side, tw, th);
+        thumb = ttpo_thumbnail(buf, w, h, max_side, tw, th);
     g_free(buf);
     return thumb;
 }
@@ -668,7 +714,9 @@ TtpoProcessResult ttpo_process(const TtpoHost *host, void *ctx, TtpoParams *p, g
         host->progress_end();
         return st == TTPO_STATUS_CANCELLED ? TTPO_PROCESS_CANCELLED : TTPO_PROCESS_FAILED;
     }
-    host->write(ctx, ttpo_task_output(t), x, y, w, h, p->seed);
+    guint ow, oh;
+    ttpo_task_output_size(t, &ow, &oh);
+    host->write(ctx, ttpo_task_output(t), x, y, w, h, (gint)ow, (gint)oh, p->seed);
     ttpo_task_free(t);
     host->progress_end();
     return TTPO_PROCESS_OK;

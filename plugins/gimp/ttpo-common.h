@@ -24,12 +24,24 @@ typedef struct {
     gint32 dispreferred;
     gint32 device;       /* 0 auto, 1 CPU, 2 CUDA, 3 Metal */
     gint32 preset;       /* see ttpo_presets */
+    /* Restoration network run before Stage I (ttpo_restore_name), "" = none. Its files come
+       from the engine's default folder ($TTPO_RESTORE_DIR, else ~/.local/share/ttpo/restore). */
+    gchar  restore[64];
 } TtpoParams;
 
 /* The presets are the engine's (ttpo_preset_name / ttpo_preset_label: Fast, Balanced, Best
    quality), then "Custom", which leaves the values alone. */
 int ttpo_n_presets(void);
 const char *ttpo_preset_menu_label(int index);
+
+/* The "Restore first" menu: "None", then the engine's networks (ttpo_restore_name). */
+int ttpo_restore_menu_count(void);
+const char *ttpo_restore_menu_label(int index);
+/* The menu index of a network name ("" or unknown: 0, None). */
+int ttpo_restore_menu_index(const char *name);
+/* Checks a network name against the engine's list ("" is none). Returns TRUE, or FALSE with
+   a message in *error (g_free it) naming the known networks. */
+gboolean ttpo_check_restore(const char *name, char **error);
 
 void ttpo_params_defaults(TtpoParams *p);
 /* Applies preset `index` to steps/strengths (Custom leaves them). */
@@ -78,6 +90,9 @@ const char *ttpo_task_message(TtpoTask *t);
 /* The job (query it only while no phase runs), the result (after REFINE/RUN), size. */
 ttpo_job *ttpo_task_job(TtpoTask *t);
 const float *ttpo_task_output(TtpoTask *t);
+/* The size of the result and of every candidate: the input's, or with a restore network
+   its scale times larger (known once the job exists; the input's size before). */
+void ttpo_task_output_size(TtpoTask *t, guint *w, guint *h);
 /* Candidate thumbnail (RGB8, g_free it) and info; valid after GENERATE. */
 guchar *ttpo_task_candidate_thumb(TtpoTask *t, guint index, int max_side, int *tw, int *th);
 
@@ -114,8 +129,9 @@ typedef struct {
     /* The part of the layer to process (the selection's bounds), RGBA float 0..1,
        g_malloc'd; NULL with *message (g_malloc'd) when there is nothing to do. */
     float *(*read)(void *host, gint *x, gint *y, gint *w, gint *h, gchar **message);
-    /* Puts the result (w x h at x, y) into a new layer above the drawable, in one undo group. */
-    void (*write)(void *host, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed);
+    /* Puts the result into a new layer above the drawable, in one undo group: the region
+       read was w x h at x, y; the result is ow x oh (larger than w x h after a restore). */
+    void (*write)(void *host, const float *rgba, gint x, gint y, gint w, gint h, gint ow, gint oh, gint32 seed);
     gboolean (*progress_init)(const gchar *message);
     gboolean (*progress_set_text)(const gchar *message);
     gboolean (*progress_update)(gdouble fraction);

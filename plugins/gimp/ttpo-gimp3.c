@@ -1,8 +1,10 @@
 /*
  * TTPO for GIMP 3 (libgimp-3.0, GTK 3): Filters > Enhance > TTPO…
  * PDB: plug-in-ttpo-refine with the arguments of the GIMP 2.10 version (model-folder,
- * seed, steps, strengths, selection, preferred, dispreferred) after GIMP 3's own run-mode,
- * image and drawables. Device and preset are remembered "aux" arguments (dialog only).
+ * seed, steps, strengths, selection, preferred, dispreferred, restore) after GIMP 3's own
+ * run-mode, image and drawables; restore (added last) defaults to "" (none), so callers
+ * that do not set it run as before. Device and preset are remembered "aux" arguments
+ * (dialog only).
  * The result goes to a new layer above the drawable, in one undo group; nothing touches
  * the image until the engine has finished.
  */
@@ -61,6 +63,12 @@ static GimpProcedure *ttpo_create_procedure(GimpPlugIn *plug_in, const gchar *na
                                     d.preferred, G_PARAM_READWRITE);
     gimp_procedure_add_int_argument(p, "dispreferred", "Dispreferred", "Dispreferred candidate index", 0, 1024,
                                     d.dispreferred, G_PARAM_READWRITE);
+    gimp_procedure_add_string_argument(p, "restore", "Restore first",
+                                       "Restoration network run before Stage I (\"rdn-x2\", \"realesrgan-x4\", ...: "
+                                       "ttpo restore --help lists them); \"\" = none. The result is larger by its "
+                                       "factor; a layer filling the canvas enlarges the canvas. Files from "
+                                       "$TTPO_RESTORE_DIR, else ~/.local/share/ttpo/restore.",
+                                       "", G_PARAM_READWRITE);
     gimp_procedure_add_int_aux_argument(p, "device", "Device", "0 automatic, 1 CPU, 2 CUDA, 3 Metal", 0, 3, 0,
                                         G_PARAM_READWRITE);
     gimp_procedure_add_int_aux_argument(p, "preset", "Preset", "Quality/speed preset", 0, ttpo_n_presets() - 1,
@@ -87,20 +95,22 @@ static void ttpo_class_init(TtpoClass *klass) {
 static void ttpo_init(Ttpo *self) { (void)self; }
 
 static void config_to_params(GimpProcedureConfig *config, TtpoParams *p) {
-    gchar *folder = NULL, *strengths = NULL;
+    gchar *folder = NULL, *strengths = NULL, *restore = NULL;
     g_object_get(config, "model-folder", &folder, "seed", &p->seed, "steps", &p->steps, "strengths", &strengths,
                  "selection", &p->selection, "preferred", &p->preferred, "dispreferred", &p->dispreferred, "device",
-                 &p->device, "preset", &p->preset, NULL);
+                 &p->device, "preset", &p->preset, "restore", &restore, NULL);
     g_strlcpy(p->model_dir, folder ? folder : "", sizeof p->model_dir);
     g_strlcpy(p->strengths, strengths ? strengths : "", sizeof p->strengths);
+    g_strlcpy(p->restore, restore ? restore : "", sizeof p->restore);
     g_free(folder);
     g_free(strengths);
+    g_free(restore);
 }
 
 static void params_to_config(const TtpoParams *p, GimpProcedureConfig *config) {
     g_object_set(config, "model-folder", p->model_dir, "seed", p->seed, "steps", p->steps, "strengths", p->strengths,
                  "selection", p->selection, "preferred", p->preferred, "dispreferred", p->dispreferred, "device",
-                 p->device, "preset", p->preset, NULL);
+                 p->device, "preset", p->preset, "restore", p->restore, NULL);
 }
 
 /* host_read, host_write, HOST and process(): ttpo-host.h, shared with the other GIMP version. */
@@ -120,6 +130,12 @@ static GimpValueArray *ttpo_run(GimpProcedure *procedure, GimpRunMode run_mode, 
         if (p.selection == 1 && p.preferred == p.dispreferred) {
             GError *e = g_error_new_literal(GIMP_PLUG_IN_ERROR, 0,
                                             "TTPO: with selection 1, preferred and dispreferred must differ");
+            return gimp_procedure_new_return_values(procedure, GIMP_PDB_CALLING_ERROR, e);
+        }
+        char *bad = NULL;
+        if (!ttpo_check_restore(p.restore, &bad)) {
+            GError *e = g_error_new(GIMP_PLUG_IN_ERROR, 0, "TTPO: %s", bad);
+            g_free(bad);
             return gimp_procedure_new_return_values(procedure, GIMP_PDB_CALLING_ERROR, e);
         }
     } else if (run_mode == GIMP_RUN_INTERACTIVE) {

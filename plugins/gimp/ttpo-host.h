@@ -21,6 +21,11 @@ typedef GimpLayer *TtpoLayer;
 #define TTPO_AS_DRAWABLE(x) GIMP_DRAWABLE(x)
 #define TTPO_AS_LAYER(x) GIMP_LAYER(x)
 #define TTPO_IS_LAYER(d) GIMP_IS_LAYER(d)
+#define TTPO_IMAGE_WIDTH(i) gimp_image_get_width(i)
+#define TTPO_IMAGE_HEIGHT(i) gimp_image_get_height(i)
+#define TTPO_DRAWABLE_WIDTH(d) gimp_drawable_get_width(d)
+#define TTPO_DRAWABLE_HEIGHT(d) gimp_drawable_get_height(d)
+#define TTPO_DRAWABLE_OFFSETS(d, x, y) gimp_drawable_get_offsets(d, x, y)
 #else
 typedef gint32 TtpoImage;
 typedef gint32 TtpoDrawable;
@@ -29,6 +34,11 @@ typedef gint32 TtpoLayer;
 #define TTPO_AS_DRAWABLE(x) (x)
 #define TTPO_AS_LAYER(x) (x)
 #define TTPO_IS_LAYER(d) gimp_item_is_layer(d)
+#define TTPO_IMAGE_WIDTH(i) gimp_image_width(i)
+#define TTPO_IMAGE_HEIGHT(i) gimp_image_height(i)
+#define TTPO_DRAWABLE_WIDTH(d) gimp_drawable_width(d)
+#define TTPO_DRAWABLE_HEIGHT(d) gimp_drawable_height(d)
+#define TTPO_DRAWABLE_OFFSETS(d, x, y) gimp_drawable_offsets(d, x, y)
 #endif
 
 typedef struct {
@@ -54,8 +64,47 @@ static float *host_read(void *ctx, gint *x, gint *y, gint *w, gint *h, gchar **m
     return in;
 }
 
-static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gint h, gint32 seed) {
+/* A restored result (ow x oh, larger than the w x h region at x, y read from the layer)
+   goes into a new layer of its own size, placed where the region was with every coordinate
+   scaled: when the layer fills the canvas, the canvas is enlarged by the same factor first
+   (other layers keep their size and place at the top left); otherwise the canvas stays and
+   the new layer starts at the region's scaled position (Image > Fit Canvas to Layers shows
+   all of it). The selection only chose the region: its shape is not applied to the larger
+   result. One undo group, so one Undo removes the layer and restores the canvas. */
+static void host_write_scaled(Host *host, const float *rgba, gint x, gint y, gint w, gint h, gint ow, gint oh,
+                              const gchar *name) {
+    gint lx = 0, ly = 0;
+    TTPO_DRAWABLE_OFFSETS(host->drawable, &lx, &ly);
+    gint iw = TTPO_IMAGE_WIDTH(host->image), ih = TTPO_IMAGE_HEIGHT(host->image);
+    gint sx = ow / MAX(w, 1), sy = oh / MAX(h, 1);
+    gboolean fills = lx == 0 && ly == 0 && TTPO_DRAWABLE_WIDTH(host->drawable) == iw &&
+                     TTPO_DRAWABLE_HEIGHT(host->drawable) == ih;
+    if (fills) gimp_image_resize(host->image, iw * sx, ih * sy, 0, 0);
+    TtpoLayer layer = gimp_layer_new(host->image, name, ow, oh, gimp_drawable_type(host->drawable), 100.0,
+                                     GIMP_LAYER_MODE_NORMAL);
+    gimp_image_insert_layer(host->image, layer, TTPO_AS_LAYER(gimp_item_get_parent(TTPO_ITEM(host->drawable))),
+                            gimp_image_get_item_position(host->image, TTPO_ITEM(host->drawable)));
+    gimp_layer_set_offsets(layer, (lx + x) * sx, (ly + y) * sy);
+    /* Straight into the new layer's buffer: no shadow merge, which would mask it with the
+       selection at the old scale. */
+    TtpoDrawable ld = TTPO_AS_DRAWABLE(layer);
+    GeglBuffer *buf = gimp_drawable_get_buffer(ld);
+    gegl_buffer_set(buf, GEGL_RECTANGLE(0, 0, ow, oh), 0, babl_format("R'G'B'A float"), rgba, GEGL_AUTO_ROWSTRIDE);
+    g_object_unref(buf);
+    gimp_drawable_update(ld, 0, 0, ow, oh);
+}
+
+static void host_write(void *ctx, const float *rgba, gint x, gint y, gint w, gint h, gint ow, gint oh,
+                       gint32 seed) {
     Host *host = ctx;
+    if (ow != w || oh != h) {
+        gchar *name = g_strdup_printf("TTPO (seed %d, %dx)", seed, ow / MAX(w, 1));
+        gimp_image_undo_group_start(host->image);
+        host_write_scaled(host, rgba, x, y, w, h, ow, oh, name);
+        gimp_image_undo_group_end(host->image);
+        g_free(name);
+        return;
+    }
     gimp_image_undo_group_start(host->image);
     TtpoLayer layer = gimp_layer_new_from_drawable(host->drawable, host->image);
     gchar *name = g_strdup_printf("TTPO (seed %d)", seed);

@@ -295,7 +295,7 @@ void ttpo_ui_error(const char *message) {
 }
 
 typedef struct {
-    GtkWidget *model, *folder, *preset, *strengths, *seed, *steps, *selection, *device;
+    GtkWidget *model, *folder, *preset, *strengths, *seed, *steps, *selection, *device, *restore;
     gboolean updating;
 } Settings;
 
@@ -411,6 +411,22 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
     s.selection = combo(sel, 2, p->selection ? 1 : 0);
     add_row(box, sg, "Se_lection:", s.selection);
 
+    /* Restore first: None, then the engine's networks; the tooltip carries their
+       descriptions (ttpo_restore_description), so the plug-in never repeats the list. */
+    const char *nets[32];
+    int n_nets = MIN(ttpo_restore_menu_count(), (int)G_N_ELEMENTS(nets));
+    GString *rtip = g_string_new("A restoration network run on the layer before Stage I; the result is larger "
+                                 "by its factor (a new layer; a layer filling the canvas enlarges the canvas).\n"
+                                 "None: no restore step.");
+    for (int i = 0; i < n_nets; i++) {
+        nets[i] = ttpo_restore_menu_label(i);
+        if (i > 0) g_string_append_printf(rtip, "\n%s: %s", nets[i], ttpo_restore_description((uint32_t)(i - 1)));
+    }
+    s.restore = combo(nets, n_nets, ttpo_restore_menu_index(p->restore));
+    gtk_widget_set_tooltip_text(s.restore, rtip->str);
+    g_string_free(rtip, TRUE);
+    add_row(box, sg, "_Restore first:", s.restore);
+
     static const char *const dev[] = {"Automatic", "CPU", "CUDA GPU", "Metal GPU"};
     s.device = combo(dev, 4, CLAMP(p->device, 0, 3));
     add_row(box, sg, "_Device:", s.device);
@@ -439,6 +455,8 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
         p->steps = gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(s.steps));
         p->selection = gtk_combo_box_get_active(GTK_COMBO_BOX(s.selection));
         p->device = gtk_combo_box_get_active(GTK_COMBO_BOX(s.device));
+        int r = gtk_combo_box_get_active(GTK_COMBO_BOX(s.restore));
+        g_strlcpy(p->restore, r > 0 ? ttpo_restore_menu_label(r) : "", sizeof p->restore);
         ok = TRUE;
         break;
     }

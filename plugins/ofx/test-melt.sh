@@ -29,7 +29,7 @@ HOST=$REPO/target/release/ttpo-ofx-host
 
 STAGE_IN=/tmp/ttpo-melt.$$
 W=$SID$STAGE_IN
-trap 'rm -rf "$W"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 mkdir -p "$W/plugins"
 cp -a target/release/TTPO.ofx.bundle "$W/plugins/"
 target/release/examples/make_tiny_model "$W/tiny" >/dev/null
@@ -78,4 +78,41 @@ printf 'melt cold render %.2f s, warm %.2f s; melt -query filters with the plug-
 echo "max |melt - input| = $D_IN (must be > 0); max |melt - test host| = $D_HOST (must be 0); cold vs warm = $D_WARM"
 if [ "$D_IN" -eq 0 ]; then echo "FAIL: melt output equals the input (plug-in did not run?)"; cat "$W/melt-cold.png.log"; exit 1; fi
 if [ "$D_HOST" -ne 0 ] || [ "$D_WARM" -ne 0 ]; then echo "FAIL: melt and the test host disagree"; exit 1; fi
+
+echo "== restore first (rdn-x2): the effect's region of definition is 2x the source's"
+# melt 7.42 takes a choice parameter by its option's label (restore=rdn-x2; an index such as
+# restore=4 is silently ignored) and never asks kOfxImageEffectActionGetRegionOfDefinition:
+# it hands the effect output buffers of the profile's size. So the frame stays 64x64 and
+# holds the bottom-left quarter (OFX's origin) of the 2x result, which the test host renders
+# whole. Asserted as measured; docs/OFX.md describes the limitation.
+RESTORE_DIR=$ASSETS/restore
+mkdir -p "$W/restore/esrgan-slim"
+cp -r "$RESTORE_DIR/esrgan-slim/x2" "$W/restore/esrgan-slim/"
+melt_restore() {
+  chroot "$SID" env OFX_PLUGIN_PATH=$STAGE_IN/plugins QT_QPA_PLATFORM=offscreen TTPO_RESTORE_DIR=$STAGE_IN/restore \
+    melt -profile $STAGE_IN/profile $STAGE_IN/in.png out=0 -attach openfx.org.ttpo.TTPO "${PARAMS[@]}" "restore=$1" \
+    -consumer avformat:$STAGE_IN/$2 vcodec=png f=image2 update=1 >"$W/$2.log" 2>&1
+}
+melt_restore rdn-x2 melt-restore.png
+melt_restore 4 melt-restore-index.png
+TTPO_RESTORE_DIR=$W/restore "$HOST" render "$W/plugins/TTPO.ofx.bundle" "$W/in.png" "$W/host-restore.png" \
+  "${HOST_PARAMS[@]}" restore=4
+python3 - "$W/in.png" "$W/host-restore.png" "$W/melt-restore.png" "$W/melt-restore-index.png" "$W/melt-cold.png" <<'PY'
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("cr", "plugins/gimp/check-restore.py")
+cr = importlib.util.module_from_spec(spec); spec.loader.exec_module(cr)
+(iw, ih, inp), (hw, hh, host), (mw, mh, melt), (_, _, by_index), (_, _, plain) = map(cr.png, sys.argv[1:6])
+def diff(a, b, ox=0, oy=0):
+    return max(abs(a[y][x][c] - b[y + oy][x + ox][c]) for y in range(mh) for x in range(mw) for c in range(3))
+print(f"test host {hw}x{hh}, melt {mw}x{mh} (input {iw}x{ih})")
+assert (hw, hh) == (2 * iw, 2 * ih), "the test host renders the 2x region of definition"
+assert (mw, mh) == (iw, ih), "melt keeps the profile's size"
+quarters = {name: diff(melt, host, ox, oy) for name, ox, oy in
+            [("top left", 0, 0), ("top right", mw, 0), ("bottom left", 0, mh), ("bottom right", mw, mh)]}
+print("max |melt - host result's quarter|:", quarters)
+assert quarters["bottom left"] == 0, "melt's frame is not the result's bottom-left quarter"
+assert diff(melt, inp) > 0 and diff(melt, plain) > 0, "restore=rdn-x2 did not reach the effect"
+assert diff(by_index, plain) == 0, "restore=4 is no longer ignored by melt: update docs/OFX.md"
+print("melt: the bottom-left quarter of the 2x result; restore=4 (an index) is ignored")
+PY
 echo "melt OpenFX check passed"

@@ -229,6 +229,26 @@ static void test_misuse(ttpo_engine *engine) {
             CHECK(ttpo_metric_name(UINT32_MAX) == NULL && ttpo_metric_description(UINT32_MAX) == NULL);
             CHECK_STATUS(ttpo_options_set_metrics(p, ""), TTPO_STATUS_OK);
         }
+        /* The restore list: core's table, in its order; each name is a valid restore option. */
+        {
+            const char *want[] = {"realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4",
+                                  "rdn-x2", "rdn-x3", "rdn-x4", "rdn-x8"};
+            const uint32_t scale[] = {4, 2, 4, 2, 3, 4, 8};
+            uint32_t count = ttpo_restore_count();
+            CHECK(count == sizeof want / sizeof want[0]);
+            for (uint32_t i = 0; i < count && i < sizeof want / sizeof want[0]; i++) {
+                CHECK(ttpo_restore_name(i) != NULL && strcmp(ttpo_restore_name(i), want[i]) == 0);
+                CHECK(ttpo_restore_description(i) != NULL && strlen(ttpo_restore_description(i)) > 10);
+                CHECK(ttpo_restore_name(i) == ttpo_restore_name(i)); /* static */
+                CHECK(ttpo_restore_scale(i) == scale[i]);
+                CHECK_STATUS(ttpo_options_set_restore(p, ttpo_restore_name(i)), TTPO_STATUS_OK);
+            }
+            CHECK(strstr(ttpo_restore_description(0), "Real-ESRGAN") != NULL);
+            CHECK(ttpo_restore_name(count) == NULL && ttpo_restore_description(count) == NULL);
+            CHECK(ttpo_restore_scale(count) == 0 && ttpo_restore_name(UINT32_MAX) == NULL);
+            CHECK_STATUS(ttpo_options_set_restore(p, "no-such-net"), TTPO_STATUS_INVALID_ARGUMENT);
+            CHECK_STATUS(ttpo_options_set_restore(p, NULL), TTPO_STATUS_OK);
+        }
         CHECK_STATUS(ttpo_options_set_metric_max_pixels(p, 4095), TTPO_STATUS_INVALID_ARGUMENT);
         CHECK(strstr(ttpo_last_error(), "metric_max_pixels") != NULL);
         CHECK_STATUS(ttpo_options_set_metric_max_pixels(p, 4096), TTPO_STATUS_OK);

@@ -210,6 +210,26 @@ impl RestoreKind {
         }
     }
 
+    /// One line for people choosing a network (what it is for, how heavy it is); hosts
+    /// show it next to [`RestoreKind::name`].
+    pub fn description(self) -> &'static str {
+        match self {
+            RestoreKind::RealEsrganX4 => {
+                "Real-ESRGAN x4plus: photos, 4x larger (16.7 M parameters; seconds per tile)"
+            }
+            RestoreKind::AnimeVideoV3X2 => {
+                "realesr-animevideov3: animation, 2x larger (0.6 M parameters; fast)"
+            }
+            RestoreKind::AnimeVideoV3X4 => {
+                "realesr-animevideov3: animation, 4x larger (0.6 M parameters; fast)"
+            }
+            RestoreKind::RdnX2 => "RDN esrgan-slim: 2x larger (0.2 M parameters; fastest)",
+            RestoreKind::RdnX3 => "RDN esrgan-slim: 3x larger (0.2 M parameters; fastest)",
+            RestoreKind::RdnX4 => "RDN esrgan-slim: 4x larger (0.2 M parameters; fastest)",
+            RestoreKind::RdnX8 => "RDN esrgan-slim: 8x larger (0.2 M parameters; fast)",
+        }
+    }
+
     /// The weights' licence.
     pub fn licence(self) -> &'static str {
         match self.format() {

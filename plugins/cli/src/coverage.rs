@@ -64,17 +64,18 @@ mod tests {
         ),
         (
             "gimp",
-            &["restore", "restore_dir"],
-            "not wired yet (issue #18 stays open for it): a restore step changes the image's \
-             size, which the plug-in's layer handling (same-size result, undo group) and \
-             both PDB signatures do not provide for yet",
+            &["restore_dir"],
+            "the plug-in takes the engine's default folder ($TTPO_RESTORE_DIR, else \
+             ~/.local/share/ttpo/restore), as the CLI without --restore-dir: where the network \
+             files live is a per-machine setting, not a per-image choice for the dialog or \
+             the PDB procedure's stable argument list",
         ),
         (
             "ofx",
-            &["restore", "restore_dir"],
-            "not wired yet (issue #18 stays open for it): an OFX effect's output has the \
-             region of its input, so a 2-8x larger result needs the host's region and \
-             pixel-aspect callbacks (kOfxImageEffectActionGetRegionOfDefinition) first",
+            &["restore_dir"],
+            "the effect takes the engine's default folder ($TTPO_RESTORE_DIR, else \
+             ~/.local/share/ttpo/restore): a host saves every parameter in its projects, and \
+             a machine's file location does not belong in a shared project",
         ),
         (
             "ofx",

@@ -247,23 +247,6 @@ pub fn save_image_with_alpha(
     })
 }
 
-/// The input's alpha plane at the output's size: unchanged when the sizes agree, else
-/// nearest-neighbour (a restore step made the output larger; alpha is not restored).
-pub fn scale_alpha(alpha: &[f32], from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
-    if from == to {
-        return alpha.to_vec();
-    }
-    let ((fw, fh), (tw, th)) = (from, to);
-    let mut out = Vec::with_capacity(tw * th);
-    for y in 0..th {
-        let sy = (y * fh / th).min(fh - 1);
-        for x in 0..tw {
-            out.push(alpha[sy * fw + (x * fw / tw).min(fw - 1)]);
-        }
-    }
-    out
-}
-
 /// Writes text atomically.
 pub fn save_text(text: &str, path: &Path) -> CliResult<()> {
     write_atomic(path, |tmp| {

@@ -45,6 +45,10 @@ pub struct Api {
     options_set_refine_steps: pfn::ttpo_options_set_refine_steps,
     options_set_strengths_str: pfn::ttpo_options_set_strengths_str,
     options_set_metrics: pfn::ttpo_options_set_metrics,
+    options_set_restore: pfn::ttpo_options_set_restore,
+    restore_count: pfn::ttpo_restore_count,
+    restore_name: pfn::ttpo_restore_name,
+    restore_scale: pfn::ttpo_restore_scale,
     status_str: pfn::ttpo_status_str,
     last_error: pfn::ttpo_last_error,
     version_api: pfn::ttpo_version_api,
@@ -102,6 +106,10 @@ impl Api {
             options_set_refine_steps: sym!("ttpo_options_set_refine_steps"),
             options_set_strengths_str: sym!("ttpo_options_set_strengths_str"),
             options_set_metrics: sym!("ttpo_options_set_metrics"),
+            options_set_restore: sym!("ttpo_options_set_restore"),
+            restore_count: sym!("ttpo_restore_count"),
+            restore_name: sym!("ttpo_restore_name"),
+            restore_scale: sym!("ttpo_restore_scale"),
             status_str: sym!("ttpo_status_str"),
             last_error: sym!("ttpo_last_error"),
             version_api: sym!("ttpo_version_api"),
@@ -133,6 +141,16 @@ impl Api {
                         cstr((self.metric_description)(i)),
                     )
                 })
+                .collect()
+        }
+    }
+
+    /// libttpo's restoration networks: (name, scale), in its order.
+    pub fn restore_networks(&self) -> Vec<(String, u32)> {
+        // SAFETY: static strings (or NULL) for any index.
+        unsafe {
+            (0..(self.restore_count)())
+                .map(|i| (cstr((self.restore_name)(i)), (self.restore_scale)(i)))
                 .collect()
         }
     }
@@ -329,6 +347,17 @@ pub struct Stage1Key {
     pub steps: u32,
     pub refine_steps: u32,
     pub metrics: String,
+    /// The restoration network run before Stage I and its scale (the outputs are
+    /// `width * scale` x `height * scale`), or None.
+    pub restore: Option<(&'static str, u32)>,
+}
+
+impl Stage1Key {
+    /// The size of every output of the job: the input's times the restore scale.
+    pub fn output_size(&self) -> (u32, u32) {
+        let s = self.restore.map_or(1, |r| r.1);
+        (self.width * s, self.height * s)
+    }
 }
 
 /// Per-call host hooks: abort poll, progress and the time estimate.
@@ -523,6 +552,20 @@ impl Cache {
                     let m = CString::new(key.metrics.as_str()).unwrap_or_default();
                     st = (api.options_set_metrics)(opts, m.as_ptr());
                 }
+                if let (STATUS_OK, Some((name, scale))) = (st, key.restore) {
+                    // The region of definition was computed from the plug-in's copy of the
+                    // scales: the library must agree, or the frame would be the wrong size.
+                    if !api.restore_networks().contains(&(name.to_string(), scale)) {
+                        (api.options_free)(opts);
+                        return Err(format!(
+                            "this libttpo has no {scale}x network {name:?} (it has: {:?})",
+                            api.restore_networks()
+                        )
+                        .into());
+                    }
+                    let n = CString::new(name).unwrap_or_default();
+                    st = (api.options_set_restore)(opts, n.as_ptr());
+                }
                 if st != STATUS_OK {
                     (api.options_free)(opts);
                     return Err(api.err("invalid parameters", st, std::ptr::null()));
@@ -543,9 +586,10 @@ impl Cache {
                 let mut n = 0u32;
                 (api.job_candidate_count)(job, &mut n);
                 let mut cands = Vec::with_capacity(n as usize);
+                let (w, h) = key.output_size();
                 for i in 0..n {
-                    let mut buf = vec![0f32; (key.width * key.height * 4) as usize];
-                    let img = f32_image(&mut buf, key.width, key.height);
+                    let mut buf = vec![0f32; (w * h * 4) as usize];
+                    let img = f32_image(&mut buf, w, h);
                     let st = (api.job_candidate_image)(job, i, &img);
                     if st != STATUS_OK {
                         let e = api.err("reading a candidate", st, job);
@@ -594,8 +638,9 @@ impl Cache {
             return Ok(r.clone());
         }
         let job = entry.job.0;
-        let mut buf = vec![0f32; (key.width * key.height * 4) as usize];
-        let img = f32_image(&mut buf, key.width, key.height);
+        let (w, h) = key.output_size();
+        let mut buf = vec![0f32; (w * h * 4) as usize];
+        let img = f32_image(&mut buf, w, h);
         unsafe {
             entry.choose(api, choice)?;
             match what {

@@ -89,6 +89,7 @@ unsafe fn dispatch(action: &str, handle: Handle, in_args: Handle, out_args: Hand
         ACTION_RENDER => render::render(&s, handle, in_args),
         ACTION_IS_IDENTITY => render::is_identity(&s, handle, in_args, out_args),
         ACTION_GET_ROI => render::regions_of_interest(&s, handle, in_args, out_args),
+        ACTION_GET_ROD => render::region_of_definition(&s, handle, in_args, out_args),
         _ => STAT_REPLY_DEFAULT,
     }
 }

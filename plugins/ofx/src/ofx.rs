@@ -167,6 +167,7 @@ pub const ACTION_DESTROY_INSTANCE: &str = "OfxActionDestroyInstance";
 pub const ACTION_RENDER: &str = "OfxImageEffectActionRender";
 pub const ACTION_IS_IDENTITY: &str = "OfxImageEffectActionIsIdentity";
 pub const ACTION_GET_ROI: &str = "OfxImageEffectActionGetRegionsOfInterest";
+pub const ACTION_GET_ROD: &str = "OfxImageEffectActionGetRegionOfDefinition";
 pub const ACTION_PURGE_CACHES: &str = "OfxActionPurgeCaches";
 
 pub const CONTEXT_FILTER: &str = "OfxImageEffectContextFilter";

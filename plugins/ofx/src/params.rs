@@ -2,7 +2,8 @@
 //! render's time, into [`Params`].
 //!
 //! Names: a parameter that is a job option carries core's option name
-//! (`ttpo::options::OPTIONS`: `strengths`, `seed`, `steps`, `refine_steps`, `metrics`) and
+//! (`ttpo::options::OPTIONS`: `strengths`, `seed`, `steps`, `refine_steps`, `metrics`,
+//! `restore`) and
 //! goes to libttpo's setter of that name (`ttpo_options_set_<name>`, see engine.rs); the
 //! other parameters are the effect's own (the model, the selection, the view, the mix). The
 //! names are saved in host projects and are melt's property names, so they never change
@@ -25,6 +26,32 @@ pub const P_DISPREFERRED: &str = "dispreferred";
 pub const P_VIEW: &str = "view";
 pub const P_CANDIDATE: &str = "candidate";
 pub const P_MIX: &str = "mix";
+pub const P_RESTORE: &str = "restore";
+
+/// The `restore` choice after "None": libttpo's networks (`ttpo_restore_name`) and their
+/// scales (`ttpo_restore_scale`), in libttpo's order. Describe never loads libttpo, so the
+/// menu is this copy; a render checks it against the loaded library (engine.rs) and the
+/// test host against core's table. A host saves a choice as its index: new networks go at
+/// the end, as in core's list.
+pub const RESTORE: [(&str, u32); 7] = [
+    ("realesrgan-x4", 4),
+    ("realesr-animevideov3-x2", 2),
+    ("realesr-animevideov3-x4", 4),
+    ("rdn-x2", 2),
+    ("rdn-x3", 3),
+    ("rdn-x4", 4),
+    ("rdn-x8", 8),
+];
+const RESTORE_OPTIONS: [&str; 8] = [
+    "None",
+    RESTORE[0].0,
+    RESTORE[1].0,
+    RESTORE[2].0,
+    RESTORE[3].0,
+    RESTORE[4].0,
+    RESTORE[5].0,
+    RESTORE[6].0,
+];
 
 /// The metrics hint while libttpo is not loaded (describe never loads it; see
 /// [`crate::render`], which puts the library's list on each instance).
@@ -74,6 +101,18 @@ const DEFS: &[Def] = &[
         kind: Kind::Text {
             default: "",
             folder: false,
+        },
+    },
+    Def {
+        name: P_RESTORE,
+        label: "Restore first",
+        hint: "A restoration network run on the frame before the candidates \
+               (super-resolution: the output is 2-8x larger, its region of definition scaled \
+               by the factor): realesrgan-x4 for photos (slow), realesr-animevideov3 for \
+               animation, rdn (smallest, fastest). Files from $TTPO_RESTORE_DIR, else \
+               ~/.local/share/ttpo/restore. None: no restore step.",
+        kind: Kind::Choice {
+            options: &RESTORE_OPTIONS,
         },
     },
     Def {
@@ -223,6 +262,8 @@ pub struct Params {
     pub model: String,
     pub strengths: String,
     pub metrics: String,
+    /// `restore`: 0 none, else 1 + an index into [`RESTORE`].
+    pub restore: i32,
     pub seed: i32,
     pub steps: i32,
     /// 0 = as `steps`.
@@ -275,6 +316,24 @@ impl Default for Ptr {
     }
 }
 
+/// The restore network chosen at time `t`: its name and scale, or None.
+pub unsafe fn restore(
+    s: &Suites,
+    e: Handle,
+    t: f64,
+) -> Result<Option<(&'static str, u32)>, String> {
+    restore_choice(get::<i32>(s, e, P_RESTORE, t)?)
+}
+
+/// The network of a `restore` choice index (0 = none).
+pub fn restore_choice(index: i32) -> Result<Option<(&'static str, u32)>, String> {
+    match index {
+        0 => Ok(None),
+        i if i > 0 && (i as usize) <= RESTORE.len() => Ok(Some(RESTORE[i as usize - 1])),
+        i => Err(format!("Restore first: no choice {i}")),
+    }
+}
+
 /// The mix at time `t` (the identity action reads only it).
 pub unsafe fn mix(s: &Suites, e: Handle, t: f64) -> Result<f64, String> {
     get::<f64>(s, e, P_MIX, t)
@@ -286,6 +345,7 @@ pub unsafe fn read(s: &Suites, e: Handle, t: f64) -> Result<Params, String> {
         model: get_s(s, e, P_MODEL, t)?,
         strengths: get_s(s, e, P_STRENGTHS, t)?,
         metrics: get_s(s, e, P_METRICS, t)?,
+        restore: i(P_RESTORE)?,
         seed: i(P_SEED)?,
         steps: i(P_STEPS)?,
         refine_steps: i(P_REFINE_STEPS)?,
@@ -344,6 +404,7 @@ mod tests {
             P_MODEL,
             P_STRENGTHS,
             P_METRICS,
+            P_RESTORE,
             P_SEED,
             P_STEPS,
             P_REFINE_STEPS,
@@ -355,5 +416,16 @@ mod tests {
             P_MIX,
         ];
         assert_eq!(names, read);
+    }
+
+    #[test]
+    fn restore_choices_are_none_then_the_networks() {
+        assert_eq!(RESTORE_OPTIONS[0], "None");
+        for (i, (name, scale)) in RESTORE.iter().enumerate() {
+            assert_eq!(RESTORE_OPTIONS[i + 1], *name);
+            assert_eq!(restore_choice(i as i32 + 1), Ok(Some((*name, *scale))));
+        }
+        assert_eq!(restore_choice(0), Ok(None));
+        assert!(restore_choice(8).is_err() && restore_choice(-1).is_err());
     }
 }

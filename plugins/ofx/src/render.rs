@@ -1,4 +1,5 @@
-//! The render action and the actions around it (identity, regions of interest): read the
+//! The render action and the actions around it (identity, regions of definition and of
+//! interest): read the
 //! parameters, resolve the model, get candidates / the refined result from the cache (the
 //! job's life cycle is engine.rs'), then write the render window mixed with the input.
 //! An instance keeps no state of its own: the results live in the process-wide cache,
@@ -146,9 +147,17 @@ unsafe fn render_inner(s: &Suites, effect: Handle, in_args: Handle) -> Result<()
     engine::check_strengths(api, &strengths)
         .map_err(|e| Failure::Error(format!("Strengths {:?}: {e}", p.strengths)))?;
     let model_dir = model::resolve(api, &p.model).map_err(Failure::Error)?;
-    let key = stage1_key(&p, &src, model_dir, strengths, draft);
+    let restore = params::restore_choice(p.restore).map_err(Failure::Error)?;
+    let key = stage1_key(&p, &src, model_dir, strengths, draft, restore);
     let result = compute(s, effect, api, &p, &key, &src)?;
-    write_output(&p, &src, &out, win, &result);
+    write_output(
+        &p,
+        &src,
+        &out,
+        win,
+        &result,
+        key.restore.map_or(1, |r| r.1 as i32),
+    );
     Ok(())
 }
 
@@ -159,6 +168,7 @@ fn stage1_key(
     model_dir: String,
     strengths: String,
     draft: bool,
+    restore: Option<(&'static str, u32)>,
 ) -> engine::Stage1Key {
     let steps = |n: i32| {
         let n = n.max(1) as u32;
@@ -182,6 +192,7 @@ fn stage1_key(
             p.steps
         }),
         metrics: p.metrics.clone(),
+        restore,
     }
 }
 
@@ -268,23 +279,26 @@ fn choice(p: &Params) -> Result<engine::Choice, Failure> {
     }
 }
 
-/// Writes the render window (clipped to the output), mixing with the input.
-fn write_output(p: &Params, src: &Image, out: &Image, win: [i32; 4], result: &[f32]) {
-    let w = src.width();
+/// Writes the render window (clipped to the output), mixing with the input. With a restore
+/// step the result covers the source's bounds times `scale` (the region of definition) and
+/// the mix blends with the source pixel each result pixel came from (nearest).
+fn write_output(p: &Params, src: &Image, out: &Image, win: [i32; 4], result: &[f32], scale: i32) {
+    let w = src.width() * scale as usize;
+    let r_bounds = src.bounds.map(|b| b * scale);
     let mix = p.mix.clamp(0.0, 1.0) as f32;
     let (x1, y1) = (win[0].max(out.bounds[0]), win[1].max(out.bounds[1]));
     let (x2, y2) = (win[2].min(out.bounds[2]), win[3].min(out.bounds[3]));
     for y in y1..y2 {
         for x in x1..x2 {
-            let inside =
-                x >= src.bounds[0] && x < src.bounds[2] && y >= src.bounds[1] && y < src.bounds[3];
+            let inside = x >= r_bounds[0] && x < r_bounds[2] && y >= r_bounds[1] && y < r_bounds[3];
             let v = if inside {
-                let r = (src.bounds[3] - 1 - y) as usize;
-                let i = (r * w + (x - src.bounds[0]) as usize) * 4;
+                let r = (r_bounds[3] - 1 - y) as usize;
+                let i = (r * w + (x - r_bounds[0]) as usize) * 4;
                 let mut v = [result[i], result[i + 1], result[i + 2], result[i + 3]];
                 if mix < 1.0 {
-                    // SAFETY: (x, y) is inside the source image.
-                    let a = unsafe { pixels::read(src.at(x, y), src.depth, src.comps) };
+                    let (sx, sy) = (x.div_euclid(scale), y.div_euclid(scale));
+                    // SAFETY: (sx, sy) is inside the source image.
+                    let a = unsafe { pixels::read(src.at(sx, sy), src.depth, src.comps) };
                     for c in 0..3 {
                         v[c] = a[c] + mix * (v[c] - a[c]);
                     }
@@ -300,14 +314,19 @@ fn write_output(p: &Params, src: &Image, out: &Image, win: [i32; 4], result: &[f
     }
 }
 
-/// Mix 0 is the identity (the host may skip the render and pass the source through).
+/// Mix 0 is the identity (the host may skip the render and pass the source through),
+/// unless a restore step makes the output larger than the source.
 pub unsafe fn is_identity(
     s: &Suites,
     effect: Handle,
     in_args: Handle,
     out_args: Handle,
 ) -> OfxStatus {
-    match params::mix(s, effect, time(s, in_args)) {
+    let t = time(s, in_args);
+    if !matches!(params::restore(s, effect, t), Ok(None)) {
+        return STAT_REPLY_DEFAULT;
+    }
+    match params::mix(s, effect, t) {
         Ok(m) if m <= 0.0 => {
             Props {
                 s: s.prop,
@@ -320,6 +339,45 @@ pub unsafe fn is_identity(
     }
 }
 
+/// The source clip's region of definition at time `t`.
+unsafe fn source_rod(s: &Suites, effect: Handle, t: f64) -> Option<OfxRectD> {
+    let mut ch = std::ptr::null_mut();
+    if (s.effect.clip_get_handle)(effect, CLIP_SOURCE.as_ptr(), &mut ch, std::ptr::null_mut())
+        != STAT_OK
+    {
+        return None;
+    }
+    let mut rod = OfxRectD::default();
+    ((s.effect.clip_get_region_of_definition)(ch, t, &mut rod) == STAT_OK).then_some(rod)
+}
+
+/// With a restore step the output is the source's region of definition times the network's
+/// scale (canonical coordinates, so at any render scale); without one the host's default
+/// (the source's region) holds.
+pub unsafe fn region_of_definition(
+    s: &Suites,
+    effect: Handle,
+    in_args: Handle,
+    out_args: Handle,
+) -> OfxStatus {
+    let t = time(s, in_args);
+    let Ok(Some((_, scale))) = params::restore(s, effect, t) else {
+        return STAT_REPLY_DEFAULT;
+    };
+    let Some(rod) = source_rod(s, effect, t) else {
+        return STAT_REPLY_DEFAULT;
+    };
+    let o = Props {
+        s: s.prop,
+        h: out_args,
+    };
+    let f = scale as f64;
+    for (i, v) in [rod.x1, rod.y1, rod.x2, rod.y2].into_iter().enumerate() {
+        o.set_dbl("OfxImageEffectPropRegionOfDefinition", i as c_int, v * f);
+    }
+    STAT_OK
+}
+
 /// The engine needs the whole source frame whatever the render window.
 pub unsafe fn regions_of_interest(
     s: &Suites,
@@ -327,17 +385,9 @@ pub unsafe fn regions_of_interest(
     in_args: Handle,
     out_args: Handle,
 ) -> OfxStatus {
-    let t = time(s, in_args);
-    let mut ch = std::ptr::null_mut();
-    if (s.effect.clip_get_handle)(effect, CLIP_SOURCE.as_ptr(), &mut ch, std::ptr::null_mut())
-        != STAT_OK
-    {
+    let Some(rod) = source_rod(s, effect, time(s, in_args)) else {
         return STAT_REPLY_DEFAULT;
-    }
-    let mut rod = OfxRectD::default();
-    if (s.effect.clip_get_region_of_definition)(ch, t, &mut rod) != STAT_OK {
-        return STAT_REPLY_DEFAULT;
-    }
+    };
     let o = Props {
         s: s.prop,
         h: out_args,

@@ -259,8 +259,31 @@ impl Plugin {
         );
     }
 
+    /// OfxImageEffectActionGetRegionOfDefinition: the effect's output region at `time` and
+    /// render `scale` (canonical coordinates), or None when it replies default (the
+    /// source's region then, in the filter context).
+    pub fn region_of_definition(&self, inst: &Effect, scale: f64, time: f64) -> Option<[f64; 4]> {
+        let ia = PropSet::new();
+        ia.set_dbls("OfxPropTime", &[time]);
+        ia.set_dbls("OfxImageEffectPropRenderScale", &[scale, scale]);
+        let out = PropSet::new();
+        if self.action(ACTION_GET_ROD, inst.handle(), Some(&ia), Some(&out)) != STAT_OK {
+            return None;
+        }
+        let mut r = [0.0; 4];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = match out.get("OfxImageEffectPropRegionOfDefinition", i) {
+                Some(Val::Dbl(d)) => d,
+                other => panic!("region of definition [{i}]: {other:?}"),
+            };
+        }
+        Some(r)
+    }
+
     /// Renders `src` into a new output image of `depth`/`comps`/`rows` (zeroed before the
-    /// call). `window` defaults to the whole image.
+    /// call), sized as the effect's region of definition (asked first, as hosts do; the
+    /// source's bounds when the effect replies default). `window` defaults to the whole
+    /// output.
     #[allow(clippy::too_many_arguments)]
     pub fn render(
         &self,
@@ -273,7 +296,6 @@ impl Plugin {
         scale: f64,
         time: f64,
     ) -> (OfxStatus, ImageBuf) {
-        let (w, h) = (src.width(), src.height());
         let bounds = src.bounds;
         let comp = |c: usize| {
             if c == 4 {
@@ -287,11 +309,28 @@ impl Plugin {
         sc.props
             .set_str("OfxImageEffectPropComponents", comp(src.comps));
         *sc.image.lock().unwrap() = Some(src);
+        // The source's pixel bounds are its region at this render scale (the test images
+        // start at 0, 0): the output is the effect's region at the same scale.
+        let out_bounds = match self.region_of_definition(inst, scale, time) {
+            Some(r) => [
+                r[0] as i32,
+                r[1] as i32,
+                r[2].ceil() as i32,
+                r[3].ceil() as i32,
+            ],
+            None => bounds,
+        };
+        let (w, h) = (
+            (out_bounds[2] - out_bounds[0]) as usize,
+            (out_bounds[3] - out_bounds[1]) as usize,
+        );
         let oc = inst.clip("Output").expect("Output clip");
         oc.props.set_str("OfxImageEffectPropPixelDepth", depth);
         oc.props
             .set_str("OfxImageEffectPropComponents", comp(comps));
-        *oc.image.lock().unwrap() = Some(ImageBuf::new(w, h, depth, comps, rows, 8));
+        let mut out = ImageBuf::new(w, h, depth, comps, rows, 8);
+        out.bounds = out_bounds;
+        *oc.image.lock().unwrap() = Some(out);
         // Ask for the regions of interest first, as hosts do.
         let ia = PropSet::new();
         ia.set_dbls("OfxPropTime", &[time]);
@@ -310,7 +349,10 @@ impl Plugin {
         let ia = PropSet::new();
         ia.set_dbls("OfxPropTime", &[time]);
         ia.set_str("OfxImageEffectPropFieldToRender", "OfxImageFieldNone");
-        ia.set_ints("OfxImageEffectPropRenderWindow", &window.unwrap_or(bounds));
+        ia.set_ints(
+            "OfxImageEffectPropRenderWindow",
+            &window.unwrap_or(out_bounds),
+        );
         ia.set_dbls("OfxImageEffectPropRenderScale", &[scale, scale]);
         ia.set_int("OfxImageEffectPropSequentialRenderStatus", 0);
         ia.set_int("OfxImageEffectPropInteractiveRenderStatus", 0);

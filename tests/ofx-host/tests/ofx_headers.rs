@@ -161,6 +161,10 @@ fn constants() -> Vec<(&'static str, String)> {
             "kOfxImageEffectActionGetRegionsOfInterest",
             ACTION_GET_ROI.into(),
         ),
+        (
+            "kOfxImageEffectActionGetRegionOfDefinition",
+            ACTION_GET_ROD.into(),
+        ),
         ("kOfxActionPurgeCaches", ACTION_PURGE_CACHES.into()),
         ("kOfxImageEffectContextFilter", CONTEXT_FILTER.into()),
         ("kOfxImageEffectContextGeneral", CONTEXT_GENERAL.into()),

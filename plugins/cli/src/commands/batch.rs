@@ -75,7 +75,8 @@ pub fn run(g: &Global, a: BatchArgs) -> CliResult<()> {
             let prefix = format!("[{}/{n}] {stem} ", k + 1);
             ui::announce_estimate(g, &mut job, &prefix, ui::Stages::Rest);
             let img = with_job(g, &mut job, &prefix, |j, p| j.run(p))?;
-            let alpha = alpha.map(|a| ui::scale_alpha(&a, input_size, (img.width(), img.height())));
+            let alpha = alpha
+                .map(|a| ttpo::image::scale_alpha(&a, input_size, (img.width(), img.height())));
             ui::save_image_with_alpha(&img, alpha.as_deref(), &out)
         })();
         match result {

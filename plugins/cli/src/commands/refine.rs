@@ -79,7 +79,8 @@ pub fn run(g: &Global, a: RefineArgs) -> CliResult<()> {
     }
     let (w, l) = job.choice().expect("chosen above");
     let out = with_job(g, &mut job, "", |j, p| j.refine(p))?;
-    let alpha = alpha.map(|a| ui::scale_alpha(&a, input_size, (out.width(), out.height())));
+    let alpha =
+        alpha.map(|a| ttpo::image::scale_alpha(&a, input_size, (out.width(), out.height())));
     ui::save_image_with_alpha(&out, alpha.as_deref(), &a.output)?;
     let t = job.timings();
     if a.json {

@@ -47,7 +47,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> CliResult<()> {
         r => r?,
     };
     let size = (input.width(), input.height());
-    let alpha = alpha.map(|al| ui::scale_alpha(&al, size, (out.width(), out.height())));
+    let alpha = alpha.map(|al| ttpo::image::scale_alpha(&al, size, (out.width(), out.height())));
     ui::save_image_with_alpha(&out, alpha.as_deref(), &a.output)?;
     let seconds = t0.elapsed().as_secs_f64();
     if a.json {
