@@ -117,58 +117,86 @@ fn topiq_matches_pyiqa_cfanet() {
     assert!(rel <= TOL, "scores: relative error {rel:.3e} > {TOL:e}");
 }
 
-/// A deterministic pseudo-random tensor, uniform in [-a, a].
-fn uniform(shape: &[usize], a: f32, seed: &mut u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            *seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+/// A random CFANet (NR, ResNet-50, width 256) state dict under pyiqa's names, written from
+/// pyiqa's module structure independently of the loader.
+struct StateDict {
+    map: HashMap<String, Tensor>,
+    seed: u64,
 }
 
-/// A random CFANet (NR, ResNet-50, width 256) state dict under pyiqa's names; written from
-/// pyiqa's module structure, independently of the loader.
-fn random_state_dict() -> HashMap<String, Tensor> {
-    let mut sd = HashMap::new();
-    let mut seed = 7u64;
-    let mut put = |sd: &mut HashMap<String, Tensor>, name: String, shape: &[usize], a: f32| {
-        let t = uniform(shape, a, &mut seed);
-        sd.insert(name, t);
-    };
-    let conv = |sd: &mut HashMap<String, Tensor>,
-                put: &mut dyn FnMut(&mut HashMap<String, Tensor>, String, &[usize], f32),
-                name: &str,
-                bn: &str,
-                (cin, cout, k): (usize, usize, usize)| {
+const D: usize = 256;
+
+impl StateDict {
+    /// Deterministic pseudo-random values, uniform in [-a, a].
+    fn put(&mut self, name: String, shape: &[usize], a: f32) {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                self.seed = self
+                    .seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((self.seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+            })
+            .collect();
+        let t = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+        self.map.insert(name, t);
+    }
+
+    fn fill(&mut self, name: String, n: usize, v: f32) {
+        let t = Tensor::full(v, n, &Device::Cpu).unwrap();
+        self.map.insert(name, t);
+    }
+
+    /// A backbone conv and its BatchNorm.
+    fn conv_bn(&mut self, name: &str, bn: &str, (cin, cout, k): (usize, usize, usize)) {
         let a = (6.0 / (cin * k * k) as f32).sqrt();
-        put(
-            sd,
+        self.put(
             format!("semantic_model.{name}.weight"),
             &[cout, cin, k, k],
             a,
         );
-        sd.insert(
-            format!("semantic_model.{bn}.weight"),
-            Tensor::full(0.5f32, cout, &Device::Cpu).unwrap(),
-        );
-        put(sd, format!("semantic_model.{bn}.bias"), &[cout], 0.1);
-        put(
-            sd,
-            format!("semantic_model.{bn}.running_mean"),
-            &[cout],
-            0.1,
-        );
-        sd.insert(
-            format!("semantic_model.{bn}.running_var"),
-            Tensor::ones(cout, DType::F32, &Device::Cpu).unwrap(),
-        );
+        self.fill(format!("semantic_model.{bn}.weight"), cout, 0.5);
+        self.put(format!("semantic_model.{bn}.bias"), &[cout], 0.1);
+        self.put(format!("semantic_model.{bn}.running_mean"), &[cout], 0.1);
+        self.fill(format!("semantic_model.{bn}.running_var"), cout, 1.0);
+    }
+
+    fn conv(&mut self, name: String, (cin, cout, k): (usize, usize, usize)) {
+        let a = (3.0 / (cin * k * k) as f32).sqrt();
+        self.put(format!("{name}.weight"), &[cout, cin, k, k], a);
+        self.put(format!("{name}.bias"), &[cout], 0.1);
+    }
+
+    fn linear(&mut self, name: String, i: usize, o: usize) {
+        self.put(format!("{name}.weight"), &[o, i], (3.0 / i as f32).sqrt());
+        self.put(format!("{name}.bias"), &[o], 0.05);
+    }
+
+    fn layer_norm(&mut self, name: String) {
+        self.fill(format!("{name}.weight"), D, 1.0);
+        self.fill(format!("{name}.bias"), D, 0.0);
+    }
+
+    /// A transformer layer: attention `attn`, the FFN and `norms` LayerNorms.
+    fn layer(&mut self, p: &str, attn: &str, norms: usize) {
+        self.put(format!("{p}.{attn}.in_proj_weight"), &[3 * D, D], 0.1);
+        self.put(format!("{p}.{attn}.in_proj_bias"), &[3 * D], 0.05);
+        self.linear(format!("{p}.{attn}.out_proj"), D, D);
+        self.linear(format!("{p}.linear1"), D, 4 * D);
+        self.linear(format!("{p}.linear2"), 4 * D, D);
+        for n in 1..=norms {
+            self.layer_norm(format!("{p}.norm{n}"));
+        }
+    }
+}
+
+fn random_state_dict() -> HashMap<String, Tensor> {
+    let mut sd = StateDict {
+        map: HashMap::new(),
+        seed: 7,
     };
-    conv(&mut sd, &mut put, "conv1", "bn1", (3, 64, 7));
+    sd.conv_bn("conv1", "bn1", (3, 64, 7));
     let mut cin = 64;
     for (s, (blocks, width)) in [(3, 64), (4, 128), (6, 256), (3, 512)]
         .into_iter()
@@ -177,123 +205,45 @@ fn random_state_dict() -> HashMap<String, Tensor> {
         for b in 0..blocks {
             let p = format!("layer{}.{b}", s + 1);
             let inp = if b == 0 { cin } else { width * 4 };
-            conv(
-                &mut sd,
-                &mut put,
-                &format!("{p}.conv1"),
-                &format!("{p}.bn1"),
-                (inp, width, 1),
-            );
-            conv(
-                &mut sd,
-                &mut put,
+            sd.conv_bn(&format!("{p}.conv1"), &format!("{p}.bn1"), (inp, width, 1));
+            sd.conv_bn(
                 &format!("{p}.conv2"),
                 &format!("{p}.bn2"),
                 (width, width, 3),
             );
-            conv(
-                &mut sd,
-                &mut put,
+            sd.conv_bn(
                 &format!("{p}.conv3"),
                 &format!("{p}.bn3"),
                 (width, width * 4, 1),
             );
             if b == 0 {
-                conv(
-                    &mut sd,
-                    &mut put,
-                    &format!("{p}.downsample.0"),
-                    &format!("{p}.downsample.1"),
-                    (inp, width * 4, 1),
-                );
+                let (c, n) = (format!("{p}.downsample.0"), format!("{p}.downsample.1"));
+                sd.conv_bn(&c, &n, (inp, width * 4, 1));
             }
         }
         cin = width * 4;
     }
-    let d = 256;
-    let lin = |sd: &mut HashMap<String, Tensor>,
-               put: &mut dyn FnMut(&mut HashMap<String, Tensor>, String, &[usize], f32),
-               name: String,
-               i: usize,
-               o: usize| {
-        put(
-            sd,
-            format!("{name}.weight"),
-            &[o, i],
-            (3.0 / i as f32).sqrt(),
-        );
-        put(sd, format!("{name}.bias"), &[o], 0.05);
-    };
-    let ln = |sd: &mut HashMap<String, Tensor>, name: String| {
-        sd.insert(
-            format!("{name}.weight"),
-            Tensor::ones(d, DType::F32, &Device::Cpu).unwrap(),
-        );
-        sd.insert(
-            format!("{name}.bias"),
-            Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap(),
-        );
-    };
-    let layer = |sd: &mut HashMap<String, Tensor>,
-                 put: &mut dyn FnMut(&mut HashMap<String, Tensor>, String, &[usize], f32),
-                 p: &str,
-                 attn: &str,
-                 norms: usize| {
-        put(sd, format!("{p}.{attn}.in_proj_weight"), &[3 * d, d], 0.1);
-        put(sd, format!("{p}.{attn}.in_proj_bias"), &[3 * d], 0.05);
-        lin(sd, put, format!("{p}.{attn}.out_proj"), d, d);
-        lin(sd, put, format!("{p}.linear1"), d, 4 * d);
-        lin(sd, put, format!("{p}.linear2"), 4 * d, d);
-        for n in 1..=norms {
-            ln(sd, format!("{p}.norm{n}"));
-        }
-    };
     for (i, c) in [64, 256, 512, 1024, 2048].into_iter().enumerate() {
         let g = format!("weight_pool.{i}");
-        put(
-            &mut sd,
-            format!("{g}.splitconv.weight"),
-            &[2 * c, c, 1, 1],
-            (3.0 / c as f32).sqrt(),
-        );
-        put(&mut sd, format!("{g}.splitconv.bias"), &[2 * c], 0.1);
-        for (k, (ci, co, ks)) in [(0, (c, 64, 1)), (2, (64, 64, 3)), (4, (64, 1, 3))] {
-            put(
-                &mut sd,
-                format!("{g}.weight_blk.{k}.weight"),
-                &[co, ci, ks, ks],
-                (3.0 / (ci * ks * ks) as f32).sqrt(),
-            );
-            put(&mut sd, format!("{g}.weight_blk.{k}.bias"), &[co], 0.1);
-        }
-        put(
-            &mut sd,
-            format!("dim_reduce.{i}.0.weight"),
-            &[d, c, 1, 1],
-            (3.0 / c as f32).sqrt(),
-        );
-        put(&mut sd, format!("dim_reduce.{i}.0.bias"), &[d], 0.05);
-        layer(
-            &mut sd,
-            &mut put,
-            &format!("sa_attn_blks.{i}.layers.0"),
-            "self_attn",
-            2,
-        );
+        sd.conv(format!("{g}.splitconv"), (c, 2 * c, 1));
+        sd.conv(format!("{g}.weight_blk.0"), (c, 64, 1));
+        sd.conv(format!("{g}.weight_blk.2"), (64, 64, 3));
+        sd.conv(format!("{g}.weight_blk.4"), (64, 1, 3));
+        sd.conv(format!("dim_reduce.{i}.0"), (c, D, 1));
+        sd.layer(&format!("sa_attn_blks.{i}.layers.0"), "self_attn", 2);
         if i < 4 {
-            let p = format!("attn_blks.{i}.layers.0");
-            layer(&mut sd, &mut put, &p, "multihead_attn", 3);
+            sd.layer(&format!("attn_blks.{i}.layers.0"), "multihead_attn", 3);
         }
     }
-    layer(&mut sd, &mut put, "attn_pool", "self_attn", 2);
-    ln(&mut sd, "score_linear.0".into());
-    lin(&mut sd, &mut put, "score_linear.1".into(), d, d);
-    ln(&mut sd, "score_linear.3".into());
-    lin(&mut sd, &mut put, "score_linear.4".into(), d, d);
-    lin(&mut sd, &mut put, "score_linear.6".into(), d, 1);
-    put(&mut sd, "h_emb".into(), &[1, d / 2, 32, 1], 0.5);
-    put(&mut sd, "w_emb".into(), &[1, d / 2, 1, 32], 0.5);
-    sd
+    sd.layer("attn_pool", "self_attn", 2);
+    sd.layer_norm("score_linear.0".into());
+    sd.linear("score_linear.1".into(), D, D);
+    sd.layer_norm("score_linear.3".into());
+    sd.linear("score_linear.4".into(), D, D);
+    sd.linear("score_linear.6".into(), D, 1);
+    sd.put("h_emb".into(), &[1, D / 2, 32, 1], 0.5);
+    sd.put("w_emb".into(), &[1, D / 2, 1, 32], 0.5);
+    sd.map
 }
 
 fn textured(w: usize, h: usize) -> Image {
