@@ -369,8 +369,8 @@ pub const OPTIONS: &[OptionInfo] = &[
     OptionInfo {
         name: "metrics",
         kind: OptionKind::Names,
-        range: "names from niqe, piqe, brisque, clipiqa, sharpness",
-        doc: "Quality metrics of Stage II, comma-separated; empty = niqe,piqe (+brisque, +clipiqa with their models).",
+        range: "names from niqe, piqe, brisque, clipiqa, topiq, sharpness",
+        doc: "Quality metrics of Stage II, comma-separated, or presets (reproduction = musiq,maniqa,topiq; classical = niqe,piqe); empty = niqe,piqe (+brisque, +clipiqa with their models).",
         aliases: &[],
         check: |o| crate::scoring::check_names(&o.scoring.metrics),
     },

@@ -17,6 +17,7 @@ pub mod builtin;
 pub mod clip_iqa;
 pub mod fusion;
 pub mod learned;
+pub mod topiq;
 
 pub use builtin::{Brisque, Niqe, Piqe, Sharpness};
 pub use clip_iqa::ClipIqa;
@@ -144,6 +145,16 @@ pub const METRICS: &[MetricInfo] = &[
         },
     },
     MetricInfo {
+        name: "topiq",
+        description: "TOPIQ-NR (ResNet-50 with top-down attention, pyiqa's topiq_nr, KonIQ; ~0..1); higher is better; needs pyiqa's checkpoint (iqa_model_dir, docs/METRICS.md)",
+        higher_is_better: true,
+        in_default_set: never,
+        build: |o| {
+            let path = learned::checkpoint_path(o, "topiq")?;
+            Ok(Box::new(topiq::TopiqNr::load(&path, &candle_core::Device::Cpu)?))
+        },
+    },
+    MetricInfo {
         name: "sharpness",
         description: "Laplacian energy of the luma (log10); higher is sharper (also rises with noise); cheap, any size",
         higher_is_better: true,
@@ -253,7 +264,9 @@ mod tests {
         // Model-free metrics: the object's name and direction are the table's.
         for info in METRICS
             .iter()
-            .filter(|m| !matches!(m.name, "brisque" | "clipiqa"))
+            .filter(|m| {
+                !matches!(m.name, "brisque" | "clipiqa") && learned::checkpoint(m.name).is_none()
+            })
         {
             let m = (info.build)(&ScoringOptions::default()).unwrap();
             assert_eq!(m.name(), info.name);
