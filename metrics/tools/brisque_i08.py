@@ -34,8 +34,8 @@ assets = os.environ.get("TTPO_ASSETS", os.path.join(root, ".cache", "assets"))
 
 IMAGES = ["I03", "I04", "I06", "I08", "I19"]
 PUBLISHED = np.array([94.6421, -0.1076, 0.9929, 5.3583, 72.2617])
-PYIQA = np.array([94.6452, -0.1082, 1.0759, 5.1423, 66.8381])
-# The calibration test's current allowance per image (I08: 0.25, the known miss).
+# The calibration test's allowance per image: max(|pyiqa - published|, 1 %, 0.01) with pyiqa
+# 94.6452, -0.1082, 1.0759, 5.1423, 66.8381; I08: 0.25, the known miss.
 ALLOWED = np.array([0.0310, 0.01, 0.0830, 0.25, 5.4236])
 RUST = np.array([94.6459, -0.1072, 0.9900, 5.5939, 71.6724])
 
@@ -157,16 +157,16 @@ def fma(a, b, c):
     return s + (t + e)
 
 
-def corr_taps(img, taps, dtype=np.float64, use_fma=False):
+def corr_taps(img, taps, use_fma=False):
     """Zero-padded correlation, sequential accumulation over taps [(dy, dx, w)] in the
     given order (each output pixel: ((0 + w0 x0) + w1 x1) + ...), optionally with FMA."""
     h, w = img.shape
-    p = np.zeros((h + 6, w + 6), dtype=dtype)
+    p = np.zeros((h + 6, w + 6))
     p[3:-3, 3:-3] = img
-    acc = np.zeros((h, w), dtype=dtype)
+    acc = np.zeros((h, w))
     for dy, dx, k in taps:
         x = p[3 + dy:3 + dy + h, 3 + dx:3 + dx + w]
-        acc = fma(dtype(k), x, acc) if use_fma else acc + dtype(k) * x
+        acc = fma(k, x, acc) if use_fma else acc + k * x
     return acc
 
 
