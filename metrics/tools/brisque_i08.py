@@ -34,9 +34,9 @@ assets = os.environ.get("TTPO_ASSETS", os.path.join(root, ".cache", "assets"))
 
 IMAGES = ["I03", "I04", "I06", "I08", "I19"]
 PUBLISHED = np.array([94.6421, -0.1076, 0.9929, 5.3583, 72.2617])
-# The calibration test's allowance per image: max(|pyiqa - published|, 1 %, 0.01) with pyiqa
+# The calibration test's allowance per image: max(|pyiqa - published|, 1 %, 0.01), pyiqa
 # 94.6452, -0.1082, 1.0759, 5.1423, 66.8381; I08: 0.25, the known miss.
-ALLOWED = np.array([0.0310, 0.01, 0.0830, 0.25, 5.4236])
+ALLOWED = np.array([0.9464, 0.01, 0.0830, 0.25, 5.4236])
 RUST = np.array([94.6459, -0.1072, 0.9900, 5.5939, 71.6724])
 
 # ---------------------------------------------------------------- model (libsvm files)
