@@ -262,12 +262,9 @@ mod tests {
     #[test]
     fn the_table_agrees_with_the_metrics_it_builds() {
         // Model-free metrics: the object's name and direction are the table's.
-        for info in METRICS
-            .iter()
-            .filter(|m| {
-                !matches!(m.name, "brisque" | "clipiqa") && learned::checkpoint(m.name).is_none()
-            })
-        {
+        for info in METRICS.iter().filter(|m| {
+            !matches!(m.name, "brisque" | "clipiqa") && learned::checkpoint(m.name).is_none()
+        }) {
             let m = (info.build)(&ScoringOptions::default()).unwrap();
             assert_eq!(m.name(), info.name);
             assert_eq!(m.higher_is_better(), info.higher_is_better, "{}", info.name);

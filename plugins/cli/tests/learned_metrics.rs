@@ -48,13 +48,13 @@ fn checkpoints_download_by_metric_name_and_jobs_find_them() {
     // Offline with nothing anywhere: the error names the command that fetches the file.
     let out = isolated(&hf_home, &d)
         .env("HF_HUB_OFFLINE", "1")
-        .args(["score", img.to_str().unwrap(), "--metrics", "musiq"])
+        .args(["score", img.to_str().unwrap(), "--metrics", "topiq"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("ttpo models download --metrics musiq")
-            && stderr(&out).contains("musiq_koniq_ckpt-e95806b9.pth"),
+        stderr(&out).contains("ttpo models download --metrics topiq")
+            && stderr(&out).contains("cfanet_nr_koniq_res50-9a73138b.pth"),
         "{}",
         stderr(&out)
     );
