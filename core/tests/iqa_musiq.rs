@@ -231,8 +231,10 @@ fn too_thin_image_is_an_error() {
         matches!(&err, Error::Metric { metric, reason } if metric == "musiq" && reason.contains("900x2")),
         "{err}"
     );
-    // 449:1 is the last ratio that rounds to zero; 448:1 gives one row.
-    assert!(m.score(&textured(448, 1)).is_ok());
+    // 448:1 resizes one row to 0.5 rows, which Python's round() takes to 0 (half to even);
+    // 447:1 still gives one row.
+    assert!(m.score(&textured(448, 1)).is_err());
+    assert!(m.score(&textured(447, 1)).is_ok());
 }
 
 #[test]

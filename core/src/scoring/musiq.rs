@@ -239,7 +239,7 @@ fn check_size(w: usize, h: usize) -> Result<()> {
         return Err(Error::Metric {
             metric: "musiq".into(),
             reason: format!(
-                "cannot score a {w}x{h} image: resized to a longer side of {}, a side becomes 0 pixels (aspect ratio over 448:1)",
+                "cannot score a {w}x{h} image: resized to a longer side of {}, a side rounds to 0 pixels (aspect ratio 448:1 or more)",
                 LONGER_SIDES[0]
             ),
         });
