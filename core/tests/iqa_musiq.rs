@@ -90,7 +90,10 @@ fn musiq_matches_pyiqa() {
             input.len(),
             f.score
         );
-        for (w, e) in worst.iter_mut().zip([e_patches, e_emb, e_enc, e_score, e_ava]) {
+        for (w, e) in worst
+            .iter_mut()
+            .zip([e_patches, e_emb, e_enc, e_score, e_ava])
+        {
             *w = w.max(e);
         }
     }
@@ -134,7 +137,12 @@ fn tiny_state(head_bins: usize) -> HashMap<String, Tensor> {
         ("conv3", 64, 256, 1),
         ("conv_proj", 64, 256, 1),
     ] {
-        put(&format!("block1.{conv}.weight"), &[cout, cin, k, k], 1.0, 0.0);
+        put(
+            &format!("block1.{conv}.weight"),
+            &[cout, cin, k, k],
+            1.0,
+            0.0,
+        );
         let gn = conv.replace("conv", "gn");
         put(&format!("block1.{gn}.weight"), &[cout], 0.1, 1.0);
         put(&format!("block1.{gn}.bias"), &[cout], 0.1, 0.0);
@@ -142,8 +150,18 @@ fn tiny_state(head_bins: usize) -> HashMap<String, Tensor> {
     put("embedding.weight", &[w, 16384], 0.01, 0.0);
     put("embedding.bias", &[w], 0.1, 0.0);
     let te = "transformer_encoder";
-    put(&format!("{te}.posembed_input.position_emb"), &[1, 100, w], 0.5, 0.0);
-    put(&format!("{te}.scaleembed_input.scale_emb"), &[3, w], 0.5, 0.0);
+    put(
+        &format!("{te}.posembed_input.position_emb"),
+        &[1, 100, w],
+        0.5,
+        0.0,
+    );
+    put(
+        &format!("{te}.scaleembed_input.scale_emb"),
+        &[3, w],
+        0.5,
+        0.0,
+    );
     put(&format!("{te}.cls"), &[1, 1, w], 0.5, 0.0);
     put(&format!("{te}.encoder_norm.weight"), &[w], 0.1, 1.0);
     put(&format!("{te}.encoder_norm.bias"), &[w], 0.1, 0.0);

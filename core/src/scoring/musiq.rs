@@ -140,8 +140,8 @@ fn resize_bicubic(src: &[f32], w: usize, h: usize, ow: usize, oh: usize) -> Vec<
             let line = &src[(c * h + y) * w..][..w];
             for (x, (ids, wt)) in tx.iter().enumerate() {
                 let mut acc = line[ids[0]] * wt[0];
-                for j in 1..4 {
-                    acc += line[ids[j]] * wt[j];
+                for (&i, &wj) in ids.iter().zip(wt).skip(1) {
+                    acc += line[i] * wj;
                 }
                 rows[(c * h + y) * ow + x] = acc;
             }
@@ -151,10 +151,10 @@ fn resize_bicubic(src: &[f32], w: usize, h: usize, ow: usize, oh: usize) -> Vec<
     for c in 0..3 {
         for (y, (ids, wt)) in ty.iter().enumerate() {
             for x in 0..ow {
-                let r = |j: usize| rows[(c * h + ids[j]) * ow + x];
-                let mut acc = r(0) * wt[0];
-                for j in 1..4 {
-                    acc += r(j) * wt[j];
+                let r = |i: usize| rows[(c * h + i) * ow + x];
+                let mut acc = r(ids[0]) * wt[0];
+                for (&i, &wj) in ids.iter().zip(wt).skip(1) {
+                    acc += r(i) * wj;
                 }
                 out[(c * oh + y) * ow + x] = acc;
             }
@@ -304,7 +304,13 @@ fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
 }
 
 impl StdConv {
-    fn new(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, stride: usize) -> candle_core::Result<Self> {
+    fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> candle_core::Result<Self> {
         let w = vb.get((cout, cin, kernel, kernel), "weight")?;
         let n = (cin * kernel * kernel) as f64;
         let flat = w.reshape((cout, cin * kernel * kernel))?;
@@ -416,7 +422,9 @@ impl Block {
         let attn = candle_nn::ops::softmax_last_dim(&logits)?;
         let y = attn.matmul(&v)?.transpose(0, 1)?.reshape((n, c))?;
         let x = (x + self.out.forward(&y)?)?;
-        let m = self.fc2.forward(&self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?)?;
+        let m = self
+            .fc2
+            .forward(&self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?)?;
         x + m
     }
 }
@@ -479,10 +487,12 @@ impl Musiq {
         device: &Device,
     ) -> Result<Self> {
         let dims = |name: &str| -> Result<Vec<usize>> {
-            tensors
-                .get(name)
-                .map(|t| t.dims().to_vec())
-                .ok_or_else(|| load_error(checkpoint, format!("no tensor {name} (not a pyiqa MUSIQ checkpoint?)")))
+            tensors.get(name).map(|t| t.dims().to_vec()).ok_or_else(|| {
+                load_error(
+                    checkpoint,
+                    format!("no tensor {name} (not a pyiqa MUSIQ checkpoint?)"),
+                )
+            })
         };
         let emb = dims("embedding.weight")?;
         let pos = dims("transformer_encoder.posembed_input.position_emb")?;
@@ -490,11 +500,16 @@ impl Musiq {
         let mlp = dims("transformer_encoder.transformer.encoderblock_0.mlp.fc1.weight")?;
         let bad = |what: String| Err(load_error(checkpoint, what));
         if emb.len() != 2 || emb[1] != STEM * 4 * (PATCH / 4) * (PATCH / 4) {
-            return bad(format!("embedding.weight has shape {emb:?}, expected (width, {}) for 32x32 patches", STEM * 4 * (PATCH / 4) * (PATCH / 4)));
+            return bad(format!(
+                "embedding.weight has shape {emb:?}, expected (width, {}) for 32x32 patches",
+                STEM * 4 * (PATCH / 4) * (PATCH / 4)
+            ));
         }
         let width = emb[0];
         if width % NUM_HEADS != 0 {
-            return bad(format!("width {width} is not a multiple of {NUM_HEADS} heads"));
+            return bad(format!(
+                "width {width} is not a multiple of {NUM_HEADS} heads"
+            ));
         }
         let grid = match pos[..] {
             [1, g2, w] if w == width => (g2 as f64).sqrt().round() as usize,
@@ -507,7 +522,11 @@ impl Musiq {
             return bad(format!("transformer_encoder.scaleembed_input.scale_emb has shape {scales:?}, expected {} scales", LONGER_SIDES.len() + 1));
         }
         let layers = (0..)
-            .take_while(|i| tensors.contains_key(&format!("transformer_encoder.transformer.encoderblock_{i}.norm1.weight")))
+            .take_while(|i| {
+                tensors.contains_key(&format!(
+                    "transformer_encoder.transformer.encoderblock_{i}.norm1.weight"
+                ))
+            })
             .count();
         let head_kind = if tensors.contains_key("head.0.weight") {
             Some(true)
@@ -522,10 +541,14 @@ impl Musiq {
         let head_name = if bins { "head.0" } else { "head" };
         let outputs = dims(&format!("{head_name}.weight"))?[0];
         if !bins && outputs != 1 {
-            return bad(format!("head.weight has {outputs} outputs, expected 1 (a score)"));
+            return bad(format!(
+                "head.weight has {outputs} outputs, expected 1 (a score)"
+            ));
         }
         if bins && outputs < 2 {
-            return bad(format!("head.0.weight has {outputs} outputs, expected the score bins (10 for AVA)"));
+            return bad(format!(
+                "head.0.weight has {outputs} outputs, expected the score bins (10 for AVA)"
+            ));
         }
 
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
@@ -537,14 +560,26 @@ impl Musiq {
                 gn_root: candle_nn::group_norm(32, STEM, 1e-6, vb.pp("gn_root"))?,
                 block1: Bottleneck::new(vb.pp("block1"), STEM, STEM * 4)?,
                 embedding: candle_nn::linear(emb[1], width, vb.pp("embedding"))?,
-                position_emb: te.get((1, grid * grid, width), "posembed_input.position_emb")?.squeeze(0)?,
+                position_emb: te
+                    .get((1, grid * grid, width), "posembed_input.position_emb")?
+                    .squeeze(0)?,
                 scale_emb: te.get((scales[0], width), "scaleembed_input.scale_emb")?,
                 cls: te.get((1, 1, width), "cls")?.reshape((1, width))?,
                 blocks: (0..layers)
-                    .map(|i| Block::new(te.pp(format!("transformer.encoderblock_{i}")), width, mlp[0]))
+                    .map(|i| {
+                        Block::new(
+                            te.pp(format!("transformer.encoderblock_{i}")),
+                            width,
+                            mlp[0],
+                        )
+                    })
                     .collect::<candle_core::Result<_>>()?,
                 encoder_norm: candle_nn::layer_norm(width, 1e-6, te.pp("encoder_norm"))?,
-                head: if bins { Head::Bins(head) } else { Head::Score(head) },
+                head: if bins {
+                    Head::Bins(head)
+                } else {
+                    Head::Score(head)
+                },
                 grid,
                 width,
                 device: device.clone(),
@@ -626,7 +661,10 @@ impl Musiq {
                 // pyiqa's dist_to_mos: the mean of the bins 1..=K under p.
                 let k = p.dim(0)?;
                 let bins = Tensor::arange(1f32, k as f32 + 1.0, dev)?;
-                let s = (&p * bins)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                let s = (&p * bins)?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
                 (p, s)
             }
         };
