@@ -18,6 +18,7 @@ pub mod clip_iqa;
 pub mod fusion;
 pub mod learned;
 pub mod topiq;
+pub mod musiq;
 
 pub use builtin::{Brisque, Niqe, Piqe, Sharpness};
 pub use clip_iqa::ClipIqa;
