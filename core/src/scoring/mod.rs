@@ -16,6 +16,7 @@
 pub mod builtin;
 pub mod clip_iqa;
 pub mod fusion;
+pub mod maniqa;
 
 pub use builtin::{Brisque, Niqe, Piqe, Sharpness};
 pub use clip_iqa::ClipIqa;
