@@ -2,6 +2,7 @@
 """MANIQA reference features and scores from pyiqa's own architecture code (CPU, f32).
 
     python iqa_reference_maniqa.py OUT_DIR
+    python iqa_reference_maniqa.py --time IMAGE [CROPS_PER_SIDE]   # pyiqa's time, median of 3
 
 Builds pyiqa's `MANIQA` (maniqa_arch.py + maniqa_swin.py + timm's vit_base_patch8_224) with
 pyiqa's `maniqa` options (the KonIQ checkpoint's: swin scale 0.8), no download (timm's
@@ -50,8 +51,9 @@ import pyiqa_archs  # noqa: E402
 
 CROP = 224
 GRID = 3  # TTPO's default: 3x3 crops (core/src/scoring/maniqa.rs)
-# Images through the whole net, with the crops per side of the grid used.
-FULL = [("astronaut", GRID), ("I03", 1), ("small", 1)]
+# Images through the whole net, with the crops per side of the grid used (2x2 on one image
+# tests the pooling over crops; the 3x3 crops themselves are compared on every image).
+FULL = [("astronaut", 2), ("I03", 1), ("small", 1)]
 
 
 def build():
@@ -129,7 +131,30 @@ def images():
     return out
 
 
+def time_pyiqa(path, k):
+    """pyiqa's forward on one image with the k x k grid (and 2 threads), median of 3."""
+    import time
+
+    torch.set_num_threads(2)
+    arch, model = build()
+    randomize(model)
+    model.eval()
+    arch.uniform_crop = make_grid_crop(k)
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    x = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255.0
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        with torch.no_grad():
+            s = model(x)
+        times.append(time.perf_counter() - t)
+        print(f"score {float(s):.7f} in {times[-1]:.2f} s", flush=True)
+    print(f"median {sorted(times)[1]:.2f} s ({k}x{k} crops, torch {torch.__version__})")
+
+
 def main():
+    if sys.argv[1] == "--time":
+        return time_pyiqa(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else GRID)
     out_dir = Path(sys.argv[1])
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
