@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use ttpo::scoring::maniqa::{self, CropRule, Maniqa};
 use ttpo::{Error, Image, Metric};
 
+/// A named f32 tensor: name, shape, values.
+type Named = (String, Vec<usize>, Vec<f32>);
+
 // ---------- a minimal PyTorch checkpoint writer (zip, stored, pickle protocol 2) ----------
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -98,7 +101,7 @@ fn pickle_ints(p: &mut Vec<u8>, v: &[usize]) {
 
 /// `torch.save(state_dict)` of f32 tensors, as torch lays it out (archive/data.pkl +
 /// archive/data/<key>).
-fn write_pth(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+fn write_pth(path: &Path, tensors: &[Named]) {
     let mut p = vec![0x80, 2, b'}', b'('];
     let mut entries = Vec::new();
     for (i, (name, shape, data)) in tensors.iter().enumerate() {
@@ -130,7 +133,7 @@ fn write_pth(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
 
 /// Tiny MANIQA tensors under pyiqa's names: ViT width 64 (one head), 28-pixel patches (an
 /// 8x8 token grid), 10 blocks; TAB over 64 tokens; Swin widths 32 / 16, window 4, 2 heads.
-fn tiny_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn tiny_tensors() -> Vec<Named> {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut t = Vec::new();
     let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
@@ -238,10 +241,7 @@ fn tiny_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
     t
 }
 
-fn tiny_checkpoint(
-    tag: &str,
-    edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
-) -> PathBuf {
+fn tiny_checkpoint(tag: &str, edit: impl FnOnce(&mut Vec<Named>)) -> PathBuf {
     let mut t = tiny_tensors();
     edit(&mut t);
     let path = common::temp_dir(tag).join("maniqa.pth");
