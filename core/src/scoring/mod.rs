@@ -19,6 +19,7 @@ pub mod fusion;
 pub mod learned;
 pub mod topiq;
 pub mod musiq;
+pub mod maniqa;
 
 pub use builtin::{Brisque, Niqe, Piqe, Sharpness};
 pub use clip_iqa::ClipIqa;
