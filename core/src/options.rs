@@ -369,7 +369,7 @@ pub const OPTIONS: &[OptionInfo] = &[
     OptionInfo {
         name: "metrics",
         kind: OptionKind::Names,
-        range: "names from niqe, piqe, brisque, clipiqa, topiq, sharpness",
+        range: "names from niqe, piqe, brisque, clipiqa, musiq, maniqa, topiq, sharpness",
         doc: "Quality metrics of Stage II, comma-separated, or presets (reproduction = musiq,maniqa,topiq; classical = niqe,piqe); empty = niqe,piqe (+brisque, +clipiqa with their models).",
         aliases: &[],
         check: |o| crate::scoring::check_names(&o.scoring.metrics),

@@ -167,6 +167,11 @@ for m in musiq maniqa topiq; do
   cargo test -p ttpo --test "iqa_$m" -- --include-ignored --nocapture
   part "$m vs pyiqa" "$t"
 done
+if [[ -f "$TTPO_REFERENCE/iqa/musiq.pth" && -f "$TTPO_REFERENCE/iqa/topiq.pth" ]]; then
+  t=$(now)
+  cargo test -p ttpo --test iqa_job -- --include-ignored --nocapture
+  part "a job ranked by musiq + topiq" "$t"
+fi
 
 if [[ "${TTPO_SKIP_FULL:-0}" != 1 ]]; then
   for m in sd15 sd21; do

@@ -17,9 +17,9 @@ pub mod builtin;
 pub mod clip_iqa;
 pub mod fusion;
 pub mod learned;
-pub mod topiq;
-pub mod musiq;
 pub mod maniqa;
+pub mod musiq;
+pub mod topiq;
 
 pub use builtin::{Brisque, Niqe, Piqe, Sharpness};
 pub use clip_iqa::ClipIqa;
@@ -144,6 +144,26 @@ pub const METRICS: &[MetricInfo] = &[
             })?;
             // The metric runs on the CPU: it scores a few images per job.
             Ok(Box::new(ClipIqa::load(dir, &candle_core::Device::Cpu)?))
+        },
+    },
+    MetricInfo {
+        name: "musiq",
+        description: "MUSIQ (multi-scale image transformer, pyiqa's musiq, KonIQ; ~0..100); higher is better; needs pyiqa's checkpoint (iqa_model_dir, docs/METRICS.md)",
+        higher_is_better: true,
+        in_default_set: never,
+        build: |o| {
+            let path = learned::checkpoint_path(o, "musiq")?;
+            Ok(Box::new(musiq::Musiq::load(&path, &candle_core::Device::Cpu)?))
+        },
+    },
+    MetricInfo {
+        name: "maniqa",
+        description: "MANIQA (ViT-B/8 with attention blocks, pyiqa's maniqa, KonIQ; ~0..1, 9 fixed crops); higher is better; slow (about a minute per image on 2 cores); needs pyiqa's checkpoint (iqa_model_dir, docs/METRICS.md)",
+        higher_is_better: true,
+        in_default_set: never,
+        build: |o| {
+            let path = learned::checkpoint_path(o, "maniqa")?;
+            Ok(Box::new(maniqa::Maniqa::load(&path, &candle_core::Device::Cpu)?))
         },
     },
     MetricInfo {
