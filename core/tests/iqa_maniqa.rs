@@ -13,12 +13,12 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use common::compare::check;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use ttpo::scoring::maniqa::{self, CropRule, Maniqa};
-use ttpo::{Error, Image, Metric};
+use ttpo::{Error, Metric};
 
 /// A named f32 tensor: name, shape, values.
 type Named = (String, Vec<usize>, Vec<f32>);
@@ -249,19 +249,6 @@ fn tiny_checkpoint(tag: &str, edit: impl FnOnce(&mut Vec<Named>)) -> PathBuf {
     path
 }
 
-fn textured(w: usize, h: usize) -> Image {
-    let mut d = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
-            let (fx, fy) = (x as f32, y as f32);
-            d.push(0.5 + 0.45 * (fx * 0.11).sin() * (fy * 0.07).cos());
-            d.push(((x * 7 + y * 13) % 17) as f32 / 16.0);
-            d.push(0.5 + 0.45 * ((fx + fy) * 0.03).sin());
-        }
-    }
-    Image::from_rgb(w, h, d).unwrap()
-}
-
 // ---------- tests that need no reference ----------
 
 #[test]
@@ -269,16 +256,16 @@ fn tiny_checkpoint_scores_deterministically() {
     let m = Maniqa::load(&tiny_checkpoint("maniqa-ok", |_| {}), &Device::Cpu).unwrap();
     assert_eq!(m.name(), "maniqa");
     assert!(m.higher_is_better());
-    let img = textured(300, 260);
+    let img = common::textured(300, 260);
     let a = m.score(&img).unwrap();
     let b = m.score(&img).unwrap();
     assert_eq!(a.to_bits(), b.to_bits(), "same image, same score");
     // A weighted mean of ReLU outputs: finite and non-negative, and not a constant.
     assert!(a.is_finite() && a > 0.0, "score {a}");
-    let other = m.score(&textured(260, 300)).unwrap();
+    let other = m.score(&common::textured(260, 300)).unwrap();
     assert_ne!(a, other, "different images, different scores");
     // The smallest accepted image is upscaled and scored.
-    let s = m.score(&textured(maniqa::MIN_SIDE, 100)).unwrap();
+    let s = m.score(&common::textured(maniqa::MIN_SIDE, 100)).unwrap();
     assert!(s.is_finite());
 }
 
@@ -314,7 +301,9 @@ fn missing_or_misshaped_tensor_is_an_error_naming_it() {
 #[test]
 fn too_small_image_is_an_error() {
     let m = Maniqa::load(&tiny_checkpoint("maniqa-small", |_| {}), &Device::Cpu).unwrap();
-    let e = m.score(&textured(maniqa::MIN_SIDE - 1, 400)).unwrap_err();
+    let e = m
+        .score(&common::textured(maniqa::MIN_SIDE - 1, 400))
+        .unwrap_err();
     assert!(matches!(e, Error::InvalidImage(_)), "{e}");
     assert!(e.to_string().contains("maniqa"), "{e}");
 }
@@ -342,18 +331,6 @@ fn crop_rules() {
 }
 
 // ---------- conformance against pyiqa ----------
-
-fn image_from_u8(t: &Tensor) -> Image {
-    let (h, w, _) = t.dims3().unwrap();
-    let v = t
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    Image::from_rgb(w, h, v.into_iter().map(|x| x / 255.0).collect()).unwrap()
-}
 
 #[test]
 #[ignore = "needs $TTPO_REFERENCE/iqa from scripts/conformance/iqa_reference_maniqa.py"]
@@ -390,7 +367,7 @@ fn maniqa_matches_pyiqa() {
         "expected the 5 calibration images, the photos and `small`"
     );
     for name in &names {
-        let img = image_from_u8(get(&format!("{name}.image")));
+        let img = common::image_from_u8(get(&format!("{name}.image")));
         let crops = maniqa::crops(&img, CropRule::default(), &Device::Cpu).unwrap();
         if !check(
             name,

@@ -4,6 +4,8 @@
 //! like the other conformance tests (scripts/conformance/run.sh runs it); the other tests
 //! need no reference: they build a small random model in memory.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,19 +31,6 @@ fn reference_dir() -> Option<PathBuf> {
             None
         }
     }
-}
-
-fn image_from_u8(t: &Tensor) -> Image {
-    let (h, w, _) = t.dims3().unwrap();
-    let data: Vec<f32> = t
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap()
-        .into_iter()
-        .map(|v| v as f32 / 255.0)
-        .collect();
-    Image::from_rgb(w, h, data).unwrap()
 }
 
 #[test]
@@ -71,7 +60,7 @@ fn musiq_matches_pyiqa() {
     let get = |n: &str, what: &str| &reference[&format!("{n}.{what}")];
     let mut worst = [0f64; 5];
     for name in names {
-        let image = image_from_u8(get(name, "image"));
+        let image = common::image_from_u8(get(name, "image"));
         let input = koniq.preprocess(&image).unwrap();
         let e_patches = rel_err(&input.pyiqa_layout().unwrap(), get(name, "patches"));
         let f = koniq.forward(&input).unwrap();
@@ -192,25 +181,12 @@ fn tiny(head_bins: usize) -> Musiq {
     Musiq::from_tensors(tiny_state(head_bins), Path::new("tiny.pth"), &Device::Cpu).unwrap()
 }
 
-fn textured(w: usize, h: usize) -> Image {
-    let mut d = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
-            let (fx, fy) = (x as f32, y as f32);
-            d.push(0.5 + 0.45 * (fx * 0.11).sin() * (fy * 0.07).cos());
-            d.push(((x * 7 + y * 13) % 17) as f32 / 16.0);
-            d.push(0.5 + 0.45 * ((fx + fy) * 0.05).sin());
-        }
-    }
-    Image::from_rgb(w, h, d).unwrap()
-}
-
 #[test]
 fn tokens_follow_pyiqa_multiscale_rule() {
     let m = tiny(0);
     // 512x384 (pyiqa: 385 tokens): 224x168 -> 7x6 patches padded to 49, 384x288 -> 12x9
     // padded to 144, original 16x12.
-    let input = m.preprocess(&textured(512, 384)).unwrap();
+    let input = m.preprocess(&common::textured(512, 384)).unwrap();
     assert_eq!(input.len(), 49 + 144 + 192);
     let real = |lo: usize, hi: usize| input.mask[lo..hi].iter().filter(|&&v| v).count();
     assert_eq!((real(0, 49), real(49, 193), real(193, 385)), (42, 108, 192));
@@ -221,19 +197,22 @@ fn tokens_follow_pyiqa_multiscale_rule() {
     // to floor(10 / 7) = 1.
     assert_eq!(input.spatial[7 + 1], 11);
     // A 1x1 image still scores (each scale is one patch).
-    assert_eq!(m.preprocess(&textured(1, 1)).unwrap().len(), 49 + 144 + 1);
+    assert_eq!(
+        m.preprocess(&common::textured(1, 1)).unwrap().len(),
+        49 + 144 + 1
+    );
 }
 
 #[test]
 fn score_is_deterministic_and_depends_on_the_image() {
     for bins in [0, 10] {
         let m = tiny(bins);
-        let img = textured(97, 61);
+        let img = common::textured(97, 61);
         let a = m.score(&img).unwrap();
         let b = m.score(&img).unwrap();
         assert_eq!(a.to_bits(), b.to_bits());
         assert!(a.is_finite());
-        let c = m.score(&textured(61, 97)).unwrap();
+        let c = m.score(&common::textured(61, 97)).unwrap();
         assert_ne!(a, c);
         if bins > 0 {
             assert!((1.0..=10.0).contains(&a), "AVA mean score {a}");
@@ -244,15 +223,15 @@ fn score_is_deterministic_and_depends_on_the_image() {
 #[test]
 fn too_thin_image_is_an_error() {
     let m = tiny(0);
-    let err = m.score(&textured(900, 2)).unwrap_err();
+    let err = m.score(&common::textured(900, 2)).unwrap_err();
     assert!(
         matches!(&err, Error::Metric { metric, reason } if metric == "musiq" && reason.contains("900x2")),
         "{err}"
     );
     // 448:1 resizes one row to 0.5 rows, which Python's round() takes to 0 (half to even);
     // 447:1 still gives one row.
-    assert!(m.score(&textured(448, 1)).is_err());
-    assert!(m.score(&textured(447, 1)).is_ok());
+    assert!(m.score(&common::textured(448, 1)).is_err());
+    assert!(m.score(&common::textured(447, 1)).is_ok());
 }
 
 #[test]

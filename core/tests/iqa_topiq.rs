@@ -5,12 +5,14 @@
 //! with --include-ignored). The other tests need no reference: they build a random state
 //! dict under pyiqa's tensor names here.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use ttpo::scoring::topiq::{TopiqNr, MIN_SIDE};
-use ttpo::{Image, Metric};
+use ttpo::Metric;
 
 /// Tolerance on max |ours - pyiqa| / max |pyiqa| per tensor.
 const TOL: f64 = 1e-5;
@@ -46,19 +48,6 @@ fn rel_err(ours: &Tensor, theirs: &Tensor) -> (f64, f64) {
     (diff, diff / scale.max(1e-30))
 }
 
-fn image_from_u8(t: &Tensor) -> Image {
-    let (h, w, _) = t.dims3().unwrap();
-    let data: Vec<f32> = t
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap()
-        .into_iter()
-        .map(|v| v as f32 / 255.0)
-        .collect();
-    Image::from_rgb(w, h, data).unwrap()
-}
-
 #[test]
 #[ignore = "needs the pyiqa reference (scripts/conformance/iqa_reference_topiq.py)"]
 fn topiq_matches_pyiqa_cfanet() {
@@ -78,7 +67,7 @@ fn topiq_matches_pyiqa_cfanet() {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let mut worst = 0f64;
     for stem in stems {
-        let img = image_from_u8(&refs[&format!("{stem}.image")]);
+        let img = common::image_from_u8(&refs[&format!("{stem}.image")]);
         let detail = refs.contains_key(&format!("{stem}.feat0"));
         let t0 = Instant::now();
         let f = model.features(&img, detail).unwrap();
@@ -246,19 +235,6 @@ fn random_state_dict() -> HashMap<String, Tensor> {
     sd.map
 }
 
-fn textured(w: usize, h: usize) -> Image {
-    let mut d = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
-            let (fx, fy) = (x as f32, y as f32);
-            d.push(0.5 + 0.45 * (fx * 0.11).sin() * (fy * 0.07).cos());
-            d.push(((x * 7 + y * 13) % 17) as f32 / 16.0);
-            d.push(0.5 + 0.45 * ((fx + fy) * 0.05).sin());
-        }
-    }
-    Image::from_rgb(w, h, d).unwrap()
-}
-
 fn load_err(sd: HashMap<String, Tensor>) -> String {
     TopiqNr::from_state_dict(sd, Path::new("test.pth"), &Device::Cpu)
         .expect_err("loading should fail")
@@ -271,18 +247,18 @@ fn topiq_scores_deterministically_and_rejects_small_images() {
         TopiqNr::from_state_dict(random_state_dict(), Path::new("test.pth"), &Device::Cpu).unwrap();
     assert_eq!(model.name(), "topiq");
     assert!(model.higher_is_better());
-    let img = textured(96, 64);
+    let img = common::textured(96, 64);
     let a = model.score(&img).unwrap();
     let b = model.score(&img).unwrap();
     assert!(a.is_finite());
     assert_eq!(a.to_bits(), b.to_bits(), "same image, different scores");
     // A different image scores differently (the network is not constant).
-    let c = model.score(&textured(64, 96)).unwrap();
+    let c = model.score(&common::textured(64, 96)).unwrap();
     assert_ne!(a, c);
     // The smallest accepted size works; one pixel less is an error, not a panic.
-    model.score(&textured(MIN_SIDE, MIN_SIDE)).unwrap();
+    model.score(&common::textured(MIN_SIDE, MIN_SIDE)).unwrap();
     let e = model
-        .score(&textured(MIN_SIDE - 1, 40))
+        .score(&common::textured(MIN_SIDE - 1, 40))
         .unwrap_err()
         .to_string();
     assert!(e.contains("too small") && e.contains("topiq"), "{e}");

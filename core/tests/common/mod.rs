@@ -143,3 +143,34 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// An 8-bit (H, W, 3) image tensor (as the pyiqa reference scripts store their inputs) as
+/// an [`Image`].
+pub fn image_from_u8(t: &candle_core::Tensor) -> Image {
+    let (h, w, _) = t.dims3().unwrap();
+    let data: Vec<f32> = t
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v / 255.0)
+        .collect();
+    Image::from_rgb(w, h, data).unwrap()
+}
+
+/// A deterministic colourful texture (no photo needed) for the learned metrics' own tests.
+pub fn textured(w: usize, h: usize) -> Image {
+    let mut d = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let (fx, fy) = (x as f32, y as f32);
+            d.push(0.5 + 0.45 * (fx * 0.11).sin() * (fy * 0.07).cos());
+            d.push(((x * 7 + y * 13) % 17) as f32 / 16.0);
+            d.push(0.5 + 0.45 * ((fx + fy) * 0.05).sin());
+        }
+    }
+    Image::from_rgb(w, h, d).unwrap()
+}
