@@ -39,7 +39,9 @@ pub mod tfjs;
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::tiling::{Blend, Grid};
-use candle_core::{Device, Tensor};
+/// Where a network runs (re-exported for [`load_on`] / [`load_with`] callers without candle).
+pub use candle_core::Device;
+use candle_core::Tensor;
 use std::path::Path;
 
 /// The restoration networks TTPO can load.
