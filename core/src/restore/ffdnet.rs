@@ -336,11 +336,11 @@ mod tests {
         let conv = |inp: &Vec<Vec<f64>>, wt: &[f32], cout: usize| {
             let cin = inp.len();
             let mut out = vec![vec![0f64; h2 * w2]; cout];
-            for o in 0..cout {
+            for (o, plane) in out.iter_mut().enumerate() {
                 for r in 0..h2 as isize {
                     for c in 0..w2 as isize {
                         let mut s = 0.0;
-                        for i in 0..cin {
+                        for (i, src) in inp.iter().enumerate() {
                             for dy in -1..=1isize {
                                 for dx in -1..=1isize {
                                     let (rr, cc) = (r + dy, c + dx);
@@ -349,11 +349,11 @@ mod tests {
                                     }
                                     let k = ((o * cin + i) * 3 + (dy + 1) as usize) * 3
                                         + (dx + 1) as usize;
-                                    s += wt[k] as f64 * inp[i][rr as usize * w2 + cc as usize];
+                                    s += wt[k] as f64 * src[rr as usize * w2 + cc as usize];
                                 }
                             }
                         }
-                        out[o][r as usize * w2 + c as usize] = s;
+                        plane[r as usize * w2 + c as usize] = s;
                     }
                 }
             }
