@@ -1067,8 +1067,9 @@ uint32_t ttpo_options_set_iqa_model_dir(ttpo_options *options, const char *path)
 /*
  Sets the restoration network run on the input before Stage I by name
  ("realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4", "rdn-x2",
- "rdn-x3", "rdn-x4", "rdn-x8"); NULL or "" clears it (the default: no restore step). The
- job's output is then the network's scale times larger than the input.
+ "rdn-x3", "rdn-x4", "rdn-x8", and the denoisers "ffdnet", "ffdnet-gray"); NULL or ""
+ clears it (the default: no restore step). The job's output is then the network's scale
+ times larger than the input (the same size for the denoisers).
 
  # Safety
  `options` must be a valid options object or NULL; `name` NULL or a NUL-terminated string.
@@ -1083,6 +1084,15 @@ uint32_t ttpo_options_set_restore(ttpo_options *options, const char *name);
  `options` must be a valid options object or NULL; `path` NULL or a NUL-terminated string.
  */
 uint32_t ttpo_options_set_restore_dir(ttpo_options *options, const char *path);
+
+/*
+ Sets the noise level the denoising restore networks ("ffdnet", "ffdnet-gray") are told:
+ the standard deviation of the input's noise on the 0..255 scale (0..=75; default 25).
+
+ # Safety
+ `options` must be a valid options object or NULL.
+ */
+uint32_t ttpo_options_set_restore_noise(ttpo_options *options, double value);
 
 /*
  Applies a preset by name ("fast", "balanced", "quality"; any case): it sets the Stage I

@@ -81,6 +81,8 @@ public:
     Options &iqa_model_dir(const std::string &dir) { return set(ttpo_options_set_iqa_model_dir(o_.get(), dir.c_str())); }
     Options &restore(const std::string &name) { return set(ttpo_options_set_restore(o_.get(), name.c_str())); }
     Options &restore_dir(const std::string &dir) { return set(ttpo_options_set_restore_dir(o_.get(), dir.c_str())); }
+    /// Noise level (0..255 scale, 0..=75) for the denoisers "ffdnet" / "ffdnet-gray".
+    Options &restore_noise(double v) { return set(ttpo_options_set_restore_noise(o_.get(), v)); }
     Options &metric_max_pixels(uint64_t v) { return set(ttpo_options_set_metric_max_pixels(o_.get(), v)); }
     Options &refine_steps(uint32_t v) { return set(ttpo_options_set_refine_steps(o_.get(), v)); }
     Options &alpha(double v) { return set(ttpo_options_set_alpha(o_.get(), v)); }

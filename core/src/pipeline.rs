@@ -255,7 +255,12 @@ impl Job {
                              TTPO_RESTORE_DIR",
                         )
                     })?;
-                Some(restore::load_on(kind, dir, engine.device())?)
+                Some(restore::load_with(
+                    kind,
+                    dir,
+                    engine.device(),
+                    options.restore_noise,
+                )?)
             }
         };
         let scale = restore.as_ref().map_or(1, |n| n.scale());

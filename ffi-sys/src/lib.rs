@@ -357,6 +357,7 @@ functions! {
     ttpo_options_set_iqa_model_dir(options: *mut ttpo_options, path: *const c_char) -> u32;
     ttpo_options_set_restore(options: *mut ttpo_options, name: *const c_char) -> u32;
     ttpo_options_set_restore_dir(options: *mut ttpo_options, path: *const c_char) -> u32;
+    ttpo_options_set_restore_noise(options: *mut ttpo_options, value: f64) -> u32;
     ttpo_options_apply_preset(options: *mut ttpo_options, name: *const c_char) -> u32;
     ttpo_options_get_steps(options: *const ttpo_options, value: *mut u32) -> u32;
     ttpo_options_get_strengths(

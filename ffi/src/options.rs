@@ -496,8 +496,9 @@ pub unsafe extern "C" fn ttpo_options_set_iqa_model_dir(
 
 /// Sets the restoration network run on the input before Stage I by name
 /// ("realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4", "rdn-x2",
-/// "rdn-x3", "rdn-x4", "rdn-x8"); NULL or "" clears it (the default: no restore step). The
-/// job's output is then the network's scale times larger than the input.
+/// "rdn-x3", "rdn-x4", "rdn-x8", and the denoisers "ffdnet", "ffdnet-gray"); NULL or ""
+/// clears it (the default: no restore step). The job's output is then the network's scale
+/// times larger than the input (the same size for the denoisers).
 ///
 /// # Safety
 /// `options` must be a valid options object or NULL; `name` NULL or a NUL-terminated string.
@@ -530,6 +531,19 @@ pub unsafe extern "C" fn ttpo_options_set_restore_dir(
         let p = optional_path(path)?;
         Ok(o.set("restore_dir", |o| o.restore_dir = p)?)
     })
+}
+
+/// Sets the noise level the denoising restore networks ("ffdnet", "ffdnet-gray") are told:
+/// the standard deviation of the input's noise on the 0..255 scale (0..=75; default 25).
+///
+/// # Safety
+/// `options` must be a valid options object or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ttpo_options_set_restore_noise(
+    options: *mut ttpo_options,
+    value: f64,
+) -> u32 {
+    set(options, "restore_noise", |o| o.restore_noise = value)
 }
 
 /// Applies a preset by name ("fast", "balanced", "quality"; any case): it sets the Stage I

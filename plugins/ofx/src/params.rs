@@ -33,7 +33,7 @@ pub const P_RESTORE: &str = "restore";
 /// menu is this copy; a render checks it against the loaded library (engine.rs) and the
 /// test host against core's table. A host saves a choice as its index: new networks go at
 /// the end, as in core's list.
-pub const RESTORE: [(&str, u32); 7] = [
+pub const RESTORE: [(&str, u32); 9] = [
     ("realesrgan-x4", 4),
     ("realesr-animevideov3-x2", 2),
     ("realesr-animevideov3-x4", 4),
@@ -41,8 +41,10 @@ pub const RESTORE: [(&str, u32); 7] = [
     ("rdn-x3", 3),
     ("rdn-x4", 4),
     ("rdn-x8", 8),
+    ("ffdnet", 1),
+    ("ffdnet-gray", 1),
 ];
-const RESTORE_OPTIONS: [&str; 8] = [
+const RESTORE_OPTIONS: [&str; 10] = [
     "None",
     RESTORE[0].0,
     RESTORE[1].0,
@@ -51,11 +53,14 @@ const RESTORE_OPTIONS: [&str; 8] = [
     RESTORE[4].0,
     RESTORE[5].0,
     RESTORE[6].0,
+    RESTORE[7].0,
+    RESTORE[8].0,
 ];
 
 /// The metrics hint while libttpo is not loaded (describe never loads it; see
 /// [`crate::render`], which puts the library's list on each instance).
-pub const METRICS_HINT: &str = "Quality metrics of Stage II, comma-separated; empty: the \
+pub const METRICS_HINT: &str = "Quality metrics of Stage II, comma-separated, or a preset \
+    (reproduction = musiq,maniqa,topiq, the learned metrics; classical = niqe,piqe); empty: the \
     engine's default set. The names libttpo knows are listed here once the effect has rendered.";
 
 enum Kind {

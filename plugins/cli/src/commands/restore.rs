@@ -28,10 +28,20 @@ pub fn run(g: &Global, a: RestoreArgs) -> CliResult<()> {
         .clone()
         .or_else(restore::default_dir)
         .ok_or_else(|| CliError::usage("no folder for the networks' files: pass --restore-dir"))?;
-    let net = restore::load(kind, &dir)?;
+    let net = restore::load_with(kind, &dir, &restore::Device::Cpu, a.restore_noise)?;
+    let noise = if kind.takes_noise() {
+        format!(", noise {}", a.restore_noise)
+    } else {
+        String::new()
+    };
     status(
         g,
-        format!("{} ({}x): {}", kind.name(), kind.scale(), kind.licence()),
+        format!(
+            "{} ({}x{noise}): {}",
+            kind.name(),
+            kind.scale(),
+            kind.licence()
+        ),
     );
     let show = ui::progress_mode(g).resolve() != ProgressMode::None;
     let mut tiles = 0;
@@ -56,6 +66,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> CliResult<()> {
             json!({
                 "input": a.input, "output": a.output, "net": kind.name(),
                 "scale": kind.scale(), "licence": kind.licence(),
+                "noise": kind.takes_noise().then_some(a.restore_noise),
                 "size": [out.width(), out.height()], "tiles": tiles, "seconds": seconds,
             })
         );
