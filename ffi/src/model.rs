@@ -488,6 +488,25 @@ pub unsafe extern "C" fn ttpo_model_download_run(
     })
 }
 
+/// Points `iqa_model_dir` at the Hugging Face cache's copy of pyiqa's checkpoints (what
+/// `ttpo models download --metrics` fetched) when the chosen learned metrics are in none of
+/// core's default folders and that copy has them all. Never downloads: a host asks for
+/// downloads explicitly. Without a copy the options stay as they are, and the job's error
+/// names the missing file and how to fetch it.
+pub(crate) fn use_cached_iqa(scoring: &mut ttpo::ScoringOptions) {
+    let want = ttpo::scoring::learned::to_fetch(scoring);
+    if want.is_empty() {
+        return;
+    }
+    let snapshot = ttpo_models::cache::snapshot_dir(
+        ttpo::scoring::learned::IQA_REPO,
+        ttpo_models::DEFAULT_REVISION,
+    );
+    if let Some(dir) = snapshot.filter(|d| want.iter().all(|c| d.join(c.file).is_file())) {
+        scoring.iqa_model_dir = Some(dir);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,24 +566,5 @@ mod tests {
             );
             ttpo_model_download_free(d);
         }
-    }
-}
-
-/// Points `iqa_model_dir` at the Hugging Face cache's copy of pyiqa's checkpoints (what
-/// `ttpo models download --metrics` fetched) when the chosen learned metrics are in none of
-/// core's default folders and that copy has them all. Never downloads: a host asks for
-/// downloads explicitly. Without a copy the options stay as they are, and the job's error
-/// names the missing file and how to fetch it.
-pub(crate) fn use_cached_iqa(scoring: &mut ttpo::ScoringOptions) {
-    let want = ttpo::scoring::learned::to_fetch(scoring);
-    if want.is_empty() {
-        return;
-    }
-    let snapshot = ttpo_models::cache::snapshot_dir(
-        ttpo::scoring::learned::IQA_REPO,
-        ttpo_models::DEFAULT_REVISION,
-    );
-    if let Some(dir) = snapshot.filter(|d| want.iter().all(|c| d.join(c.file).is_file())) {
-        scoring.iqa_model_dir = Some(dir);
     }
 }
