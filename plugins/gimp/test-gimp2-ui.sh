@@ -96,7 +96,7 @@ save_layer() { sf "(file-pnm-save RUN-NONINTERACTIVE $1 $2 \"$3\" \"x.ppm\" 1)" 
 open_settings() {
   IMG=$(new_image 96 64); L=$(layer_of $IMG)
   save_layer $IMG $L "$T/$1-before.ppm"
-  sf_bg "$1" "(plug-in-ttpo-refine RUN-INTERACTIVE $IMG $L \"\" 0 0 \"\" 0 0 0 \"\")"
+  sf_bg "$1" "(plug-in-ttpo-refine RUN-INTERACTIVE $IMG $L \"\" 0 0 \"\" 0 0 0 \"\" \"\")"
   W=$(wait_window "test-time preference optimization" 60) || fail "$1: settings dialog did not appear"
   sleep 0.5
   focus "$W"
@@ -129,7 +129,7 @@ echo "GIMP up after $(( $(date +%s) - START )) s"
 # ---- batch: a non-interactive call never downloads
 no_model batch "$T/hf"
 IMG=$(new_image 32 32); L=$(layer_of $IMG)
-OUT=$(sf "(plug-in-ttpo-refine RUN-NONINTERACTIVE $IMG $L \"\" 0 2 \"0.2\" 0 0 0 \"\")" 2>&1) && fail "batch: the call succeeded"
+OUT=$(sf "(plug-in-ttpo-refine RUN-NONINTERACTIVE $IMG $L \"\" 0 2 \"0.2\" 0 0 0 \"\" \"\")" 2>&1) && fail "batch: the call succeeded"
 grep -q "TTPO model not on this computer: model $REPO (main) is not in the Hugging Face cache" <<<"$OUT" \
   || fail "batch: not the clear message: $OUT"
 grep -q "runs from scripts never download" <<<"$OUT" || fail "batch: the message does not say it never downloads: $OUT"
@@ -215,7 +215,7 @@ echo "pick: settings, progress and picker dialogs driven, new layer on top ($(( 
 T0=$(date +%s)
 IMG=$(new_image 96 64); L=$(layer_of $IMG)
 save_layer $IMG $L "$T/cancel-before.ppm"
-sf_bg cancel "(plug-in-ttpo-refine RUN-INTERACTIVE $IMG $L \"\" 0 0 \"\" 0 0 0 \"\")"
+sf_bg cancel "(plug-in-ttpo-refine RUN-INTERACTIVE $IMG $L \"\" 0 0 \"\" 0 0 0 \"\" \"\")"
 settings_long_job cancel
 progress_running cancel
 [ -e "$T/cancel.rc" ] && fail "cancel: the call returned before Cancel was pressed"

@@ -66,7 +66,7 @@ cat > "$T/run.scm" <<SCM
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 96 96)
   (file-pnm-save RUN-NONINTERACTIVE image layer "$T/before.ppm" "before.ppm" 1)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2,0.4" 0 0 0 "")
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2,0.4" 0 0 0 "" "")
   (let* ((layers (gimp-image-get-layers image))
          (top (aref (cadr layers) 0)))
     (gimp-message (string-append "TTPO-LAYERS " (number->string (car layers))
@@ -82,7 +82,7 @@ cat > "$T/gray.scm" <<SCM
   (gimp-image-convert-precision image PRECISION-FLOAT-GAMMA)
   (gimp-layer-add-alpha layer)
   (gimp-image-select-rectangle image CHANNEL-OP-REPLACE 8 8 32 24)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 3 2 "0.3" 1 1 0 "")
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 3 2 "0.3" 1 1 0 "" "")
   (gimp-selection-none image)
   (let* ((layers (gimp-image-get-layers image)))
     (gimp-message (string-append "TTPO-GRAY-LAYERS " (number->string (car layers))))
@@ -96,7 +96,7 @@ cat > "$T/errors.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 32 32)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0 ""))
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/no-such-model" 7 2 "0.2" 0 0 0 "" ""))
 SCM
 # scaled_run NAME W H: the photo scaled to W x H, refined; logs "TTPO-NAME-LAYERS <count>".
 scaled_run() {
@@ -104,7 +104,7 @@ scaled_run() {
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image $2 $3)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "")
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "" "")
   (gimp-message (string-append "TTPO-${1^^}-LAYERS " (number->string (car (gimp-image-get-layers image))))))
 SCM
 }
@@ -114,7 +114,7 @@ cat > "$T/restore.scm" <<SCM
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 48 40)
   (file-png-save-defaults RUN-NONINTERACTIVE image layer "$T/r-before.png" "r-before.png")
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "rdn-x2")
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "rdn-x2" "")
   (let* ((layers (gimp-image-get-layers image))
          (top (aref (cadr layers) 0)))
     (gimp-message (string-append "TTPO-RESTORE-LAYERS " (number->string (car layers))
@@ -130,7 +130,7 @@ cat > "$T/restore.scm" <<SCM
     (file-png-save-defaults RUN-NONINTERACTIVE image top "$T/r-new.png" "r-new.png")
     (file-png-save-defaults RUN-NONINTERACTIVE image layer "$T/r-after.png" "r-after.png")))
 SCM
-# A script written for the 10 arguments before restore: Script-Fu itself refuses the call
+# A script written for the 10 arguments before restore and metrics: Script-Fu itself refuses the call
 # (it checks the count against the registration), with a clear message.
 cat > "$T/old.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
@@ -143,7 +143,16 @@ cat > "$T/badnet.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 32 32)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "waifu2x"))
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "waifu2x" ""))
+SCM
+# Metrics by name or preset (the 12th argument): an unknown name is a calling error with the
+# engine's message; a learned metric without its checkpoint fails with the engine's message
+# naming the file (second run below, with empty checkpoint folders).
+cat > "$T/badmetric.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 32 32)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "" "bogus"))
 SCM
 scaled_run tiled 400 300
 scaled_run large 1100 1000
@@ -156,6 +165,7 @@ TTPO_RESTORE_DIR=$RESTORE_DIR TTPO_MAX_PIXELS=1000000 timeout 300 gimp-console-2
   -b "(load \"$T/run.scm\")" -b "(load \"$T/gray.scm\")" -b "(load \"$T/errors.scm\")" \
   -b "(load \"$T/tiled.scm\")" -b "(load \"$T/large.scm\")" \
   -b "(load \"$T/restore.scm\")" -b "(load \"$T/badnet.scm\")" -b "(load \"$T/old.scm\")" \
+  -b "(load \"$T/badmetric.scm\")" \
   -b '(gimp-quit 0)' >"$T/log" 2>&1 || true
 echo "gimp ran $(( $(date +%s) - START )) s"
 # Missing network files: the engine's message (a second run: the folder is the process'
@@ -165,10 +175,19 @@ cat > "$T/nofiles.scm" <<SCM
 (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
        (layer (car (gimp-image-get-active-layer image))))
   (gimp-image-scale image 32 32)
-  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "rdn-x2")
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "rdn-x2" "")
   (gimp-message "TTPO-NOFILES-WENT-ON"))
 SCM
-TTPO_RESTORE_DIR=$T/empty-restore timeout 300 gimp-console-2.10 -i -d -f -b "(load \"$T/nofiles.scm\")" \
+cat > "$T/nockpt.scm" <<SCM
+(let* ((image (car (gimp-file-load RUN-NONINTERACTIVE "$T/photo.png" "photo.png")))
+       (layer (car (gimp-image-get-active-layer image))))
+  (gimp-image-scale image 32 32)
+  (plug-in-ttpo-refine RUN-NONINTERACTIVE image layer "$T/tiny" 7 2 "0.2" 0 0 0 "" "reproduction")
+  (gimp-message "TTPO-NOCKPT-WENT-ON"))
+SCM
+mkdir -p "$T/empty-iqa" "$T/empty-torch" "$T/empty-hf"
+TTPO_RESTORE_DIR=$T/empty-restore TTPO_IQA_DIR=$T/empty-iqa TORCH_HOME=$T/empty-torch HF_HUB_CACHE=$T/empty-hf \
+  timeout 300 gimp-console-2.10 -i -d -f -b "(load \"$T/nofiles.scm\")" -b "(load \"$T/nockpt.scm\")" \
   -b '(gimp-quit 0)' >"$T/log-nofiles" 2>&1 || true
 fail() { echo "FAIL: $*" >&2; echo "---- gimp log" >&2; cat "$T/log" >&2; exit 1; }
 
@@ -207,7 +226,7 @@ target/release/ttpo --progress none restore "$T/r-before.png" -o "$T/r-pure.png"
   --restore-dir "$RESTORE_DIR" >/dev/null
 python3 plugins/gimp/check-restore.py "$T/r-before.png" "$T/r-pure.png" "$T/r-new.png" 2 "$T/r-after.png" \
   || fail "restore pixels"
-grep -q "Invalid number of arguments for plug-in-ttpo-refine (expected 11 but received 10)" "$T/log" \
+grep -q "Invalid number of arguments for plug-in-ttpo-refine (expected 12 but received 10)" "$T/log" \
   || fail "a 10-argument Script-Fu call: not Script-Fu's count message"
 grep -q "TTPO-OLD-WENT-ON" "$T/log" && fail "a 10-argument Script-Fu call went on"
 grep -q "Procedure execution of plug-in-ttpo-refine failed on invalid input arguments: TTPO: Unknown restoration network \"waifu2x\" (known: realesrgan-x4, " "$T/log" \
@@ -215,6 +234,11 @@ grep -q "Procedure execution of plug-in-ttpo-refine failed on invalid input argu
 grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO is missing a file it needs: .*esrgan-slim/x2/model.json.*@upscalerjs/esrgan-slim" "$T/log-nofiles" \
   || { cat "$T/log-nofiles" >&2; fail "missing restore files: not the engine's message"; }
 grep -q "TTPO-NOFILES-WENT-ON" "$T/log-nofiles" && fail "missing restore files: the batch went on"
+grep -q "Procedure execution of plug-in-ttpo-refine failed on invalid input arguments: TTPO: invalid option metrics: unknown metric \"bogus\"" "$T/log" \
+  || fail "unknown metric: no PDB calling error with the engine's message"
+grep -q "Procedure execution of plug-in-ttpo-refine failed: TTPO is missing a file it needs: .*musiq_koniq_ckpt-e95806b9.pth.*ttpo models download --metrics" "$T/log-nofiles" \
+  || { cat "$T/log-nofiles" >&2; fail "learned metrics without checkpoints: not the engine's message"; }
+grep -q "TTPO-NOCKPT-WENT-ON" "$T/log-nofiles" && fail "learned metrics without checkpoints: the batch went on"
 echo "missing files: $(grep -o 'TTPO is missing a file.*' "$T/log-nofiles" | head -1)"
 # One estimate per job that ran (rgb, gray, tiled, restore; the missing model and the
 # too-large image make no job), in Estimate::describe's format.

@@ -40,7 +40,7 @@ def pixels(layer, fmt="R'G'B'A float"):
     buf = layer.get_buffer()
     return bytes(buf.get(buf.get_extent(), 1.0, fmt, Gegl.AbyssPolicy.NONE))
 
-def refine(image, layer, folder, seed, steps, strengths, selection, pref, disp, restore=None):
+def refine(image, layer, folder, seed, steps, strengths, selection, pref, disp, restore=None, metrics=None):
     proc = Gimp.get_pdb().lookup_procedure('plug-in-ttpo-refine')
     cfg = proc.create_config()
     cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
@@ -51,6 +51,8 @@ def refine(image, layer, folder, seed, steps, strengths, selection, pref, disp, 
         cfg.set_property(k, v)
     if restore is not None:  # left at its default ("", none) otherwise, as older scripts do
         cfg.set_property('restore', restore)
+    if metrics is not None:  # the same for metrics ("", the engine's default set)
+        cfg.set_property('metrics', metrics)
     res = proc.run(cfg)
     status = res.index(0)
     msg = res.index(1) if res.length() > 1 and status != Gimp.PDBStatusType.SUCCESS else ''
@@ -111,6 +113,10 @@ save(image, '/ttpo-test/r-new.png')
 image, layer = load(32, 32)
 st, msg = refine(image, layer, '/ttpo-test/tiny', 7, 2, '0.2', 0, 0, 0, 'waifu2x')
 out.append('badnet status=%s msg=%s layers=%d' % (st.value_nick, msg, len(image.get_layers())))
+
+image, layer = load(32, 32)
+st, msg = refine(image, layer, '/ttpo-test/tiny', 7, 2, '0.2', 0, 0, 0, '', 'bogus')
+out.append('badmetric status=%s msg=%s layers=%d' % (st.value_nick, msg, len(image.get_layers())))
 open('/ttpo-test/result.txt', 'w').write('\n'.join(out) + '\n')
 PY
 T0=$(date +%s)
@@ -155,14 +161,26 @@ cfg.set_core_object_array('drawables', [image.get_layers()[0]])
 for k, v in [('model-folder', '/ttpo-test/tiny'), ('steps', 2), ('strengths', '0.2'), ('restore', 'rdn-x2')]:
     cfg.set_property(k, v)
 res = proc.run(cfg)
-open('/ttpo-test/nofiles.txt', 'w').write('nofiles status=%s msg=%s layers=%d\n' % (
-    res.index(0).value_nick, res.index(1) if res.length() > 1 else '', len(image.get_layers())))
+text = 'nofiles status=%s msg=%s layers=%d\n' % (
+    res.index(0).value_nick, res.index(1) if res.length() > 1 else '', len(image.get_layers()))
+# The learned metrics without their checkpoints (empty folders): the engine's message.
+cfg.set_property('restore', '')
+cfg.set_property('metrics', 'reproduction')
+res = proc.run(cfg)
+text += 'nockpt status=%s msg=%s layers=%d\n' % (
+    res.index(0).value_nick, res.index(1) if res.length() > 1 else '', len(image.get_layers()))
+open('/ttpo-test/nofiles.txt', 'w').write(text)
 PY
-GIMP3_ENV="TTPO_RESTORE_DIR=/ttpo-test/empty-restore" inroot timeout 300 gimp-console-3.0 -i --quit \
+mkdir -p "$W/empty-iqa" "$W/empty-torch" "$W/empty-hf"
+GIMP3_ENV="TTPO_RESTORE_DIR=/ttpo-test/empty-restore TTPO_IQA_DIR=/ttpo-test/empty-iqa TORCH_HOME=/ttpo-test/empty-torch HF_HUB_CACHE=/ttpo-test/empty-hf" inroot timeout 300 gimp-console-3.0 -i --quit \
   --batch-interpreter python-fu-eval -b "exec(open('/ttpo-test/nofiles.py').read())" >"$W/log-nofiles" 2>&1 || true
 cat "$W/nofiles.txt" 2>/dev/null || true
 grep -q "^nofiles status=execution-error msg=TTPO is missing a file it needs: .*esrgan-slim/x2/model.json.*@upscalerjs/esrgan-slim.* layers=1$" \
   "$W/nofiles.txt" || { cat "$W/log-nofiles" >&2; fail "missing restore files: not the engine's message"; }
+grep -q "^nockpt status=execution-error msg=TTPO is missing a file it needs: .*musiq_koniq_ckpt-e95806b9.pth.*ttpo models download --metrics.* layers=1$" \
+  "$W/nofiles.txt" || { cat "$W/log-nofiles" >&2; fail "learned metrics without checkpoints: not the engine's message"; }
+grep -q "^badmetric status=calling-error msg=TTPO: invalid option metrics: unknown metric \"bogus\".* layers=1$" \
+  "$W/result.txt" || fail "unknown metric: no calling error with the engine's message"
 # One estimate per job that ran (rgb, gray, tiled, restore), in Estimate::describe's format.
 DUR='([0-9]+ s|[0-9]+ min [0-5][0-9] s|[0-9]+ h [0-5][0-9] min)'
 N=$(grep -Ec "^TTPO: this job takes about $DUR in all \(Stage I $DUR, Stage II $DUR, Stage III $DUR\)$" "$W/log" || true)

@@ -42,6 +42,34 @@ gboolean ttpo_check_restore(const char *name, char **error) {
     return FALSE;
 }
 
+static const char *const JUDGE_LABELS[] = {"Default metrics (NIQE, PIQE)", "Learned metrics (MUSIQ, MANIQA, TOPIQ-NR)"};
+static const char *const JUDGE_METRICS[] = {"", "reproduction"};
+
+int ttpo_judge_menu_count(void) { return (int)G_N_ELEMENTS(JUDGE_LABELS); }
+
+const char *ttpo_judge_menu_label(int index) {
+    return JUDGE_LABELS[CLAMP(index, 0, ttpo_judge_menu_count() - 1)];
+}
+
+const char *ttpo_judge_menu_metrics(int index) {
+    return JUDGE_METRICS[CLAMP(index, 0, ttpo_judge_menu_count() - 1)];
+}
+
+int ttpo_judge_menu_index(const char *metrics) {
+    for (int i = 0; metrics && i < ttpo_judge_menu_count(); i++)
+        if (strcmp(JUDGE_METRICS[i], metrics) == 0) return i;
+    return 0;
+}
+
+gboolean ttpo_check_metrics(const char *metrics, char **error) {
+    if (!metrics || !*metrics) return TRUE;
+    ttpo_options *o = ttpo_options_new();
+    uint32_t st = ttpo_options_set_metrics(o, metrics);
+    if (st != TTPO_STATUS_OK) *error = g_strdup(ttpo_last_error());
+    ttpo_options_free(o);
+    return st == TTPO_STATUS_OK;
+}
+
 void ttpo_params_defaults(TtpoParams *p) {
     memset(p, 0, sizeof *p);
     p->seed = 0;
@@ -266,7 +294,8 @@ static gpointer worker(gpointer data) {
     uint32_t st;
     if (t->phase != TTPO_PHASE_REFINE && !t->job) {
         char *err = NULL;
-        if (!ttpo_check_strengths(t->params.strengths, &err) || !ttpo_check_restore(t->params.restore, &err)) {
+        if (!ttpo_check_strengths(t->params.strengths, &err) || !ttpo_check_restore(t->params.restore, &err) ||
+            !ttpo_check_metrics(t->params.metrics, &err)) {
             finish(t, "reading the options", TTPO_STATUS_INVALID_ARGUMENT, err);
             g_free(err);
             return NULL;
@@ -292,6 +321,9 @@ static gpointer worker(gpointer data) {
         /* The restore folder is the engine's default; a missing network file fails
            ttpo_job_new below with the engine's message (which package holds it). */
         if (!st && t->params.restore[0]) st = ttpo_options_set_restore(o, t->params.restore);
+        /* Learned metrics whose checkpoint is missing fail ttpo_job_new below with the
+           engine's message (the file, the repo and the folders searched). */
+        if (!st && t->params.metrics[0]) st = ttpo_options_set_metrics(o, t->params.metrics);
         /* Optional cap on the accepted image size (pixels), e.g. to keep memory use low on
          * a small machine; the engine's default accepts 64 Mi pixels and works in tiles. */
         const char *max_px = g_getenv("TTPO_MAX_PIXELS");

@@ -27,6 +27,9 @@ typedef struct {
     /* Restoration network run before Stage I (ttpo_restore_name), "" = none. Its files come
        from the engine's default folder ($TTPO_RESTORE_DIR, else ~/.local/share/ttpo/restore). */
     gchar  restore[64];
+    /* Stage II's metrics as ttpo_options_set_metrics takes them (names or a preset such as
+       "reproduction"), "" = the engine's default set. */
+    gchar  metrics[128];
 } TtpoParams;
 
 /* The presets are the engine's (ttpo_preset_name / ttpo_preset_label: Fast, Balanced, Best
@@ -42,6 +45,19 @@ int ttpo_restore_menu_index(const char *name);
 /* Checks a network name against the engine's list ("" is none). Returns TRUE, or FALSE with
    a message in *error (g_free it) naming the known networks. */
 gboolean ttpo_check_restore(const char *name, char **error);
+
+/* The "Judge candidates by" menu: the engine's default metrics, or its learned-metrics
+   preset (MUSIQ, MANIQA, TOPIQ-NR; their checkpoints come from `ttpo models download
+   --metrics reproduction` or $TTPO_IQA_DIR, docs/METRICS.md). */
+int ttpo_judge_menu_count(void);
+const char *ttpo_judge_menu_label(int index);
+/* The metrics value of menu entry `index` ("" = default). */
+const char *ttpo_judge_menu_metrics(int index);
+/* The menu index of a metrics value (anything else: 0, the default). */
+int ttpo_judge_menu_index(const char *metrics);
+/* Checks metric names or presets with the engine ("" is the default set). Returns TRUE, or
+   FALSE with the engine's message in *error (g_free it). */
+gboolean ttpo_check_metrics(const char *metrics, char **error);
 
 void ttpo_params_defaults(TtpoParams *p);
 /* Applies preset `index` to steps/strengths (Custom leaves them). */

@@ -1,10 +1,11 @@
 /*
  * TTPO for GIMP 2.10 (libgimp-2.0, GTK 2): Filters > Enhance > TTPO…
  * PDB: plug-in-ttpo-refine (run-mode, image, drawable, model-folder, seed, steps,
- *      strengths, selection, preferred, dispreferred, restore).
- * restore (added last): the plug-in also accepts the 10 arguments of before (no restore
- * step) from callers that reach it with 10; Script-Fu checks the count against the
- * registration first and refuses them, so Script-Fu scripts pass all 11 (docs/GIMP.md).
+ *      strengths, selection, preferred, dispreferred, restore, metrics).
+ * restore and metrics (added last): the plug-in also accepts the 10 or 11 arguments of
+ * before (no restore step, default metrics) from callers that reach it with fewer; Script-Fu
+ * checks the count against the registration first and refuses them, so Script-Fu scripts
+ * pass all 12 (docs/GIMP.md).
  * The result goes to a new layer above the drawable, in one undo group; the drawable is
  * never modified. Nothing touches the image until the engine has finished, so a kill
  * (GIMP's own progress-bar cancel) leaves the image as it was.
@@ -39,6 +40,9 @@ static void query(void) {
         {GIMP_PDB_STRING, "restore", "Restoration network run before Stage I (\"rdn-x2\", \"realesrgan-x4\", ...: "
          "ttpo restore --help lists them); \"\" = none. The result is larger by its factor; a layer filling "
          "the canvas enlarges the canvas. Files from $TTPO_RESTORE_DIR, else ~/.local/share/ttpo/restore."},
+        {GIMP_PDB_STRING, "metrics", "Stage II's metrics, comma-separated names or a preset (\"reproduction\" = "
+         "musiq,maniqa,topiq, the learned metrics; \"classical\" = niqe,piqe); \"\" = the engine's default set. "
+         "The learned metrics read pyiqa's checkpoints (docs/METRICS.md)."},
     };
     gimp_install_procedure(TTPO_PROC, "Restore the layer with TTPO (test-time preference optimization)",
                            "Makes candidates with a diffusion model, scores them with no-reference quality "
@@ -65,17 +69,20 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
     if (gimp_get_data_size(TTPO_PROC) == sizeof p) gimp_get_data(TTPO_PROC, &p);
 
     if (mode == GIMP_RUN_NONINTERACTIVE) {
-        char *bad_restore = NULL;
-        if (nparams != 10 && nparams != 11) {
+        char *bad = NULL;
+        if (nparams < 10 || nparams > 12) {
             status = GIMP_PDB_CALLING_ERROR;
-            message = g_strdup("plug-in-ttpo-refine takes 11 arguments (10 without restore)");
-        } else if (nparams == 11 && !ttpo_check_restore(param[10].data.d_string, &bad_restore)) {
+            message = g_strdup("plug-in-ttpo-refine takes 12 arguments (10 or 11 without the last ones)");
+        } else if ((nparams >= 11 && !ttpo_check_restore(param[10].data.d_string, &bad)) ||
+                   (nparams == 12 && !ttpo_check_metrics(param[11].data.d_string, &bad))) {
             status = GIMP_PDB_CALLING_ERROR;
-            message = g_strdup_printf("TTPO: %s", bad_restore);
-            g_free(bad_restore);
+            message = g_strdup_printf("TTPO: %s", bad);
+            g_free(bad);
         } else {
-            const char *restore = nparams == 11 && param[10].data.d_string ? param[10].data.d_string : "";
+            const char *restore = nparams >= 11 && param[10].data.d_string ? param[10].data.d_string : "";
+            const char *metrics = nparams == 12 && param[11].data.d_string ? param[11].data.d_string : "";
             g_strlcpy(p.restore, restore, sizeof p.restore);
+            g_strlcpy(p.metrics, metrics, sizeof p.metrics);
             g_strlcpy(p.model_dir, param[3].data.d_string ? param[3].data.d_string : "", sizeof p.model_dir);
             p.seed = param[4].data.d_int32;
             p.steps = param[5].data.d_int32;

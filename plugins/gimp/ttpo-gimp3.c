@@ -1,9 +1,9 @@
 /*
  * TTPO for GIMP 3 (libgimp-3.0, GTK 3): Filters > Enhance > TTPO…
  * PDB: plug-in-ttpo-refine with the arguments of the GIMP 2.10 version (model-folder,
- * seed, steps, strengths, selection, preferred, dispreferred, restore) after GIMP 3's own
- * run-mode, image and drawables; restore (added last) defaults to "" (none), so callers
- * that do not set it run as before. Device and preset are remembered "aux" arguments
+ * seed, steps, strengths, selection, preferred, dispreferred, restore, metrics) after GIMP
+ * 3's own run-mode, image and drawables; restore and metrics (added last) default to ""
+ * (none, the engine's default metrics), so callers that do not set them run as before. Device and preset are remembered "aux" arguments
  * (dialog only).
  * The result goes to a new layer above the drawable, in one undo group; nothing touches
  * the image until the engine has finished.
@@ -69,6 +69,12 @@ static GimpProcedure *ttpo_create_procedure(GimpPlugIn *plug_in, const gchar *na
                                        "factor; a layer filling the canvas enlarges the canvas. Files from "
                                        "$TTPO_RESTORE_DIR, else ~/.local/share/ttpo/restore.",
                                        "", G_PARAM_READWRITE);
+    gimp_procedure_add_string_argument(p, "metrics", "Judge candidates by",
+                                       "Stage II's metrics, comma-separated names or a preset (\"reproduction\" = "
+                                       "musiq,maniqa,topiq, the learned metrics; \"classical\" = niqe,piqe); \"\" = "
+                                       "the engine's default set. The learned metrics read pyiqa's checkpoints "
+                                       "(docs/METRICS.md).",
+                                       "", G_PARAM_READWRITE);
     gimp_procedure_add_int_aux_argument(p, "device", "Device", "0 automatic, 1 CPU, 2 CUDA, 3 Metal", 0, 3, 0,
                                         G_PARAM_READWRITE);
     gimp_procedure_add_int_aux_argument(p, "preset", "Preset", "Quality/speed preset", 0, ttpo_n_presets() - 1,
@@ -95,13 +101,15 @@ static void ttpo_class_init(TtpoClass *klass) {
 static void ttpo_init(Ttpo *self) { (void)self; }
 
 static void config_to_params(GimpProcedureConfig *config, TtpoParams *p) {
-    gchar *folder = NULL, *strengths = NULL, *restore = NULL;
+    gchar *folder = NULL, *strengths = NULL, *restore = NULL, *metrics = NULL;
     g_object_get(config, "model-folder", &folder, "seed", &p->seed, "steps", &p->steps, "strengths", &strengths,
                  "selection", &p->selection, "preferred", &p->preferred, "dispreferred", &p->dispreferred, "device",
-                 &p->device, "preset", &p->preset, "restore", &restore, NULL);
+                 &p->device, "preset", &p->preset, "restore", &restore, "metrics", &metrics, NULL);
     g_strlcpy(p->model_dir, folder ? folder : "", sizeof p->model_dir);
     g_strlcpy(p->strengths, strengths ? strengths : "", sizeof p->strengths);
     g_strlcpy(p->restore, restore ? restore : "", sizeof p->restore);
+    g_strlcpy(p->metrics, metrics ? metrics : "", sizeof p->metrics);
+    g_free(metrics);
     g_free(folder);
     g_free(strengths);
     g_free(restore);
@@ -110,7 +118,7 @@ static void config_to_params(GimpProcedureConfig *config, TtpoParams *p) {
 static void params_to_config(const TtpoParams *p, GimpProcedureConfig *config) {
     g_object_set(config, "model-folder", p->model_dir, "seed", p->seed, "steps", p->steps, "strengths", p->strengths,
                  "selection", p->selection, "preferred", p->preferred, "dispreferred", p->dispreferred, "device",
-                 p->device, "preset", p->preset, "restore", p->restore, NULL);
+                 p->device, "preset", p->preset, "restore", p->restore, "metrics", p->metrics, NULL);
 }
 
 /* host_read, host_write, HOST and process(): ttpo-host.h, shared with the other GIMP version. */
@@ -133,7 +141,7 @@ static GimpValueArray *ttpo_run(GimpProcedure *procedure, GimpRunMode run_mode, 
             return gimp_procedure_new_return_values(procedure, GIMP_PDB_CALLING_ERROR, e);
         }
         char *bad = NULL;
-        if (!ttpo_check_restore(p.restore, &bad)) {
+        if (!ttpo_check_restore(p.restore, &bad) || !ttpo_check_metrics(p.metrics, &bad)) {
             GError *e = g_error_new(GIMP_PLUG_IN_ERROR, 0, "TTPO: %s", bad);
             g_free(bad);
             return gimp_procedure_new_return_values(procedure, GIMP_PDB_CALLING_ERROR, e);

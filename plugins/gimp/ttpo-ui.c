@@ -295,7 +295,7 @@ void ttpo_ui_error(const char *message) {
 }
 
 typedef struct {
-    GtkWidget *model, *folder, *preset, *strengths, *seed, *steps, *selection, *device, *restore;
+    GtkWidget *model, *folder, *preset, *strengths, *seed, *steps, *selection, *device, *restore, *judge;
     gboolean updating;
 } Settings;
 
@@ -427,6 +427,20 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
     g_string_free(rtip, TRUE);
     add_row(box, sg, "_Restore first:", s.restore);
 
+    /* Judge candidates by: the engine's default metrics or its learned-metrics preset. */
+    const char *judges[4];
+    int n_judges = MIN(ttpo_judge_menu_count(), (int)G_N_ELEMENTS(judges));
+    for (int i = 0; i < n_judges; i++) judges[i] = ttpo_judge_menu_label(i);
+    s.judge = combo(judges, n_judges, ttpo_judge_menu_index(p->metrics));
+    gtk_widget_set_tooltip_text(s.judge,
+                                "How the automatic choice (and the scores in the picker) judges the candidates.\n"
+                                "Default: NIQE and PIQE, fast, no extra files.\n"
+                                "Learned: MUSIQ, MANIQA and TOPIQ-NR (the preference-aligned metrics of the "
+                                "method's reproduction), much slower (MANIQA takes about a minute per candidate "
+                                "on a CPU); their weights are pyiqa's checkpoints: fetch them with `ttpo models "
+                                "download --metrics reproduction` or put them in $TTPO_IQA_DIR.");
+    add_row(box, sg, "_Judge candidates by:", s.judge);
+
     static const char *const dev[] = {"Automatic", "CPU", "CUDA GPU", "Metal GPU"};
     s.device = combo(dev, 4, CLAMP(p->device, 0, 3));
     add_row(box, sg, "_Device:", s.device);
@@ -457,6 +471,8 @@ gboolean ttpo_ui_settings(TtpoParams *p) {
         p->device = gtk_combo_box_get_active(GTK_COMBO_BOX(s.device));
         int r = gtk_combo_box_get_active(GTK_COMBO_BOX(s.restore));
         g_strlcpy(p->restore, r > 0 ? ttpo_restore_menu_label(r) : "", sizeof p->restore);
+        g_strlcpy(p->metrics, ttpo_judge_menu_metrics(gtk_combo_box_get_active(GTK_COMBO_BOX(s.judge))),
+                  sizeof p->metrics);
         ok = TRUE;
         break;
     }

@@ -52,14 +52,6 @@ mod tests {
              interface, so the method's parameters keep the engine's defaults there",
         ),
         (
-            "gimp",
-            &["metrics"],
-            "GIMP picks candidates with the default metrics or by the user's eye (the picker); \
-             the learned metrics (separate checkpoints, up to a minute per candidate on a CPU) \
-             are reachable from the CLI, the C API and the OFX metrics field, and a GIMP \
-             choice would need one more PDB argument (not done yet)",
-        ),
-        (
             "ofx",
             METHOD_PARAMETERS,
             "the OFX effect exposes the per-shot choices (strengths, seed, steps, metrics); \
