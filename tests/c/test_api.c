@@ -232,8 +232,8 @@ static void test_misuse(ttpo_engine *engine) {
         /* The restore list: core's table, in its order; each name is a valid restore option. */
         {
             const char *want[] = {"realesrgan-x4", "realesr-animevideov3-x2", "realesr-animevideov3-x4",
-                                  "rdn-x2", "rdn-x3", "rdn-x4", "rdn-x8"};
-            const uint32_t scale[] = {4, 2, 4, 2, 3, 4, 8};
+                                  "rdn-x2", "rdn-x3", "rdn-x4", "rdn-x8", "ffdnet", "ffdnet-gray"};
+            const uint32_t scale[] = {4, 2, 4, 2, 3, 4, 8, 1, 1};
             uint32_t count = ttpo_restore_count();
             CHECK(count == sizeof want / sizeof want[0]);
             for (uint32_t i = 0; i < count && i < sizeof want / sizeof want[0]; i++) {

@@ -431,6 +431,6 @@ mod tests {
             assert_eq!(restore_choice(i as i32 + 1), Ok(Some((*name, *scale))));
         }
         assert_eq!(restore_choice(0), Ok(None));
-        assert!(restore_choice(8).is_err() && restore_choice(-1).is_err());
+        assert!(restore_choice(RESTORE.len() as i32 + 1).is_err() && restore_choice(-1).is_err());
     }
 }
