@@ -60,8 +60,9 @@ const RESTORE_OPTIONS: [&str; 10] = [
 /// The metrics hint while libttpo is not loaded (describe never loads it; see
 /// [`crate::render`], which puts the library's list on each instance).
 pub const METRICS_HINT: &str = "Quality metrics of Stage II, comma-separated, or a preset \
-    (reproduction = musiq,maniqa,topiq, the learned metrics; classical = niqe,piqe); empty: the \
-    engine's default set. The names libttpo knows are listed here once the effect has rendered.";
+    (reproduction: the learned metrics MUSIQ, MANIQA and TOPIQ-NR; classical: the default set); \
+    empty: the engine's default set. The names libttpo knows are listed here once the effect \
+    has rendered.";
 
 enum Kind {
     Text { default: &'static str, folder: bool },
@@ -386,7 +387,8 @@ pub unsafe fn set_hint(s: &Suites, effect: Handle, name: &str, hint: &str) {
 /// so the effect never repeats the engine's table.
 pub fn metrics_hint(api: &crate::engine::Api) -> String {
     let mut h = String::from(
-        "Quality metrics of Stage II, comma-separated; empty: the engine's default set.",
+        "Quality metrics of Stage II, comma-separated, or a preset (reproduction: musiq, \
+         maniqa, topiq; classical: niqe, piqe); empty: the engine's default set.",
     );
     for (name, description) in api.metrics() {
         h += &format!("\n{name}: {description}");
