@@ -214,7 +214,7 @@ static void test_misuse(ttpo_engine *engine) {
         CHECK(ttpo_preset_name(3) == NULL && ttpo_preset_label(UINT32_MAX) == NULL);
         /* The metric list: core's table, in its order; each name is a valid metrics option. */
         {
-            const char *want[] = {"niqe", "piqe", "brisque", "clipiqa", "sharpness"};
+            const char *want[] = {"niqe", "piqe", "brisque", "clipiqa", "musiq", "maniqa", "topiq", "sharpness"};
             uint32_t count = ttpo_metric_count();
             CHECK(count == sizeof want / sizeof want[0]);
             for (uint32_t i = 0; i < count && i < sizeof want / sizeof want[0]; i++) {
@@ -227,6 +227,10 @@ static void test_misuse(ttpo_engine *engine) {
             CHECK(strstr(ttpo_metric_description(count - 1), "higher is sharper") != NULL);
             CHECK(ttpo_metric_name(count) == NULL && ttpo_metric_description(count) == NULL);
             CHECK(ttpo_metric_name(UINT32_MAX) == NULL && ttpo_metric_description(UINT32_MAX) == NULL);
+            /* Presets are accepted where names are; an unknown name is not. */
+            CHECK_STATUS(ttpo_options_set_metrics(p, "reproduction"), TTPO_STATUS_OK);
+            CHECK_STATUS(ttpo_options_set_metrics(p, "piqe,classical"), TTPO_STATUS_OK);
+            CHECK_STATUS(ttpo_options_set_metrics(p, "reproduction,bogus"), TTPO_STATUS_INVALID_ARGUMENT);
             CHECK_STATUS(ttpo_options_set_metrics(p, ""), TTPO_STATUS_OK);
         }
         /* The restore list: core's table, in its order; each name is a valid restore option. */
