@@ -52,14 +52,16 @@ fn small(b: &mut Bytes) -> u32 {
     }
 }
 
-/// The metric list the setter documents: comma-separated, trimmed, empty pieces dropped.
+/// The metric list the setter documents: comma-separated, trimmed, empty pieces dropped;
+/// names or presets (kept as given; a preset stands for its metrics).
 fn metric_list(s: &str) -> Option<Vec<String>> {
     let v: Vec<String> = s
         .split(',')
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
         .collect();
-    v.iter()
+    ttpo::scoring::learned::expand(&v)
+        .iter()
         .all(|n| ttpo::scoring::metric_info(n).is_some())
         .then_some(v)
 }
@@ -407,8 +409,14 @@ fuzz_target!(|data: &[u8]| {
                         || (mirror.scoring.metrics.is_empty() && path.is_some());
                     listed
                 };
+                // The learned metrics need pyiqa's checkpoints, which a fuzzing machine has
+                // in none of the folders looked in.
+                let learned = ttpo::scoring::learned::expand(&mirror.scoring.metrics)
+                    .iter()
+                    .any(|m| ttpo::scoring::learned::checkpoint(m).is_some());
                 let files = needs_model("brisque", &mirror.scoring.brisque_model)
-                    || needs_model("clipiqa", &mirror.scoring.clip_model);
+                    || needs_model("clipiqa", &mirror.scoring.clip_model)
+                    || learned;
                 if files {
                     // A metric whose model is missing: an option error or a missing file.
                     assert!(st != OK, "metric without its model accepted");
