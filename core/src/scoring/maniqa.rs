@@ -313,25 +313,42 @@ fn weights_error(path: &Path, e: impl std::fmt::Display) -> Error {
 /// One timm ViT block (pre-norm attention and GELU MLP, LayerNorm eps 1e-6).
 #[derive(Debug)]
 struct VitBlock {
+    parts: PreNorm,
+    heads: usize,
+}
+
+/// The weights a pre-norm transformer block has (ViT and Swin alike): norm, qkv and
+/// projection of the attention, norm and the two layers of the MLP.
+#[derive(Debug)]
+struct PreNorm {
     norm1: LayerNorm,
     qkv: Linear,
     proj: Linear,
     norm2: LayerNorm,
     fc1: Linear,
     fc2: Linear,
-    heads: usize,
+}
+
+impl PreNorm {
+    /// Block `name`'s parts (timm's names: `norm1`, `attn.qkv`, `attn.proj`, `norm2`,
+    /// `mlp.fc1`, `mlp.fc2`); the MLP width is read from `mlp.fc1.weight`.
+    fn load(ck: &Checkpoint, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        let hidden = ck.need_shape(&format!("{name}.mlp.fc1.weight"))?[0];
+        Ok(Self {
+            norm1: ck.layer_norm(&format!("{name}.norm1"), dim, eps)?,
+            qkv: ck.linear(&format!("{name}.attn.qkv"), 3 * dim, dim)?,
+            proj: ck.linear(&format!("{name}.attn.proj"), dim, dim)?,
+            norm2: ck.layer_norm(&format!("{name}.norm2"), dim, eps)?,
+            fc1: ck.linear(&format!("{name}.mlp.fc1"), hidden, dim)?,
+            fc2: ck.linear(&format!("{name}.mlp.fc2"), dim, hidden)?,
+        })
+    }
 }
 
 impl VitBlock {
     fn load(ck: &Checkpoint, name: &str, dim: usize) -> Result<Self> {
-        let hidden = ck.need_shape(&format!("{name}.mlp.fc1.weight"))?[0];
         Ok(Self {
-            norm1: ck.layer_norm(&format!("{name}.norm1"), dim, 1e-6)?,
-            qkv: ck.linear(&format!("{name}.attn.qkv"), 3 * dim, dim)?,
-            proj: ck.linear(&format!("{name}.attn.proj"), dim, dim)?,
-            norm2: ck.layer_norm(&format!("{name}.norm2"), dim, 1e-6)?,
-            fc1: ck.linear(&format!("{name}.mlp.fc1"), hidden, dim)?,
-            fc2: ck.linear(&format!("{name}.mlp.fc2"), dim, hidden)?,
+            parts: PreNorm::load(ck, name, dim, 1e-6)?,
             heads: dim / VIT_HEAD_DIM,
         })
     }
@@ -340,8 +357,9 @@ impl VitBlock {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.heads;
         let qkv = self
+            .parts
             .qkv
-            .forward(&self.norm1.forward(x)?)?
+            .forward(&self.parts.norm1.forward(x)?)?
             .reshape((b, n, 3, self.heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.i(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
@@ -349,9 +367,13 @@ impl VitBlock {
         let v = qkv.i(2)?.contiguous()?;
         let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let a = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
-        let x = (x + self.proj.forward(&a)?)?;
-        let m = self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?;
-        Ok((&x + self.fc2.forward(&m)?)?)
+        let x = (x + self.parts.proj.forward(&a)?)?;
+        let m = self
+            .parts
+            .fc1
+            .forward(&self.parts.norm2.forward(&x)?)?
+            .gelu_erf()?;
+        Ok((&x + self.parts.fc2.forward(&m)?)?)
     }
 }
 
@@ -394,12 +416,7 @@ impl TaBlock {
 /// One Swin block (window attention with relative position bias, shifted every other block).
 #[derive(Debug)]
 struct SwinBlock {
-    norm1: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    parts: PreNorm,
     heads: usize,
     window: usize,
     shift: usize,
@@ -485,14 +502,8 @@ impl SwinBlock {
         } else {
             None
         };
-        let hidden = ck.need_shape(&format!("{name}.mlp.fc1.weight"))?[0];
         Ok(Self {
-            norm1: ck.layer_norm(&format!("{name}.norm1"), dim, 1e-5)?,
-            qkv: ck.linear(&format!("{name}.attn.qkv"), 3 * dim, dim)?,
-            proj: ck.linear(&format!("{name}.attn.proj"), dim, dim)?,
-            norm2: ck.layer_norm(&format!("{name}.norm2"), dim, 1e-5)?,
-            fc1: ck.linear(&format!("{name}.mlp.fc1"), hidden, dim)?,
-            fc2: ck.linear(&format!("{name}.mlp.fc2"), dim, hidden)?,
+            parts: PreNorm::load(ck, name, dim, 1e-5)?,
             heads,
             window,
             shift,
@@ -519,7 +530,7 @@ impl SwinBlock {
     fn forward(&self, x: &Tensor, res: usize) -> Result<Tensor> {
         let (b, l, c) = x.dims3()?;
         let (w, nw) = (self.window, res / self.window);
-        let mut h = self.norm1.forward(x)?.reshape((b, res, res, c))?;
+        let mut h = self.parts.norm1.forward(x)?.reshape((b, res, res, c))?;
         if self.shift > 0 {
             h = Self::roll(&h, -(self.shift as isize))?;
         }
@@ -530,6 +541,7 @@ impl SwinBlock {
         let (bw, n) = (b * nw * nw, w * w);
         let hd = c / self.heads;
         let qkv = self
+            .parts
             .qkv
             .forward(&windows)?
             .reshape((bw, n, 3, self.heads, hd))?
@@ -546,7 +558,7 @@ impl SwinBlock {
         }
         let attn = candle_nn::ops::softmax_last_dim(&attn)?;
         let a = attn.matmul(&v)?.transpose(1, 2)?.reshape((bw, n, c))?;
-        let a = self.proj.forward(&a)?;
+        let a = self.parts.proj.forward(&a)?;
         let mut h = a
             .reshape((b, nw, nw, w, w, c))?
             .permute((0, 1, 3, 2, 4, 5))?
@@ -555,8 +567,12 @@ impl SwinBlock {
             h = Self::roll(&h, self.shift as isize)?;
         }
         let x = (x + h.reshape((b, l, c))?)?;
-        let m = self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?;
-        Ok((&x + self.fc2.forward(&m)?)?)
+        let m = self
+            .parts
+            .fc1
+            .forward(&self.parts.norm2.forward(&x)?)?
+            .gelu_erf()?;
+        Ok((&x + self.parts.fc2.forward(&m)?)?)
     }
 }
 
