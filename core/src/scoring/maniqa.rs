@@ -343,6 +343,12 @@ impl PreNorm {
             fc2: ck.linear(&format!("{name}.mlp.fc2"), dim, hidden)?,
         })
     }
+
+    /// The block's second half: `x + fc2(gelu(fc1(norm2(x))))` (exact-erf GELU, as torch).
+    fn mlp_residual(&self, x: &Tensor) -> Result<Tensor> {
+        let m = self.fc1.forward(&self.norm2.forward(x)?)?.gelu_erf()?;
+        Ok((x + self.fc2.forward(&m)?)?)
+    }
 }
 
 impl VitBlock {
@@ -368,12 +374,7 @@ impl VitBlock {
         let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let a = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
         let x = (x + self.parts.proj.forward(&a)?)?;
-        let m = self
-            .parts
-            .fc1
-            .forward(&self.parts.norm2.forward(&x)?)?
-            .gelu_erf()?;
-        Ok((&x + self.parts.fc2.forward(&m)?)?)
+        self.parts.mlp_residual(&x)
     }
 }
 
@@ -567,12 +568,7 @@ impl SwinBlock {
             h = Self::roll(&h, self.shift as isize)?;
         }
         let x = (x + h.reshape((b, l, c))?)?;
-        let m = self
-            .parts
-            .fc1
-            .forward(&self.parts.norm2.forward(&x)?)?
-            .gelu_erf()?;
-        Ok((&x + self.parts.fc2.forward(&m)?)?)
+        self.parts.mlp_residual(&x)
     }
 }
 
